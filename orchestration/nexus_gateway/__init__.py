@@ -1,0 +1,1 @@
+"""The orchestration REST gateway (grows into the operators' dashboard backend)."""

@@ -1,0 +1,154 @@
+"""The one typed configuration of Nexus.
+
+Sources, highest precedence first: explicit overrides (command-line flags),
+environment variables (`NEXUS_` prefix, `__` between nested names, e.g.
+`NEXUS_SERVER__PORT=6000`), a TOML file (`--config FILE` or `NEXUS_CONFIG`),
+and the embedded defaults, which need no file at all. Unknown keys are errors,
+so a typo in a file or variable fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = [
+    "ConfigError",
+    "LogConfig",
+    "ServerConfig",
+    "ServiceName",
+    "Settings",
+    "load_settings",
+]
+
+
+class ServiceName(StrEnum):
+    """The gRPC services one `nexus serve` process can host."""
+
+    HUB = "hub"
+    MARKETDATA = "marketdata"
+    EXECUTION = "execution"
+    SNN = "snn"
+    NEWS = "news"
+    CLUSTERING = "clustering"
+    PORTFOLIO = "portfolio"
+    RISK = "risk"
+
+
+class ConfigError(ValueError):
+    """The configuration file or environment is invalid; the message says where."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    """Where and how the gRPC server listens."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=50051, ge=0, le=65535, description="0 picks a free port")
+    max_workers: int = Field(default=8, ge=1, le=256, description="threads for blocking work")
+    grace_period_s: float = Field(
+        default=5.0, ge=0, le=300, description="time in-flight RPCs get on SIGTERM"
+    )
+    reflection: bool = True
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1 << 30)
+    max_concurrent_streams: int = Field(default=256, ge=1, le=100_000)
+
+
+class LogConfig(_Section):
+    """Logging: JSON lines for services, text for people at a terminal."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class Settings(BaseSettings):
+    """Everything a Nexus process needs to know, with embedded defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NEXUS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    topology: Literal["embedded", "distributed"] = "embedded"
+    trading_mode: Literal["paper", "live"] = "paper"
+    data_dir: Path = Field(default=Path("var"), description="state, stores and logs")
+    services: tuple[ServiceName, ...] = tuple(ServiceName)
+    server: ServerConfig = ServerConfig()
+    log: LogConfig = LogConfig()
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _split_services(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("services")
+    @classmethod
+    def _services_unique(cls, value: tuple[ServiceName, ...]) -> tuple[ServiceName, ...]:
+        if not value:
+            raise ValueError("at least one service must be enabled")
+        if len(set(value)) != len(value):
+            raise ValueError("a service is listed twice")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest first; nested sections are merged key by key across sources.
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        path = _config_file.get()
+        if path is not None:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=path),)
+        return sources
+
+
+_config_file: ContextVar[Path | None] = ContextVar("nexus_config_file", default=None)
+
+
+def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Returns the settings from defaults, a TOML file, the environment and overrides.
+
+    `path` defaults to `$NEXUS_CONFIG`; with neither, only the embedded
+    defaults and the environment apply.
+
+    Raises:
+        ConfigError: the file is missing or not TOML, or a value is invalid.
+    """
+    if path is None and os.environ.get("NEXUS_CONFIG"):
+        path = Path(os.environ["NEXUS_CONFIG"])
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    token = _config_file.set(path)
+    try:
+        return Settings(**(overrides or {}))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+    except ValidationError as err:
+        where = f" (file {path} and NEXUS_* variables)" if path else " (NEXUS_* variables)"
+        raise ConfigError(f"invalid configuration{where}: {err}") from err
+    finally:
+        _config_file.reset(token)

@@ -1,0 +1,1 @@
+"""The clustering service: instrument clusters, market regimes, drift detection."""

@@ -1,0 +1,1 @@
+"""The execution service: orders, execution reports, positions, algos and the kill switch."""

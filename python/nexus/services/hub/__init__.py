@@ -1,0 +1,1 @@
+"""The orchestration hub service: system status, strategy runs, audit, the global halt."""

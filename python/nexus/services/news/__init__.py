@@ -1,0 +1,1 @@
+"""The LLM news service: ingestion, entities, sentiment and impact."""

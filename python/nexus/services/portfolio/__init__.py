@@ -1,0 +1,1 @@
+"""The portfolio optimisation service: mean-variance, Black-Litterman, risk parity, HRP, CVaR."""

@@ -1,0 +1,1 @@
+"""The risk service: VaR and expected shortfall, stress tests, limits, the circuit breaker."""

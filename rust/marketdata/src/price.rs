@@ -1,0 +1,225 @@
+//! Fixed-point prices: an integer mantissa and a decimal scale, so that
+//! prices read from text never drift through binary floating point.
+
+use std::fmt;
+
+use thiserror::Error;
+
+/// The most decimal places a price may carry.
+pub const MAX_SCALE: u8 = 12;
+
+/// Why a text is not a price at a given scale.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PriceError {
+    /// The text is empty.
+    #[error("empty price")]
+    Empty,
+    /// The text holds something other than an optional sign, digits and one dot.
+    #[error("not a decimal number: {0:?}")]
+    NotANumber(String),
+    /// The text has more decimal places than the scale allows.
+    #[error("{text:?} has more than {scale} decimal places")]
+    TooPrecise {
+        /// The text.
+        text: String,
+        /// The scale asked for.
+        scale: u8,
+    },
+    /// The value does not fit in 64 bits at the scale.
+    #[error("{0:?} is out of range")]
+    OutOfRange(String),
+    /// The scale is above [`MAX_SCALE`].
+    #[error("scale {0} is above the maximum of {MAX_SCALE}")]
+    BadScale(u8),
+}
+
+/// A price as `mantissa * 10^-scale`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Price {
+    /// The unscaled value.
+    pub mantissa: i64,
+    /// Decimal places.
+    pub scale: u8,
+}
+
+impl Price {
+    /// Parses a decimal text such as "1.08345" at `scale` decimal places
+    /// ("1.1" at scale 5 is mantissa 110000).
+    ///
+    /// # Errors
+    /// Returns a [`PriceError`] for empty or non-numeric text, more decimal
+    /// places than `scale`, a value outside i64, or a scale above [`MAX_SCALE`].
+    pub fn parse(text: &str, scale: u8) -> Result<Self, PriceError> {
+        if scale > MAX_SCALE {
+            return Err(PriceError::BadScale(scale));
+        }
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err(PriceError::Empty);
+        }
+        let (negative, digits) = match trimmed.as_bytes()[0] {
+            b'-' => (true, &trimmed[1..]),
+            b'+' => (false, &trimmed[1..]),
+            _ => (false, trimmed),
+        };
+        let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if (int_part.is_empty() && frac_part.is_empty())
+            || !all_digits(int_part)
+            || !all_digits(frac_part)
+        {
+            return Err(PriceError::NotANumber(trimmed.to_owned()));
+        }
+        let frac_trimmed = frac_part.trim_end_matches('0');
+        if frac_trimmed.len() > usize::from(scale) {
+            return Err(PriceError::TooPrecise {
+                text: trimmed.to_owned(),
+                scale,
+            });
+        }
+        let out_of_range = || PriceError::OutOfRange(trimmed.to_owned());
+        let mut mantissa: i64 = 0;
+        for b in int_part.bytes().chain(frac_trimmed.bytes()) {
+            mantissa = mantissa
+                .checked_mul(10)
+                .and_then(|m| m.checked_add(i64::from(b - b'0')))
+                .ok_or_else(out_of_range)?;
+        }
+        let pad =
+            u32::from(scale) - u32::try_from(frac_trimmed.len()).map_err(|_| out_of_range())?;
+        mantissa = mantissa
+            .checked_mul(10i64.pow(pad))
+            .ok_or_else(out_of_range)?;
+        Ok(Self {
+            mantissa: if negative { -mantissa } else { mantissa },
+            scale,
+        })
+    }
+
+    /// Returns the price as a float (for statistics, never for accounting).
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn as_f64(self) -> f64 {
+        self.mantissa as f64 / 10f64.powi(i32::from(self.scale))
+    }
+}
+
+impl fmt::Display for Price {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = 10u64.pow(u32::from(self.scale));
+        let abs = self.mantissa.unsigned_abs();
+        let sign = if self.mantissa < 0 { "-" } else { "" };
+        if self.scale == 0 {
+            write!(f, "{sign}{abs}")
+        } else {
+            write!(
+                f,
+                "{sign}{}.{:0width$}",
+                abs / unit,
+                abs % unit,
+                width = usize::from(self.scale)
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_exactly() {
+        assert_eq!(Price::parse("1.08345", 5).map(|p| p.mantissa), Ok(108_345));
+        assert_eq!(Price::parse("1.1", 5).map(|p| p.mantissa), Ok(110_000));
+        assert_eq!(Price::parse("101.250", 2).map(|p| p.mantissa), Ok(10_125));
+        assert_eq!(Price::parse("-0.5", 1).map(|p| p.mantissa), Ok(-5));
+        assert_eq!(Price::parse("7", 0).map(|p| p.mantissa), Ok(7));
+        assert_eq!(Price::parse(".25", 2).map(|p| p.mantissa), Ok(25));
+    }
+
+    #[test]
+    fn no_float_drift() {
+        // 0.1 + 0.2 != 0.3 in binary floating point; in fixed point it is exact.
+        let a = Price::parse("0.1", 5).map(|p| p.mantissa);
+        let b = Price::parse("0.2", 5).map(|p| p.mantissa);
+        let c = Price::parse("0.3", 5).map(|p| p.mantissa);
+        assert_eq!(a.and_then(|a| b.map(|b| a + b)), c);
+    }
+
+    #[test]
+    fn rejects_bad_text_with_reasons() {
+        assert_eq!(Price::parse("", 5), Err(PriceError::Empty));
+        assert_eq!(
+            Price::parse("abc", 5),
+            Err(PriceError::NotANumber("abc".into()))
+        );
+        assert_eq!(
+            Price::parse("1.2.3", 5),
+            Err(PriceError::NotANumber("1.2.3".into()))
+        );
+        assert_eq!(
+            Price::parse(".", 5),
+            Err(PriceError::NotANumber(".".into()))
+        );
+        assert_eq!(
+            Price::parse("1.123456", 5),
+            Err(PriceError::TooPrecise {
+                text: "1.123456".into(),
+                scale: 5
+            })
+        );
+        assert_eq!(
+            Price::parse("99999999999999999999", 0),
+            Err(PriceError::OutOfRange("99999999999999999999".into()))
+        );
+        assert_eq!(Price::parse("1", 13), Err(PriceError::BadScale(13)));
+    }
+
+    #[test]
+    fn displays_with_scale() {
+        assert_eq!(
+            Price {
+                mantissa: 108_345,
+                scale: 5
+            }
+            .to_string(),
+            "1.08345"
+        );
+        assert_eq!(
+            Price {
+                mantissa: -5,
+                scale: 2
+            }
+            .to_string(),
+            "-0.05"
+        );
+        assert_eq!(
+            Price {
+                mantissa: 42,
+                scale: 0
+            }
+            .to_string(),
+            "42"
+        );
+    }
+}
+
+#[cfg(test)]
+mod property_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn display_parse_round_trips(mantissa in -1_000_000_000_000i64..1_000_000_000_000, scale in 0u8..=MAX_SCALE) {
+            let p = Price { mantissa, scale };
+            prop_assert_eq!(Price::parse(&p.to_string(), scale), Ok(p));
+        }
+
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,24}", scale in 0u8..=20) {
+            let _ = Price::parse(&text, scale);
+        }
+    }
+}

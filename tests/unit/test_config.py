@@ -1,0 +1,74 @@
+"""The typed configuration: defaults, file, environment, overrides, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nexus.config import ConfigError, ServiceName, load_settings
+
+
+def test_embedded_defaults_need_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEXUS_CONFIG", raising=False)
+    settings = load_settings()
+    assert settings.topology == "embedded"
+    assert settings.trading_mode == "paper"
+    assert settings.server.port == 50051
+    assert settings.services == tuple(ServiceName)
+
+
+def test_precedence_overrides_env_file_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "nexus.toml"
+    path.write_text('[server]\nport = 6000\nhost = "0.0.0.0"\n[log]\nlevel = "DEBUG"\n')
+    monkeypatch.setenv("NEXUS_SERVER__PORT", "7000")
+    settings = load_settings(path)
+    assert settings.server.port == 7000  # environment beats the file
+    assert settings.server.host == "0.0.0.0"  # the file's other keys stay
+    assert settings.log.level == "DEBUG"
+    settings = load_settings(path, {"server": {"port": 8000}})
+    assert settings.server.port == 8000  # overrides beat the environment
+    assert settings.server.host == "0.0.0.0"
+
+
+def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "nexus.toml"
+    path.write_text('services = ["hub", "risk"]\n')
+    monkeypatch.setenv("NEXUS_CONFIG", str(path))
+    assert load_settings().services == (ServiceName.HUB, ServiceName.RISK)
+
+
+def test_services_from_comma_list() -> None:
+    settings = load_settings(overrides={"services": "hub, marketdata"})
+    assert settings.services == (ServiceName.HUB, ServiceName.MARKETDATA)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\nport = 70000\n", "less than or equal to 65535"),
+        ("[server]\nprot = 1\n", "Extra inputs are not permitted"),
+        ('services = ["hub", "nope"]\n', "Input should be 'hub'"),
+        ("services = []\n", "at least one service"),
+        ("[server\n", "not valid TOML"),
+    ],
+)
+def test_bad_files_fail_with_the_reason(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "nexus.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "absent.toml")
+
+
+def test_bad_environment_variable_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEXUS_SERVER__PORT", "not-a-port")
+    with pytest.raises(ConfigError, match="NEXUS_"):
+        load_settings()
