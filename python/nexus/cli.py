@@ -87,6 +87,27 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    from nexus.logs import configure_logging
+    from nexus_gateway import Gateway
+
+    settings = _settings(args)
+    configure_logging(settings.log.level, settings.log.format)
+    try:
+        gateway = Gateway(args.target, args.host, args.port)
+    except OSError as err:
+        print(f"nexus gateway: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
+        return 1
+    print(f"nexus gateway on http://{args.host}:{gateway.port} -> {args.target}", flush=True)
+    try:
+        gateway.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        gateway.stop()
+    return 0
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     from nexus import engine
 
@@ -151,6 +172,12 @@ def _parser() -> argparse.ArgumentParser:
     p = add("config", _cmd_config, "Print the effective configuration, or its JSON schema.")
     config_option(p)
     p.add_argument("action", nargs="?", choices=["show", "schema"], default="show")
+
+    p = add("gateway", _cmd_gateway, "Run the REST gateway (JSON over HTTP) in front of a server.")
+    config_option(p)
+    p.add_argument("--target", default="127.0.0.1:50051", help="gRPC server address")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="HTTP port; 0 picks a free one")
 
     add("version", _cmd_version, "Print the versions of Nexus and of its Rust engine.")
 
