@@ -1,6 +1,11 @@
-//! The market-data engine of Nexus: fixed-point prices, tick types and their
-//! validation (normalisation, order books, bars and indicators grow here).
+//! The market-data engine of Nexus: fixed-point prices, tick types, feed
+//! parsers, validation, L2 order books, bars and indicators.
 
+pub mod bars;
+pub mod book;
+pub mod feeds;
+pub mod indicators;
+pub mod lean;
 pub mod price;
 #[cfg(feature = "python")]
 pub mod python;

@@ -1,0 +1,1 @@
+//! FIX data dictionaries loaded from QuickFIX XML specs: fields, types, enums, messages, groups.

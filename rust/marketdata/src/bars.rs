@@ -1,0 +1,1 @@
+//! Bar aggregation: time bars, tick bars and volume bars.

@@ -1,0 +1,1 @@
+//! Technical indicators, streaming one value at a time and over whole arrays.

@@ -1,0 +1,1 @@
+//! Readers of QuantConnect Lean data files (zipped CSV ticks, trades and bars).
