@@ -1,8 +1,20 @@
 """Type stubs of the Rust extension module (checked against it by mypy.stubtest)."""
 
-from typing import final
+from os import PathLike
+from typing import TypedDict, final
+
+import numpy as np
+import numpy.typing as npt
+
+_Int64Array = npt.NDArray[np.int64]
+
+class _ReadReport(TypedDict):
+    rows: int
+    bad_rows: dict[str, int]
+    first_bad_lines: list[tuple[int, str]]
 
 __all__ = [
+    "DataFileError",
     "FixFrame",
     "FixFrameError",
     "PriceError",
@@ -12,6 +24,9 @@ __all__ = [
     "fix_encode_frame",
     "fix_verify_frame",
     "parse_price",
+    "read_lean_quote_bars",
+    "read_lean_quote_ticks",
+    "read_lean_trade_ticks",
 ]
 
 __version__: str
@@ -32,6 +47,9 @@ class FixFrame:
 class FixFrameError(ValueError):
     """A byte sequence is not a well-framed FIX message."""
 
+class DataFileError(ValueError):
+    """A market-data file is not in the format its reader expects."""
+
 class PriceError(ValueError):
     """A text is not a valid price at the requested scale."""
 
@@ -41,6 +59,9 @@ class QuoteValidator:
 
     def __new__(cls) -> QuoteValidator: ...
     def check(self, ts_ns: int, bid: int, ask: int) -> str | None: ...
+    def check_batch(
+        self, ts_ns: _Int64Array, bid: _Int64Array, ask: _Int64Array
+    ) -> npt.NDArray[np.bool_]: ...
     @property
     def accepted(self) -> int: ...
     def rejections(self) -> list[tuple[str, int]]: ...
@@ -49,3 +70,12 @@ def fix_checksum(data: bytes) -> int: ...
 def fix_verify_frame(data: bytes) -> FixFrame: ...
 def fix_encode_frame(begin_string: str, body: bytes) -> bytes: ...
 def parse_price(text: str, scale: int) -> int: ...
+def read_lean_quote_ticks(
+    path: str | PathLike[str], price_scale: int, utc_offset_minutes: int = 0
+) -> tuple[_Int64Array, _Int64Array, _Int64Array, _ReadReport]: ...
+def read_lean_trade_ticks(
+    path: str | PathLike[str], price_scale: int, size_scale: int = 0, utc_offset_minutes: int = 0
+) -> tuple[list[tuple[str, _Int64Array, _Int64Array, _Int64Array]], _ReadReport]: ...
+def read_lean_quote_bars(
+    path: str | PathLike[str], side: str, price_scale: int, utc_offset_minutes: int = 0
+) -> tuple[_Int64Array, _Int64Array, _Int64Array, _Int64Array, _Int64Array, _ReadReport]: ...

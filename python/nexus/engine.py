@@ -1,11 +1,14 @@
 """The Rust engines, as Python sees them: the one module that imports `nexus._native`.
 
 Errors raised by the engines are `ValueError` subclasses with a message that
-says what was wrong (`FixFrameError`, `PriceError`); no Rust panic crosses
-into Python.
+says what was wrong (`FixFrameError`, `PriceError`, `DataFileError`), or
+`OSError` for files that cannot be read; no Rust panic crosses into Python.
+Batch readers release the GIL and return numpy arrays that own the Rust
+buffers (no copy).
 """
 
 from nexus._native import (  # noqa: TID251 - this wrapper is the one allowed importer
+    DataFileError,
     FixFrame,
     FixFrameError,
     PriceError,
@@ -14,10 +17,14 @@ from nexus._native import (  # noqa: TID251 - this wrapper is the one allowed im
     fix_encode_frame,
     fix_verify_frame,
     parse_price,
+    read_lean_quote_bars,
+    read_lean_quote_ticks,
+    read_lean_trade_ticks,
 )
 from nexus._native import __version__ as engine_version  # noqa: TID251
 
 __all__ = [
+    "DataFileError",
     "FixFrame",
     "FixFrameError",
     "PriceError",
@@ -27,4 +34,7 @@ __all__ = [
     "fix_encode_frame",
     "fix_verify_frame",
     "parse_price",
+    "read_lean_quote_bars",
+    "read_lean_quote_ticks",
+    "read_lean_trade_ticks",
 ]

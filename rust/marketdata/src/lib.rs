@@ -11,5 +11,5 @@ pub mod price;
 pub mod python;
 pub mod quote;
 
-pub use price::{Price, PriceError, MAX_SCALE};
+pub use price::{parse_mantissa, MantissaError, Price, PriceError, MAX_SCALE};
 pub use quote::{QuoteIssue, QuoteValidator};

@@ -33,6 +33,93 @@ pub enum PriceError {
     BadScale(u8),
 }
 
+/// Why bytes are not a decimal at a scale (the allocation-free twin of [`PriceError`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MantissaError {
+    /// No bytes.
+    Empty,
+    /// Something other than an optional sign, digits and one dot.
+    NotANumber,
+    /// More decimal places than the scale.
+    TooPrecise,
+    /// Outside i64 at the scale.
+    OutOfRange,
+    /// The scale is above [`MAX_SCALE`].
+    BadScale,
+}
+
+impl MantissaError {
+    /// Returns the reason's stable name, as used in counters.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::NotANumber => "not_a_number",
+            Self::TooPrecise => "too_precise",
+            Self::OutOfRange => "out_of_range",
+            Self::BadScale => "bad_scale",
+        }
+    }
+}
+
+/// Parses ASCII decimal bytes such as `b"1.08345"` into a mantissa at `scale`
+/// places, in one pass and without allocating (the hot path of file readers).
+/// Trailing zeros beyond the scale are accepted ("1.10" at scale 1).
+///
+/// # Errors
+/// Returns the [`MantissaError`] that says why the bytes are not a decimal.
+pub fn parse_mantissa(bytes: &[u8], scale: u8) -> Result<i64, MantissaError> {
+    if scale > MAX_SCALE {
+        return Err(MantissaError::BadScale);
+    }
+    let (negative, digits) = match bytes.first() {
+        None => return Err(MantissaError::Empty),
+        Some(b'-') => (true, &bytes[1..]),
+        Some(b'+') => (false, &bytes[1..]),
+        Some(_) => (false, bytes),
+    };
+    let mut mantissa: i64 = 0;
+    let mut seen_digit = false;
+    let mut seen_dot = false;
+    let mut decimals: u8 = 0;
+    let mut pending_zeros: u8 = 0;
+    for &b in digits {
+        match b {
+            b'0'..=b'9' => {
+                seen_digit = true;
+                if seen_dot {
+                    if b == b'0' {
+                        // Defer zeros: trailing ones past the scale are harmless.
+                        pending_zeros = pending_zeros.saturating_add(1);
+                        continue;
+                    }
+                    decimals = decimals.saturating_add(pending_zeros).saturating_add(1);
+                    if decimals > scale {
+                        return Err(MantissaError::TooPrecise);
+                    }
+                    for _ in 0..pending_zeros {
+                        mantissa = mantissa.checked_mul(10).ok_or(MantissaError::OutOfRange)?;
+                    }
+                    pending_zeros = 0;
+                }
+                mantissa = mantissa
+                    .checked_mul(10)
+                    .and_then(|m| m.checked_add(i64::from(b - b'0')))
+                    .ok_or(MantissaError::OutOfRange)?;
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => return Err(MantissaError::NotANumber),
+        }
+    }
+    if !seen_digit {
+        return Err(MantissaError::NotANumber);
+    }
+    mantissa = mantissa
+        .checked_mul(10i64.pow(u32::from(scale - decimals)))
+        .ok_or(MantissaError::OutOfRange)?;
+    Ok(if negative { -mantissa } else { mantissa })
+}
+
 /// A price as `mantissa * 10^-scale`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Price {
@@ -50,50 +137,19 @@ impl Price {
     /// Returns a [`PriceError`] for empty or non-numeric text, more decimal
     /// places than `scale`, a value outside i64, or a scale above [`MAX_SCALE`].
     pub fn parse(text: &str, scale: u8) -> Result<Self, PriceError> {
-        if scale > MAX_SCALE {
-            return Err(PriceError::BadScale(scale));
-        }
         let trimmed = text.trim();
-        if trimmed.is_empty() {
-            return Err(PriceError::Empty);
-        }
-        let (negative, digits) = match trimmed.as_bytes()[0] {
-            b'-' => (true, &trimmed[1..]),
-            b'+' => (false, &trimmed[1..]),
-            _ => (false, trimmed),
-        };
-        let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
-        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if (int_part.is_empty() && frac_part.is_empty())
-            || !all_digits(int_part)
-            || !all_digits(frac_part)
-        {
-            return Err(PriceError::NotANumber(trimmed.to_owned()));
-        }
-        let frac_trimmed = frac_part.trim_end_matches('0');
-        if frac_trimmed.len() > usize::from(scale) {
-            return Err(PriceError::TooPrecise {
-                text: trimmed.to_owned(),
-                scale,
-            });
-        }
-        let out_of_range = || PriceError::OutOfRange(trimmed.to_owned());
-        let mut mantissa: i64 = 0;
-        for b in int_part.bytes().chain(frac_trimmed.bytes()) {
-            mantissa = mantissa
-                .checked_mul(10)
-                .and_then(|m| m.checked_add(i64::from(b - b'0')))
-                .ok_or_else(out_of_range)?;
-        }
-        let pad =
-            u32::from(scale) - u32::try_from(frac_trimmed.len()).map_err(|_| out_of_range())?;
-        mantissa = mantissa
-            .checked_mul(10i64.pow(pad))
-            .ok_or_else(out_of_range)?;
-        Ok(Self {
-            mantissa: if negative { -mantissa } else { mantissa },
-            scale,
-        })
+        parse_mantissa(trimmed.as_bytes(), scale)
+            .map(|mantissa| Self { mantissa, scale })
+            .map_err(|kind| match kind {
+                MantissaError::Empty => PriceError::Empty,
+                MantissaError::NotANumber => PriceError::NotANumber(trimmed.to_owned()),
+                MantissaError::TooPrecise => PriceError::TooPrecise {
+                    text: trimmed.to_owned(),
+                    scale,
+                },
+                MantissaError::OutOfRange => PriceError::OutOfRange(trimmed.to_owned()),
+                MantissaError::BadScale => PriceError::BadScale(scale),
+            })
     }
 
     /// Returns the price as a float (for statistics, never for accounting).

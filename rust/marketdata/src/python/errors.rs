@@ -1,8 +1,9 @@
 //! The one place where market-data crate errors become Python exceptions.
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::{create_exception, PyErr};
 
+use crate::lean::LeanError;
 use crate::price;
 
 create_exception!(
@@ -12,7 +13,23 @@ create_exception!(
     "A text is not a valid price at the requested scale."
 );
 
+create_exception!(
+    nexus._native,
+    DataFileError,
+    PyValueError,
+    "A market-data file is not in the format its reader expects."
+);
+
 /// Converts a price error into a `PriceError` carrying its message.
 pub fn to_py(err: price::PriceError) -> PyErr {
     PriceError::new_err(err.to_string())
+}
+
+/// Converts a Lean reader error: I/O problems become `OSError`, format
+/// problems `DataFileError`; both carry the path and the reason.
+pub fn lean_to_py(err: LeanError) -> PyErr {
+    match err {
+        LeanError::Io { .. } => PyOSError::new_err(err.to_string()),
+        _ => DataFileError::new_err(err.to_string()),
+    }
 }

@@ -1,11 +1,20 @@
 //! Python bindings of the market-data crate, mounted into `nexus._native`.
+//!
+//! Batch entry points release the GIL while they work and hand columns to
+//! Python as numpy arrays that take over the Rust vectors (no copy).
 
 mod errors;
 
+use std::path::PathBuf;
+
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
-pub use errors::PriceError;
+pub use errors::{DataFileError, PriceError};
 
+use crate::lean::{self, BarSide, ReadReport};
 use crate::price::Price;
 use crate::quote::{QuoteIssue, QuoteValidator};
 
@@ -42,6 +51,38 @@ impl PyQuoteValidator {
             .map(QuoteIssue::name)
     }
 
+    /// Checks whole columns of quotes in order, without the GIL; returns a
+    /// boolean array, True where the quote was accepted.
+    ///
+    /// # Errors
+    /// Raises `ValueError` when the columns differ in length.
+    fn check_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        ts_ns: PyReadonlyArray1<'py, i64>,
+        bid: PyReadonlyArray1<'py, i64>,
+        ask: PyReadonlyArray1<'py, i64>,
+    ) -> PyResult<Bound<'py, PyArray1<bool>>> {
+        let (ts, b, a) = (ts_ns.as_slice()?, bid.as_slice()?, ask.as_slice()?);
+        if ts.len() != b.len() || ts.len() != a.len() {
+            return Err(PyValueError::new_err(format!(
+                "columns differ in length: ts_ns {}, bid {}, ask {}",
+                ts.len(),
+                b.len(),
+                a.len()
+            )));
+        }
+        let inner = &mut self.inner;
+        let accepted: Vec<bool> = py.detach(|| {
+            ts.iter()
+                .zip(b)
+                .zip(a)
+                .map(|((t, b), a)| inner.check(*t, *b, *a).is_ok())
+                .collect()
+        });
+        Ok(accepted.into_pyarray(py))
+    }
+
     /// Quotes accepted so far.
     #[getter]
     fn accepted(&self) -> u64 {
@@ -57,6 +98,123 @@ impl PyQuoteValidator {
     }
 }
 
+fn report_dict<'py>(py: Python<'py>, report: &ReadReport) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("rows", report.rows)?;
+    let bad = PyDict::new(py);
+    for (reason, count) in &report.bad_rows {
+        bad.set_item(*reason, *count)?;
+    }
+    dict.set_item("bad_rows", bad)?;
+    dict.set_item("first_bad_lines", report.first_bad_lines.clone())?;
+    Ok(dict)
+}
+
+type Column<'py> = Bound<'py, PyArray1<i64>>;
+
+/// Reads a Lean quote-tick zip into (ts_ns, bid, ask, report), without the GIL.
+///
+/// # Errors
+/// Raises `OSError` or `DataFileError` naming the file and the reason.
+#[pyfunction]
+#[pyo3(signature = (path, price_scale, utc_offset_minutes = 0))]
+fn read_lean_quote_ticks(
+    py: Python<'_>,
+    path: PathBuf,
+    price_scale: u8,
+    utc_offset_minutes: i32,
+) -> PyResult<(Column<'_>, Column<'_>, Column<'_>, Bound<'_, PyDict>)> {
+    let (ticks, report) = py
+        .detach(|| lean::read_quote_ticks(&path, price_scale, utc_offset_minutes))
+        .map_err(errors::lean_to_py)?;
+    Ok((
+        ticks.ts_ns.into_pyarray(py),
+        ticks.bid.into_pyarray(py),
+        ticks.ask.into_pyarray(py),
+        report_dict(py, &report)?,
+    ))
+}
+
+/// Reads a Lean futures trade-tick zip into a list of
+/// (contract, ts_ns, price, size) and a report, without the GIL.
+///
+/// # Errors
+/// Raises `OSError` or `DataFileError` naming the file and the reason.
+#[pyfunction]
+#[pyo3(signature = (path, price_scale, size_scale = 0, utc_offset_minutes = 0))]
+#[allow(clippy::type_complexity)]
+fn read_lean_trade_ticks(
+    py: Python<'_>,
+    path: PathBuf,
+    price_scale: u8,
+    size_scale: u8,
+    utc_offset_minutes: i32,
+) -> PyResult<(
+    Vec<(String, Column<'_>, Column<'_>, Column<'_>)>,
+    Bound<'_, PyDict>,
+)> {
+    let (series, report) = py
+        .detach(|| lean::read_trade_ticks(&path, price_scale, size_scale, utc_offset_minutes))
+        .map_err(errors::lean_to_py)?;
+    let out = series
+        .into_iter()
+        .map(|(contract, t)| {
+            (
+                contract,
+                t.ts_ns.into_pyarray(py),
+                t.price.into_pyarray(py),
+                t.size.into_pyarray(py),
+            )
+        })
+        .collect();
+    Ok((out, report_dict(py, &report)?))
+}
+
+/// Reads one side ("bid" or "ask") of a Lean minute quote-bar zip into
+/// (ts_ns, open, high, low, close, report), without the GIL.
+///
+/// # Errors
+/// Raises `ValueError` for an unknown side, `OSError` or `DataFileError`
+/// naming the file and the reason.
+#[pyfunction]
+#[pyo3(signature = (path, side, price_scale, utc_offset_minutes = 0))]
+#[allow(clippy::type_complexity)]
+fn read_lean_quote_bars<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    side: &str,
+    price_scale: u8,
+    utc_offset_minutes: i32,
+) -> PyResult<(
+    Column<'py>,
+    Column<'py>,
+    Column<'py>,
+    Column<'py>,
+    Column<'py>,
+    Bound<'py, PyDict>,
+)> {
+    let side = match side {
+        "bid" => BarSide::Bid,
+        "ask" => BarSide::Ask,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "side must be 'bid' or 'ask', not {other:?}"
+            )))
+        }
+    };
+    let (bars, report) = py
+        .detach(|| lean::read_quote_bars(&path, side, price_scale, utc_offset_minutes))
+        .map_err(errors::lean_to_py)?;
+    Ok((
+        bars.ts_ns.into_pyarray(py),
+        bars.open.into_pyarray(py),
+        bars.high.into_pyarray(py),
+        bars.low.into_pyarray(py),
+        bars.close.into_pyarray(py),
+        report_dict(py, &report)?,
+    ))
+}
+
 /// Adds the market-data functions, classes and exceptions to `module`.
 ///
 /// # Errors
@@ -64,6 +222,10 @@ impl PyQuoteValidator {
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyQuoteValidator>()?;
     module.add_function(wrap_pyfunction!(parse_price, module)?)?;
+    module.add_function(wrap_pyfunction!(read_lean_quote_ticks, module)?)?;
+    module.add_function(wrap_pyfunction!(read_lean_trade_ticks, module)?)?;
+    module.add_function(wrap_pyfunction!(read_lean_quote_bars, module)?)?;
     module.add("PriceError", module.py().get_type::<PriceError>())?;
+    module.add("DataFileError", module.py().get_type::<DataFileError>())?;
     Ok(())
 }
