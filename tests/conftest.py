@@ -59,7 +59,7 @@ class ThreadedServer:
 
         self.thread = threading.Thread(target=run, name="nexus-test-server", daemon=True)
         self.thread.start()
-        if not ready.wait(10):
+        if not ready.wait(120):
             raise RuntimeError("test server did not start")
 
     @property
@@ -74,8 +74,14 @@ class ThreadedServer:
 
 
 @pytest.fixture(scope="module")
-def nexus_server() -> Iterator[ThreadedServer]:
-    """An in-process Nexus server with every service, on a free port."""
-    server = ThreadedServer(load_settings(overrides={"server": {"port": 0, "grace_period_s": 0.5}}))
+def nexus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
+    """An in-process Nexus server with every service on a free port, its store in a
+    temporary folder, the shipped sample ingested."""
+    data_dir = tmp_path_factory.mktemp("nexus-data")
+    server = ThreadedServer(
+        load_settings(
+            overrides={"server": {"port": 0, "grace_period_s": 0.5}, "data_dir": str(data_dir)}
+        )
+    )
     yield server
     server.stop()

@@ -27,6 +27,7 @@ from pydantic_settings import (
 __all__ = [
     "ConfigError",
     "LogConfig",
+    "MarketDataConfig",
     "ServerConfig",
     "ServiceName",
     "Settings",
@@ -69,6 +70,26 @@ class ServerConfig(_Section):
     max_concurrent_streams: int = Field(default=256, ge=1, le=100_000)
 
 
+def _sample_data() -> tuple[Path, ...]:
+    """The real sample shipped in the repository (data/sample/market), when present."""
+    sample = Path(__file__).resolve().parents[2] / "data" / "sample" / "market"
+    return (sample,) if sample.is_dir() else ()
+
+
+class MarketDataConfig(_Section):
+    """The market-data service: its store, what it ingests, how it streams."""
+
+    store_dir: Path | None = Field(default=None, description="default: <data_dir>/store")
+    ingest_on_start: tuple[Path, ...] = Field(
+        default_factory=_sample_data,
+        description="files or folders ingested at start; files already taken are skipped",
+    )
+    stream_queue_batches: int = Field(
+        default=64, ge=1, le=10_000, description="bounded queue per stream, in messages"
+    )
+    default_batch_size: int = Field(default=1000, ge=1, le=65_536)
+
+
 class LogConfig(_Section):
     """Logging: JSON lines for services, text for people at a terminal."""
 
@@ -92,6 +113,7 @@ class Settings(BaseSettings):
     services: tuple[ServiceName, ...] = tuple(ServiceName)
     server: ServerConfig = ServerConfig()
     log: LogConfig = LogConfig()
+    marketdata: MarketDataConfig = MarketDataConfig()
 
     @field_validator("services", mode="before")
     @classmethod

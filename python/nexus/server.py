@@ -62,7 +62,12 @@ class NexusServer:
         self.port = 0
 
     async def start(self) -> int:
-        """Binds, starts serving and marks every hosted service SERVING; returns the port."""
+        """Starts each servicer that has a `start` step (e.g. ingesting data), binds,
+        starts serving and marks every hosted service SERVING; returns the port."""
+        for _, servicer in self.context.hosted.values():
+            start = getattr(servicer, "start", None)
+            if callable(start):
+                await start()
         cfg = self.settings.server
         address = f"{cfg.host}:{cfg.port}"
         try:

@@ -32,7 +32,12 @@ class Served:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     port_file = tmp_path / "port"
-    env = dict(os.environ, NEXUS_SERVER__GRACE_PERIOD_S="2", NEXUS_LOG__FORMAT="json")
+    env = dict(
+        os.environ,
+        NEXUS_SERVER__GRACE_PERIOD_S="2",
+        NEXUS_LOG__FORMAT="json",
+        NEXUS_DATA_DIR=str(tmp_path / "data"),
+    )
     process = subprocess.Popen(
         [*NEXUS, "serve", "--port", "0", "--port-file", str(port_file)],
         stdout=subprocess.PIPE,

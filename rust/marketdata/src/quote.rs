@@ -36,6 +36,19 @@ impl QuoteIssue {
         }
     }
 
+    /// Returns the reason's number in `nexus.marketdata.v1.QualityIssue`;
+    /// the per-row flags of the contract set bit `1 << number`.
+    #[must_use]
+    pub fn proto_number(self) -> u32 {
+        match self {
+            Self::Crossed => 1,
+            Self::Locked => 2,
+            Self::BadPrice => 3,
+            Self::TimeBackwards => 5,
+            Self::Duplicate => 6,
+        }
+    }
+
     /// All reasons, in counter order.
     pub const ALL: [Self; 5] = [
         Self::Crossed,

@@ -1,68 +1,309 @@
 """gRPC transport of market data (`nexus.marketdata.v1.MarketDataService`).
 
-The requests are validated now, so that their rules are part of the contract;
-the data behind them lands with the market-data engine issue.
+Serves the embedded store: historical pages, replayed tick streams, the
+instrument list and per-source feed status. Order books and bar streams
+land with the order-book and bar engines.
+
+Streams and slow clients: a replay at `replay_speed = 0` ("as fast as
+possible") is paced by the client — the server reads the store only as fast
+as the client takes messages, so nothing is lost and memory stays flat. A
+paced replay (`replay_speed > 0`) behaves like a live feed: the reader runs
+on the data's clock and each stream has a bounded queue
+(`marketdata.stream_queue_batches` messages); when it is full the request's
+`overflow_policy` applies — CONFLATE (default: the queued quotes of an
+instrument are reduced to the latest), DROP_OLDEST (the oldest message is
+dropped) or FAIL (the stream ends with RESOURCE_EXHAUSTED). Ticks lost to
+the policy are counted in `dropped_ticks` of every later message.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 
 from nexus.common.v1 import types_pb2
 from nexus.marketdata.v1 import marketdata_pb2 as md
-from nexus.rpc import Unimplemented, pending
+from nexus.rpc import FailedPrecondition, NotFound, ResourceExhausted, Unimplemented, pending
 from nexus.services.context import ServiceContext
+from nexus.services.marketdata.ingest import ISSUE_NAMES, FeedStatusBoard, ingest
+from nexus.services.marketdata.instruments import (
+    INSTRUMENTS,
+    DataKind,
+    InstrumentSpec,
+    find_instrument,
+)
+from nexus.services.marketdata.store import Chunk, TickStore
 from nexus.services.validation import Violations
 
 __all__ = ["MarketDataServicer"]
 
+log = logging.getLogger("nexus.marketdata")
+
 MAX_BATCH = 65_536
 MAX_DEPTH = 1_000
 MAX_PAGE = 100_000
+DEFAULT_PAGE = 10_000
+
+_ASSET_CLASSES = {
+    "fx": types_pb2.ASSET_CLASS_FX,
+    "future": types_pb2.ASSET_CLASS_FUTURE,
+    "crypto": types_pb2.ASSET_CLASS_CRYPTO,
+}
+_KINDS = {
+    md.DATA_KIND_QUOTES: DataKind.QUOTES,
+    md.DATA_KIND_TRADES: DataKind.TRADES,
+    md.DATA_KIND_BARS: DataKind.BARS_1M,
+}
 
 
-def _not_yet(method: str) -> Unimplemented:
-    return Unimplemented(f"MarketDataService/{method} lands with the market-data engine")
+def _decimal(value: Any, scale: int) -> types_pb2.Decimal:
+    return types_pb2.Decimal(mantissa=int(value), scale=scale)
+
+
+def _instrument_id(spec: InstrumentSpec) -> types_pb2.InstrumentId:
+    return types_pb2.InstrumentId(symbol=spec.symbol, venue=spec.venue)
+
+
+def _resolve(field: str, instrument: types_pb2.InstrumentId) -> InstrumentSpec:
+    spec = find_instrument(instrument.symbol, instrument.venue)
+    if spec is None:
+        raise NotFound(f"{field}: no instrument {instrument.symbol} at {instrument.venue}")
+    return spec
+
+
+def _page_token(ts_ns: int, skip: int) -> str:
+    return base64.urlsafe_b64encode(f"{ts_ns}:{skip}".encode()).decode()
+
+
+def _parse_token(token: str) -> tuple[int, int]:
+    v = Violations()
+    try:
+        ts, skip = base64.urlsafe_b64decode(token.encode()).decode().split(":")
+        return int(ts), int(skip)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        v.add("page.page_token", "not a token this service issued")
+        v.raise_if_any()
+        raise AssertionError("unreachable") from None
+
+
+def _quote_batch(spec: InstrumentSpec, chunk: Chunk, with_flags: bool) -> md.QuoteBatch:
+    batch = md.QuoteBatch(
+        instrument=_instrument_id(spec),
+        price_scale=spec.price_scale,
+        size_scale=spec.size_scale,
+        ts_event_ns=chunk["ts_ns"].tolist(),
+        bid_mantissa=chunk["bid"].tolist(),
+        ask_mantissa=chunk["ask"].tolist(),
+    )
+    if with_flags and np.any(chunk["flags"]):
+        batch.flags.extend(chunk["flags"].tolist())
+    return batch
+
+
+def _trade_batch(spec: InstrumentSpec, chunk: Chunk) -> md.TradeBatch:
+    batch = md.TradeBatch(
+        instrument=_instrument_id(spec),
+        price_scale=spec.price_scale,
+        size_scale=spec.size_scale,
+        ts_event_ns=chunk["ts_ns"].tolist(),
+        price_mantissa=chunk["price"].tolist(),
+        size_mantissa=chunk["size"].tolist(),
+    )
+    if np.any(chunk["flags"]):
+        batch.flags.extend(chunk["flags"].tolist())
+    return batch
+
+
+def _conflate(chunk: Chunk, interval_ns: int) -> Chunk:
+    """Keeps the last row of each `interval_ns` bucket."""
+    bucket = chunk["ts_ns"] // interval_ns
+    last = np.flatnonzero(np.append(bucket[1:] != bucket[:-1], True))
+    return {name: values[last] for name, values in chunk.items()}
+
+
+def _slice(chunk: Chunk, start: int, end: int) -> Chunk:
+    return {name: values[start:end] for name, values in chunk.items()}
+
+
+class _Merge:
+    """Merges per-instrument chunk streams into time-ordered batches."""
+
+    def __init__(self, streams: dict[InstrumentSpec, Iterator[Chunk]], batch: int) -> None:
+        self.streams = streams
+        self.batch = batch
+        self.heads: dict[InstrumentSpec, tuple[Chunk, int]] = {}
+
+    def _fill(self, spec: InstrumentSpec) -> None:
+        for chunk in self.streams[spec]:
+            if len(chunk["ts_ns"]):
+                self.heads[spec] = (chunk, 0)
+                return
+        self.heads.pop(spec, None)
+
+    def __iter__(self) -> Iterator[tuple[InstrumentSpec, Chunk]]:
+        for spec in self.streams:
+            self._fill(spec)
+        while self.heads:
+            spec = min(self.heads, key=lambda s: self.heads[s][0]["ts_ns"][self.heads[s][1]])
+            chunk, pos = self.heads[spec]
+            others = [c["ts_ns"][p] for s, (c, p) in self.heads.items() if s is not spec]
+            end = min(pos + self.batch, len(chunk["ts_ns"]))
+            if others:
+                end = min(end, int(np.searchsorted(chunk["ts_ns"], min(others), side="right")))
+                end = max(end, pos + 1)
+            yield spec, _slice(chunk, pos, end)
+            if end >= len(chunk["ts_ns"]):
+                self._fill(spec)
+            else:
+                self.heads[spec] = (chunk, end)
+
+
+def _validate_stream_ticks(request: md.StreamTicksRequest) -> None:
+    v = Violations()
+    if not request.instruments:
+        v.add("instruments", "at least one instrument is required")
+    for i, inst in enumerate(request.instruments):
+        v.instrument(f"instruments[{i}]", inst, present=True)
+    if not (request.quotes or request.trades):
+        v.add("quotes", "ask for quotes, trades or both")
+    if request.max_batch_size > MAX_BATCH:
+        v.add("max_batch_size", f"at most {MAX_BATCH}")
+    if request.conflation_interval_ns < 0:
+        v.add("conflation_interval_ns", "must not be negative")
+    if request.replay_speed < 0:
+        v.add("replay_speed", "must not be negative")
+    if request.HasField("replay"):
+        v.time_range("replay", request.replay, present=True)
+    v.raise_if_any()
+
+
+class _BoundedQueue:
+    """A stream's bounded queue and its overflow policy; counts what it drops."""
+
+    def __init__(self, size: int, policy: int) -> None:
+        self.queue: asyncio.Queue[tuple[InstrumentSpec, Chunk] | None] = asyncio.Queue(size)
+        self.policy = policy or md.OVERFLOW_POLICY_CONFLATE
+        self.dropped = 0
+        self.failure = ""
+
+    def offer(self, spec: InstrumentSpec, chunk: Chunk) -> bool:
+        """Queues a batch, applying the policy when full; False once the stream must fail."""
+        if self.queue.full():
+            if self.policy == md.OVERFLOW_POLICY_FAIL:
+                self.failure = f"client fell {self.queue.qsize()} messages behind"
+                return False
+            if self.policy == md.OVERFLOW_POLICY_CONFLATE:
+                # Only the newest quote of the new batch survives.
+                self.dropped += len(chunk["ts_ns"]) - 1
+                chunk = _slice(chunk, len(chunk["ts_ns"]) - 1, len(chunk["ts_ns"]))
+            old = self.queue.get_nowait()
+            self.dropped += len(old[1]["ts_ns"]) if old else 0
+        self.queue.put_nowait((spec, chunk))
+        return True
 
 
 class MarketDataServicer:
-    """Validates market-data requests; serving the data is the market-data issue."""
+    """Serves stored and replayed market data from the embedded store."""
 
     def __init__(self, context: ServiceContext) -> None:
         self._ctx = context
+        self._cfg = context.settings.marketdata
+        store_dir = self._cfg.store_dir or context.settings.data_dir / "store"
+        self.store = TickStore(Path(store_dir))
+        self.board = FeedStatusBoard()
 
-    @pending
-    async def StreamTicks(
-        self, request: md.StreamTicksRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[md.StreamTicksResponse]:
-        """Streams batched ticks (validated; data pending)."""
-        v = Violations()
-        if not request.instruments:
-            v.add("instruments", "at least one instrument is required")
-        for i, inst in enumerate(request.instruments):
-            v.instrument(f"instruments[{i}]", inst, present=True)
-        if not (request.quotes or request.trades):
-            v.add("quotes", "ask for quotes, trades or both")
-        if request.max_batch_size > MAX_BATCH:
-            v.add("max_batch_size", f"at most {MAX_BATCH}")
-        if request.conflation_interval_ns < 0:
-            v.add("conflation_interval_ns", "must not be negative")
-        if request.replay_speed < 0:
-            v.add("replay_speed", "must not be negative")
-        if request.HasField("replay"):
-            v.time_range("replay", request.replay, present=True)
-        v.raise_if_any()
-        raise _not_yet("StreamTicks")
-        yield md.StreamTicksResponse()  # type: ignore[unreachable]  # makes this a generator
+    async def start(self) -> None:
+        """Ingests the configured files (the shipped sample by default)."""
+        paths = [p for p in self._cfg.ingest_on_start if p.exists()]
+        if not paths:
+            return
+        started = time.perf_counter()
+        report = await asyncio.to_thread(ingest, self.store, paths, self.board)
+        log.info(
+            "ingested",
+            extra={
+                "files": report.files,
+                "skipped_known": report.skipped_known,
+                "rows": report.rows_stored,
+                "flagged": report.rows_flagged,
+                "rejected": report.rows_rejected,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
 
-    @pending
+    # -- reads -------------------------------------------------------------
+
+    async def ListInstruments(
+        self, request: md.ListInstrumentsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> md.ListInstrumentsResponse:
+        """Lists the known instruments, filtered by venue and asset class."""
+        specs = [
+            s
+            for s in INSTRUMENTS
+            if (not request.venue or s.venue == request.venue.upper())
+            and (
+                request.asset_class == types_pb2.ASSET_CLASS_UNSPECIFIED
+                or _ASSET_CLASSES[s.asset_class] == request.asset_class
+            )
+        ]
+        return md.ListInstrumentsResponse(
+            instruments=[
+                md.InstrumentSpec(
+                    instrument=_instrument_id(s),
+                    asset_class=_ASSET_CLASSES[s.asset_class],
+                    tick_size=_decimal(s.tick_size.scaleb(s.price_scale), s.price_scale),
+                    multiplier=_decimal(s.multiplier, 0),
+                    lot_size=_decimal(s.lot_size, 0),
+                    quote_currency=s.quote_currency,
+                    root_symbol=s.root_symbol,
+                )
+                for s in specs
+            ]
+        )
+
+    async def GetFeedStatus(
+        self, request: md.GetFeedStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> md.GetFeedStatusResponse:
+        """Returns each source's counters: received, accepted, rejected and flagged by reason."""
+        feeds = []
+        for source, counters in sorted(self.board.snapshot().items()):
+            if request.sources and source not in request.sources:
+                continue
+            issues = [
+                md.IssueCount(
+                    issue=md.QualityIssue.ValueType(issue),
+                    rejected=counters.rejected.get(issue, 0),
+                    flagged=counters.flagged.get(issue, 0),
+                )
+                for issue in ISSUE_NAMES
+                if counters.rejected.get(issue) or counters.flagged.get(issue)
+            ]
+            feeds.append(
+                md.FeedStatus(
+                    source=source,
+                    state=md.FEED_STATE_FINISHED if counters.finished else md.FEED_STATE_HEALTHY,
+                    last_event_ns=counters.last_event_ns,
+                    received=counters.received,
+                    accepted=counters.accepted,
+                    issues=issues,
+                )
+            )
+        return md.GetFeedStatusResponse(feeds=feeds)
+
     async def GetHistoricalData(
         self, request: md.GetHistoricalDataRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> md.GetHistoricalDataResponse:
-        """Returns a page of stored data (validated; data pending)."""
+        """Returns one page of stored quotes, trades or 1-minute bars."""
         v = Violations()
         v.instrument("instrument", request.instrument, present=request.HasField("instrument"))
         v.enum("kind", request.kind, md.DataKind.DESCRIPTOR)
@@ -72,16 +313,207 @@ class MarketDataServicer:
         if request.page.page_size > MAX_PAGE:
             v.add("page.page_size", f"at most {MAX_PAGE}")
         v.raise_if_any()
-        raise _not_yet("GetHistoricalData")
+        if request.kind == md.DATA_KIND_BARS and request.timeframe != types_pb2.TIMEFRAME_1M:
+            raise Unimplemented(
+                "only 1-minute bars are stored; other timeframes land with bar aggregation"
+            )
+        spec = _resolve("instrument", request.instrument)
+        kind = _KINDS[request.kind]
+        limit = request.page.page_size or DEFAULT_PAGE
+        start, skip = request.range.start_ns, 0
+        if request.page.page_token:
+            start, skip = _parse_token(request.page.page_token)
+        rows = await asyncio.to_thread(
+            self._page, kind, spec, start, request.range.end_ns, skip=skip, limit=limit + 1
+        )
+        more = len(rows["ts_ns"]) > limit if rows else False
+        page = _slice(rows, 0, limit) if rows else {}
+        response = md.GetHistoricalDataResponse()
+        if page and len(page["ts_ns"]):
+            if kind is DataKind.QUOTES:
+                response.quotes.CopyFrom(_quote_batch(spec, page, with_flags=True))
+            elif kind is DataKind.TRADES:
+                response.trades.CopyFrom(_trade_batch(spec, page))
+            else:
+                response.bars.extend(self._bars(spec, page))
+            if more:
+                last = int(page["ts_ns"][-1])
+                ties = int(np.count_nonzero(page["ts_ns"] == last))
+                response.page.next_page_token = _page_token(
+                    last, ties + (skip if last == start else 0)
+                )
+        return response
+
+    def _page(
+        self, kind: DataKind, spec: InstrumentSpec, start: int, end: int, *, skip: int, limit: int
+    ) -> Chunk:
+        parts: list[Chunk] = []
+        taken = 0
+        for chunk in self.store.scan(kind, spec, start, end):
+            rows = chunk
+            if skip:
+                drop = min(skip, int(np.count_nonzero(chunk["ts_ns"] == start)))
+                rows = _slice(chunk, drop, len(chunk["ts_ns"]))
+                skip -= drop
+            parts.append(_slice(rows, 0, limit - taken))
+            taken += len(parts[-1]["ts_ns"])
+            if taken >= limit:
+                break
+        if not parts:
+            return {}
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    @staticmethod
+    def _bars(spec: InstrumentSpec, page: Chunk) -> list[md.Bar]:
+        minute = 60_000_000_000
+        scale = spec.price_scale
+        return [
+            md.Bar(
+                instrument=_instrument_id(spec),
+                timeframe=types_pb2.TIMEFRAME_1M,
+                ts_open_ns=int(ts),
+                ts_close_ns=int(ts) + minute,
+                open=_decimal(o, scale),
+                high=_decimal(h, scale),
+                low=_decimal(lo, scale),
+                close=_decimal(c, scale),
+                volume=_decimal(vol, spec.size_scale),
+                price_source="bid",
+            )
+            for ts, o, h, lo, c, vol in zip(
+                page["ts_ns"],
+                page["open"],
+                page["high"],
+                page["low"],
+                page["close"],
+                page["volume"],
+                strict=True,
+            )
+        ]
+
+    # -- streams -----------------------------------------------------------
+
+    async def StreamTicks(
+        self, request: md.StreamTicksRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[md.StreamTicksResponse]:
+        """Replays stored ticks, time-ordered across instruments, in batches."""
+        _validate_stream_ticks(request)
+        if not request.HasField("replay"):
+            raise FailedPrecondition(
+                "no live feed is connected in this deployment; ask for a replay range"
+            )
+        if request.trades:
+            raise Unimplemented("trade streams land with the futures feed; ask for quotes")
+        specs = [_resolve(f"instruments[{i}]", inst) for i, inst in enumerate(request.instruments)]
+        batch = request.max_batch_size or self._cfg.default_batch_size
+        merged = iter(
+            _Merge(
+                {
+                    spec: self.store.scan(
+                        DataKind.QUOTES, spec, request.replay.start_ns, request.replay.end_ns
+                    )
+                    for spec in specs
+                },
+                batch,
+            )
+        )
+        if request.replay_speed == 0:
+            async for message in self._lossless(merged, request):
+                yield message
+        else:
+            async for message in self._paced(merged, request):
+                yield message
+
+    def _prepare(self, chunk: Chunk, request: md.StreamTicksRequest) -> Chunk:
+        if not request.include_rejected:
+            keep = chunk["flags"] == 0
+            if not keep.all():
+                chunk = {name: values[keep] for name, values in chunk.items()}
+        if request.conflation_interval_ns and len(chunk["ts_ns"]):
+            chunk = _conflate(chunk, request.conflation_interval_ns)
+        return chunk
+
+    async def _lossless(
+        self, merged: Iterator[tuple[InstrumentSpec, Chunk]], request: md.StreamTicksRequest
+    ) -> AsyncIterator[md.StreamTicksResponse]:
+        sequence = 0
+        sentinel = (None, None)
+        while True:
+            spec, chunk = await asyncio.to_thread(next, merged, sentinel)
+            if spec is None or chunk is None:
+                break
+            chunk = self._prepare(chunk, request)
+            if not len(chunk["ts_ns"]):
+                continue
+            sequence += 1
+            yield md.StreamTicksResponse(
+                quotes=[_quote_batch(spec, chunk, request.include_rejected)], sequence=sequence
+            )
+        yield md.StreamTicksResponse(sequence=sequence + 1, end_of_replay=True)
+
+    async def _paced(
+        self, merged: Iterator[tuple[InstrumentSpec, Chunk]], request: md.StreamTicksRequest
+    ) -> AsyncIterator[md.StreamTicksResponse]:
+        bounded = _BoundedQueue(self._cfg.stream_queue_batches, request.overflow_policy)
+        producer = asyncio.create_task(self._produce(merged, request, bounded))
+        sequence = 0
+        try:
+            while (item := await bounded.queue.get()) is not None:
+                spec, chunk = item
+                sequence += 1
+                yield md.StreamTicksResponse(
+                    quotes=[_quote_batch(spec, chunk, request.include_rejected)],
+                    sequence=sequence,
+                    dropped_ticks=bounded.dropped,
+                )
+            if bounded.failure:
+                raise ResourceExhausted(
+                    f"stream overflow: {bounded.failure}; dropped ticks {bounded.dropped}"
+                )
+            yield md.StreamTicksResponse(
+                sequence=sequence + 1, dropped_ticks=bounded.dropped, end_of_replay=True
+            )
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+
+    async def _produce(
+        self,
+        merged: Iterator[tuple[InstrumentSpec, Chunk]],
+        request: md.StreamTicksRequest,
+        bounded: _BoundedQueue,
+    ) -> None:
+        """Reads the replay on the data's clock (scaled by replay_speed) into the queue."""
+        wall0 = time.monotonic()
+        data0: int | None = None
+        sentinel = (None, None)
+        while True:
+            spec, chunk = await asyncio.to_thread(next, merged, sentinel)
+            if spec is None or chunk is None:
+                break
+            chunk = self._prepare(chunk, request)
+            if not len(chunk["ts_ns"]):
+                continue
+            data0 = int(chunk["ts_ns"][0]) if data0 is None else data0
+            due = (int(chunk["ts_ns"][-1]) - data0) / 1e9 / request.replay_speed
+            delay = wall0 + due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if not bounded.offer(spec, chunk):
+                break
+        await bounded.queue.put(None)
+
+    # -- pending -----------------------------------------------------------
 
     @pending
     async def GetOrderBook(
         self, request: md.GetOrderBookRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> md.GetOrderBookResponse:
-        """Returns an L2 book (validated; data pending)."""
+        """Returns an L2 book (validated; books land with the order-book engine)."""
         v = Violations()
         v.instrument("instrument", request.instrument, present=request.HasField("instrument"))
         if request.depth > MAX_DEPTH:
             v.add("depth", f"at most {MAX_DEPTH}")
         v.raise_if_any()
-        raise _not_yet("GetOrderBook")
+        raise Unimplemented("MarketDataService/GetOrderBook lands with the order-book engine")

@@ -63,15 +63,7 @@ impl PyQuoteValidator {
         bid: PyReadonlyArray1<'py, i64>,
         ask: PyReadonlyArray1<'py, i64>,
     ) -> PyResult<Bound<'py, PyArray1<bool>>> {
-        let (ts, b, a) = (ts_ns.as_slice()?, bid.as_slice()?, ask.as_slice()?);
-        if ts.len() != b.len() || ts.len() != a.len() {
-            return Err(PyValueError::new_err(format!(
-                "columns differ in length: ts_ns {}, bid {}, ask {}",
-                ts.len(),
-                b.len(),
-                a.len()
-            )));
-        }
+        let (ts, b, a) = same_length(&ts_ns, &bid, &ask)?;
         let inner = &mut self.inner;
         let accepted: Vec<bool> = py.detach(|| {
             ts.iter()
@@ -81,6 +73,34 @@ impl PyQuoteValidator {
                 .collect()
         });
         Ok(accepted.into_pyarray(py))
+    }
+
+    /// Checks whole columns of quotes in order, without the GIL; returns the
+    /// per-row quality flags of the contract: 0 for an accepted quote, else
+    /// bit `1 << QualityIssue` of the reason it was rejected.
+    ///
+    /// # Errors
+    /// Raises `ValueError` when the columns differ in length.
+    fn flag_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        ts_ns: PyReadonlyArray1<'py, i64>,
+        bid: PyReadonlyArray1<'py, i64>,
+        ask: PyReadonlyArray1<'py, i64>,
+    ) -> PyResult<Bound<'py, PyArray1<u32>>> {
+        let (ts, b, a) = same_length(&ts_ns, &bid, &ask)?;
+        let inner = &mut self.inner;
+        let flags: Vec<u32> = py.detach(|| {
+            ts.iter()
+                .zip(b)
+                .zip(a)
+                .map(|((t, b), a)| match inner.check(*t, *b, *a) {
+                    Ok(()) => 0,
+                    Err(issue) => 1 << issue.proto_number(),
+                })
+                .collect()
+        });
+        Ok(flags.into_pyarray(py))
     }
 
     /// Quotes accepted so far.
@@ -96,6 +116,24 @@ impl PyQuoteValidator {
             .map(|issue| (issue.name(), self.inner.rejected(*issue)))
             .collect()
     }
+}
+
+/// Returns the three columns as slices, or a `ValueError` if their lengths differ.
+fn same_length<'a>(
+    ts_ns: &'a PyReadonlyArray1<'_, i64>,
+    bid: &'a PyReadonlyArray1<'_, i64>,
+    ask: &'a PyReadonlyArray1<'_, i64>,
+) -> PyResult<(&'a [i64], &'a [i64], &'a [i64])> {
+    let (ts, b, a) = (ts_ns.as_slice()?, bid.as_slice()?, ask.as_slice()?);
+    if ts.len() != b.len() || ts.len() != a.len() {
+        return Err(PyValueError::new_err(format!(
+            "columns differ in length: ts_ns {}, bid {}, ask {}",
+            ts.len(),
+            b.len(),
+            a.len()
+        )));
+    }
+    Ok((ts, b, a))
 }
 
 fn report_dict<'py>(py: Python<'py>, report: &ReadReport) -> PyResult<Bound<'py, PyDict>> {

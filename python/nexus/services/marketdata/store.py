@@ -1,0 +1,170 @@
+"""The embedded historical store: Parquet files partitioned by kind, instrument and UTC day.
+
+Layout: `<root>/<kind>/<VENUE.SYMBOL>/<YYYY-MM-DD>.parquet`, one file per UTC
+day, rows sorted by time (a stable sort: rows of the same nanosecond keep
+their source order), columns of int64 mantissas and a uint32 `flags` column
+of quality issues for ticks. Writing a day merges with what is there; the
+store remembers which source files it has taken (`_sources.json`), so
+ingesting a file twice changes nothing. Reading goes day by day and row
+group by row group: memory stays flat however long the range.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nexus.services.marketdata.instruments import DataKind, InstrumentSpec
+
+__all__ = ["COLUMNS", "Chunk", "TickStore"]
+
+NS_PER_DAY = 86_400 * 1_000_000_000
+ROW_GROUP = 65_536
+
+COLUMNS: dict[DataKind, tuple[str, ...]] = {
+    DataKind.QUOTES: ("ts_ns", "bid", "ask", "flags"),
+    DataKind.TRADES: ("ts_ns", "price", "size", "flags"),
+    DataKind.BARS_1M: ("ts_ns", "open", "high", "low", "close", "volume"),
+}
+
+Chunk = dict[str, npt.NDArray[np.int64] | npt.NDArray[np.uint32]]
+
+
+def _day(ts_ns: int) -> dt.date:
+    return dt.date(1970, 1, 1) + dt.timedelta(days=ts_ns // NS_PER_DAY)
+
+
+def _day_start_ns(day: dt.date) -> int:
+    return (day - dt.date(1970, 1, 1)).days * NS_PER_DAY
+
+
+def _schema(kind: DataKind) -> pa.Schema:
+    return pa.schema(
+        [(name, pa.uint32() if name == "flags" else pa.int64()) for name in COLUMNS[kind]]
+    )
+
+
+@dataclass(frozen=True)
+class DayWrite:
+    """What writing one day changed."""
+
+    day: dt.date
+    rows_before: int
+    rows_after: int
+
+
+class TickStore:
+    """Historical ticks and bars on local disk."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _dir(self, kind: DataKind, instrument: InstrumentSpec) -> Path:
+        return self.root / kind.value / instrument.key
+
+    def _path(self, kind: DataKind, instrument: InstrumentSpec, day: dt.date) -> Path:
+        return self._dir(kind, instrument) / f"{day.isoformat()}.parquet"
+
+    def days(self, kind: DataKind, instrument: InstrumentSpec) -> list[dt.date]:
+        """Returns the UTC days stored for an instrument, in order."""
+        folder = self._dir(kind, instrument)
+        if not folder.is_dir():
+            return []
+        return sorted(dt.date.fromisoformat(p.stem) for p in folder.glob("*.parquet"))
+
+    def write(self, kind: DataKind, instrument: InstrumentSpec, columns: Chunk) -> list[DayWrite]:
+        """Stores rows (any time order), merging each UTC day with what is stored."""
+        names = COLUMNS[kind]
+        missing = set(names) - set(columns)
+        if missing:
+            raise ValueError(f"missing columns for {kind.value}: {sorted(missing)}")
+        ts = np.asarray(columns["ts_ns"], dtype=np.int64)
+        if len(ts) == 0:
+            return []
+        table = pa.table({n: columns[n] for n in names}, schema=_schema(kind))
+        day_index = ts // NS_PER_DAY
+        writes = []
+        for day_number in np.unique(day_index):
+            day = _day(int(day_number) * NS_PER_DAY)
+            part = table.filter(pa.array(day_index == day_number))
+            path = self._path(kind, instrument, day)
+            before = 0
+            if path.exists():
+                existing = pq.read_table(path, schema=_schema(kind))
+                before = existing.num_rows
+                part = pa.concat_tables([existing, part])
+            # A stable sort by time keeps the source's order within one ns.
+            order = np.argsort(part.column("ts_ns").to_numpy(), kind="stable")
+            part = part.take(pa.array(order))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            os.close(fd)
+            pq.write_table(part, tmp, row_group_size=ROW_GROUP, compression="zstd")
+            Path(tmp).replace(path)
+            writes.append(DayWrite(day, before, part.num_rows))
+        return writes
+
+    def scan(
+        self,
+        kind: DataKind,
+        instrument: InstrumentSpec,
+        start_ns: int,
+        end_ns: int,
+        chunk_rows: int = ROW_GROUP,
+    ) -> Iterator[Chunk]:
+        """Yields the rows with start_ns <= ts_ns < end_ns, in time order, in chunks
+        of at most `chunk_rows` rows; reads one row group at a time."""
+        first, last = _day(start_ns), _day(max(start_ns, end_ns - 1))
+        for day in self.days(kind, instrument):
+            if not first <= day <= last:
+                continue
+            whole_day = start_ns <= _day_start_ns(day) and _day_start_ns(day) + NS_PER_DAY <= end_ns
+            parquet = pq.ParquetFile(self._path(kind, instrument, day))
+            for batch in parquet.iter_batches(batch_size=chunk_rows):
+                chunk: Chunk = {
+                    name: batch.column(name).to_numpy(zero_copy_only=False)
+                    for name in batch.schema.names
+                }
+                if not whole_day:
+                    keep = (chunk["ts_ns"] >= start_ns) & (chunk["ts_ns"] < end_ns)
+                    if not keep.any():
+                        continue
+                    chunk = {name: values[keep] for name, values in chunk.items()}
+                yield chunk
+
+    def _sources_path(self) -> Path:
+        return self.root / "_sources.json"
+
+    def sources(self) -> dict[str, str]:
+        """Returns the source files taken so far: identity -> where they went."""
+        path = self._sources_path()
+        if not path.exists():
+            return {}
+        loaded = json.loads(path.read_text())
+        return {str(k): str(v) for k, v in loaded.items()}
+
+    def add_source(self, identity: str, destination: str) -> None:
+        """Records that a source file was taken (written atomically)."""
+        sources = self.sources()
+        sources[identity] = destination
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self._sources_path().with_suffix(".tmp")
+        tmp.write_text(json.dumps(sources, indent=1, sort_keys=True))
+        tmp.replace(self._sources_path())
+
+    def count(self, kind: DataKind, instrument: InstrumentSpec) -> int:
+        """Returns the rows stored for an instrument (from Parquet metadata)."""
+        return sum(
+            pq.ParquetFile(self._path(kind, instrument, day)).metadata.num_rows
+            for day in self.days(kind, instrument)
+        )

@@ -1,0 +1,259 @@
+"""The MarketData service on the shipped real sample, checked against an independent reading."""
+
+from __future__ import annotations
+
+import calendar
+import time
+import zipfile
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import grpc
+import pytest
+
+from nexus.common.v1 import types_pb2
+from nexus.config import load_settings
+from nexus.marketdata.v1 import marketdata_pb2 as md
+from nexus.marketdata.v1 import marketdata_pb2_grpc
+from nexus.services.marketdata.ingest import FeedStatusBoard, ingest
+from nexus.services.marketdata.instruments import DataKind, find_instrument
+from nexus.services.marketdata.store import TickStore
+from nexus_client import NexusClient
+from tests.conftest import REPO, ThreadedServer
+
+pytestmark = pytest.mark.integration
+
+SAMPLE = REPO / "data" / "sample" / "market" / "fx"
+EURUSD = types_pb2.InstrumentId(symbol="EUR/USD", venue="OANDA")
+NS = 1_000_000_000
+
+
+def _day_ns(y: int, m: int, d: int) -> int:
+    return calendar.timegm((y, m, d, 0, 0, 0)) * NS
+
+
+def _reference_quotes(day: str) -> list[tuple[int, int, int]]:
+    """zipfile + Decimal: shares nothing with the Rust reader or the store."""
+    path = SAMPLE / "ticks/lean_oanda_eurusd" / f"{day}_quote.zip"
+    start = _day_ns(int(day[:4]), int(day[4:6]), int(day[6:]))
+    with zipfile.ZipFile(path) as archive:
+        text = archive.read(archive.namelist()[0]).decode()
+    out = []
+    for line in text.splitlines():
+        ms, bid, ask = line.split(",")
+        out.append(
+            (start + int(ms) * 1_000_000, int(Decimal(bid) * 100_000), int(Decimal(ask) * 100_000))
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(nexus_server: ThreadedServer) -> Iterator[NexusClient]:
+    with NexusClient(nexus_server.target, timeout_s=30) as client:
+        yield client
+
+
+def test_instruments_are_listed_with_specs(client: NexusClient) -> None:
+    reply = client.marketdata.ListInstruments(md.ListInstrumentsRequest(venue="OANDA"))
+    specs = {s.instrument.symbol: s for s in reply.instruments}
+    assert set(specs) == {"EUR/USD", "NZD/USD"}
+    tick = specs["EUR/USD"].tick_size
+    assert Decimal(tick.mantissa).scaleb(-tick.scale) == Decimal("0.00001")
+
+
+def test_feed_status_counts_every_row_of_the_sample(client: NexusClient) -> None:
+    status = client.marketdata.GetFeedStatus(md.GetFeedStatusRequest(sources=["lean:oanda"]))
+    (feed,) = status.feeds
+    ticks = sum(len(_reference_quotes(d)) for d in ("20140505", "20140506", "20140507"))
+    bars = 0
+    for path in (SAMPLE / "bars_1min/lean_oanda_eurusd").glob("*.zip"):
+        with zipfile.ZipFile(path) as archive:
+            bars += len(archive.read(archive.namelist()[0]).splitlines())
+    assert feed.received == ticks + bars
+    assert feed.accepted == feed.received
+    assert list(feed.issues) == []  # OANDA quotes are never crossed or locked
+    assert feed.state == md.FEED_STATE_FINISHED
+
+
+def test_historical_pages_reassemble_the_day_exactly(client: NexusClient) -> None:
+    expected = _reference_quotes("20140506")
+    day = types_pb2.TimeRange(start_ns=_day_ns(2014, 5, 6), end_ns=_day_ns(2014, 5, 7))
+    rows: list[tuple[int, int, int]] = []
+    token = ""
+    pages = 0
+    while True:
+        reply = client.marketdata.GetHistoricalData(
+            md.GetHistoricalDataRequest(
+                instrument=EURUSD,
+                kind=md.DATA_KIND_QUOTES,
+                range=day,
+                page=types_pb2.PageRequest(page_size=7_001, page_token=token),
+            )
+        )
+        q = reply.quotes
+        assert q.price_scale == 5
+        rows += list(zip(q.ts_event_ns, q.bid_mantissa, q.ask_mantissa, strict=True))
+        pages += 1
+        token = reply.page.next_page_token
+        if not token:
+            break
+    assert pages == -(-len(expected) // 7_001)
+    assert rows == expected
+
+
+def test_historical_bars(client: NexusClient) -> None:
+    reply = client.marketdata.GetHistoricalData(
+        md.GetHistoricalDataRequest(
+            instrument=EURUSD,
+            kind=md.DATA_KIND_BARS,
+            timeframe=types_pb2.TIMEFRAME_1M,
+            range=types_pb2.TimeRange(
+                start_ns=_day_ns(2014, 5, 5), end_ns=_day_ns(2014, 5, 5) + 3600 * NS
+            ),
+        )
+    )
+    assert 50 <= len(reply.bars) <= 60
+    for bar in reply.bars:
+        assert bar.low.mantissa <= bar.open.mantissa <= bar.high.mantissa
+        assert bar.ts_close_ns - bar.ts_open_ns == 60 * NS
+
+
+def test_bad_requests(client: NexusClient) -> None:
+    day = types_pb2.TimeRange(start_ns=_day_ns(2014, 5, 6), end_ns=_day_ns(2014, 5, 7))
+    with pytest.raises(grpc.RpcError) as info:
+        client.marketdata.GetHistoricalData(
+            md.GetHistoricalDataRequest(
+                instrument=types_pb2.InstrumentId(symbol="XAU/USD", venue="OANDA"),
+                kind=md.DATA_KIND_QUOTES,
+                range=day,
+            )
+        )
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as info:
+        client.marketdata.GetHistoricalData(
+            md.GetHistoricalDataRequest(
+                instrument=EURUSD,
+                kind=md.DATA_KIND_QUOTES,
+                range=day,
+                page=types_pb2.PageRequest(page_token="garbage!"),
+            )
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "page.page_token" in str(info.value.details())
+    stream = client.marketdata.StreamTicks(md.StreamTicksRequest(instruments=[EURUSD], quotes=True))
+    with pytest.raises(grpc.RpcError) as info:
+        next(iter(stream))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_lossless_replay_streams_every_tick_in_order(client: NexusClient) -> None:
+    expected = _reference_quotes("20140505") + _reference_quotes("20140506")
+    request = md.StreamTicksRequest(
+        instruments=[EURUSD],
+        quotes=True,
+        replay=types_pb2.TimeRange(start_ns=_day_ns(2014, 5, 5), end_ns=_day_ns(2014, 5, 7)),
+        max_batch_size=5_000,
+    )
+    got: list[tuple[int, int, int]] = []
+    sequences = []
+    ended = False
+    for message in client.marketdata.StreamTicks(request, timeout=60):
+        sequences.append(message.sequence)
+        assert message.dropped_ticks == 0
+        for batch in message.quotes:
+            assert len(batch.ts_event_ns) <= 5_000
+            got += list(zip(batch.ts_event_ns, batch.bid_mantissa, batch.ask_mantissa, strict=True))
+        ended = ended or message.end_of_replay
+    assert ended
+    assert sequences == list(range(1, len(sequences) + 1))
+    assert got == expected
+
+
+@pytest.fixture(scope="module")
+def small_queue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
+    settings = load_settings(
+        overrides={
+            "server": {"port": 0, "grace_period_s": 0.5},
+            "data_dir": str(tmp_path_factory.mktemp("nexus-small-queue")),
+            "services": "marketdata",
+            "marketdata": {"stream_queue_batches": 2},
+        }
+    )
+    server = ThreadedServer(settings)
+    yield server
+    server.stop()
+
+
+def _slow_channel(server: ThreadedServer) -> grpc.Channel:
+    """A client channel whose receive window stays at 64 KiB (no BDP probing), so
+    that a consumer that stops reading makes the server's stream block soon."""
+    return grpc.insecure_channel(server.target, options=[("grpc.http2.bdp_probe", 0)])
+
+
+@pytest.mark.parametrize("policy", [md.OVERFLOW_POLICY_DROP_OLDEST, md.OVERFLOW_POLICY_CONFLATE])
+def test_slow_client_loses_counted_ticks_not_memory(
+    small_queue_server: ThreadedServer, policy: md.OverflowPolicy.ValueType
+) -> None:
+    total = len(_reference_quotes("20140506"))
+    request = md.StreamTicksRequest(
+        instruments=[EURUSD],
+        quotes=True,
+        replay=types_pb2.TimeRange(start_ns=_day_ns(2014, 5, 6), end_ns=_day_ns(2014, 5, 7)),
+        replay_speed=1e6,  # a day in under a second: a live-like feed too fast to follow
+        max_batch_size=200,
+        overflow_policy=policy,
+    )
+    received = 0
+    last = md.StreamTicksResponse()
+    with _slow_channel(small_queue_server) as channel:
+        stub = marketdata_pb2_grpc.MarketDataServiceStub(channel)
+        for i, message in enumerate(stub.StreamTicks(request, timeout=60)):
+            if i < 3:
+                time.sleep(0.5)  # the slow consumer
+            received += sum(len(b.ts_event_ns) for b in message.quotes)
+            last = message
+    assert last.end_of_replay
+    assert last.dropped_ticks > 0
+    assert received + last.dropped_ticks == total  # every tick delivered or counted
+
+
+def test_slow_client_with_fail_policy_gets_resource_exhausted(
+    small_queue_server: ThreadedServer,
+) -> None:
+    request = md.StreamTicksRequest(
+        instruments=[EURUSD],
+        quotes=True,
+        replay=types_pb2.TimeRange(start_ns=_day_ns(2014, 5, 6), end_ns=_day_ns(2014, 5, 7)),
+        replay_speed=1e6,
+        max_batch_size=200,
+        overflow_policy=md.OVERFLOW_POLICY_FAIL,
+    )
+    with _slow_channel(small_queue_server) as channel:
+        stream = marketdata_pb2_grpc.MarketDataServiceStub(channel).StreamTicks(request, timeout=60)
+        messages = iter(stream)
+        for _ in range(3):
+            next(messages)
+            time.sleep(0.5)
+        with pytest.raises(grpc.RpcError) as info:
+            list(messages)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "stream overflow" in str(info.value.details())
+
+
+def test_ingesting_the_shared_set_matches_its_documented_counts(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    store = TickStore(tmp_path)
+    board = FeedStatusBoard()
+    report = ingest(store, [shared_data / "market/fx/ticks/lean_fxcm_eurusd"], board)
+    assert report.files == 13
+    spec = find_instrument("EUR/USD", "FXCM")
+    assert spec is not None
+    assert store.count(DataKind.QUOTES, spec) == 1_144_807  # SOURCES.md
+    fxcm = board.snapshot()["lean:fxcm"]
+    assert fxcm.flagged[1] == 116_871  # crossed, as SOURCES.md counts them
+    assert fxcm.flagged[2] == 142_462  # locked
+    again = ingest(store, [shared_data / "market/fx/ticks/lean_fxcm_eurusd"], board)
+    assert (again.files, again.skipped_known) == (0, 13)
+    assert store.count(DataKind.QUOTES, spec) == 1_144_807
