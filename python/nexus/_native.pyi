@@ -12,6 +12,11 @@ class _ReadReport(TypedDict):
     rows: int
     bad_rows: dict[str, int]
     first_bad_lines: list[tuple[int, str]]
+    empty_rows: int
+
+_BarSeries = tuple[
+    str, _Int64Array, _Int64Array, _Int64Array, _Int64Array, _Int64Array, _Int64Array
+]
 
 __all__ = [
     "DataFileError",
@@ -26,6 +31,7 @@ __all__ = [
     "parse_price",
     "read_lean_quote_bars",
     "read_lean_quote_ticks",
+    "read_lean_trade_bars",
     "read_lean_trade_ticks",
 ]
 
@@ -81,4 +87,7 @@ def read_lean_trade_ticks(
 ) -> tuple[list[tuple[str, _Int64Array, _Int64Array, _Int64Array]], _ReadReport]: ...
 def read_lean_quote_bars(
     path: str | PathLike[str], side: str, price_scale: int, utc_offset_minutes: int = 0
-) -> tuple[_Int64Array, _Int64Array, _Int64Array, _Int64Array, _Int64Array, _ReadReport]: ...
+) -> tuple[list[_BarSeries], _ReadReport]: ...
+def read_lean_trade_bars(
+    path: str | PathLike[str], price_scale: int, size_scale: int = 0, utc_offset_minutes: int = 0
+) -> tuple[list[_BarSeries], _ReadReport]: ...

@@ -108,6 +108,33 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from nexus.logs import configure_logging
+    from nexus.services.marketdata.ingest import ISSUE_NAMES, FeedStatusBoard, ingest
+    from nexus.services.marketdata.store import TickStore
+
+    settings = _settings(args)
+    configure_logging("WARNING", "text")
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"nexus ingest: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    store = TickStore(settings.marketdata.store_dir or settings.data_dir / "store")
+    board = FeedStatusBoard()
+    report = ingest(store, args.paths, board, progress=not args.quiet and sys.stderr.isatty())
+    print(
+        f"ingested {report.files} files ({report.skipped_known} already taken) into {store.root}: "
+        f"{report.rows_stored} rows stored, {report.rows_flagged} flagged, "
+        f"{report.rows_rejected} rejected"
+    )
+    for source, counters in sorted(board.snapshot().items()):
+        issues = {ISSUE_NAMES[i]: n for i, n in (counters.rejected + counters.flagged).items()}
+        print(f"  {source}: received {counters.received}, accepted {counters.accepted}, {issues}")
+    for reason in report.unknown:
+        print(f"  skipped: {reason}", file=sys.stderr)
+    return 0
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     from nexus import engine
 
@@ -178,6 +205,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="127.0.0.1:50051", help="gRPC server address")
     p.add_argument("--host", default="127.0.0.1", help="HTTP address to listen on")
     p.add_argument("--port", type=int, default=8080, help="HTTP port; 0 picks a free one")
+
+    p = add("ingest", _cmd_ingest, "Ingest market-data files or folders into the store.")
+    config_option(p)
+    p.add_argument("paths", nargs="+", type=Path, help="Lean zip files or folders holding them")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     add("version", _cmd_version, "Print the versions of Nexus and of its Rust engine.")
 

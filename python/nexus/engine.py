@@ -19,6 +19,7 @@ from nexus._native import (  # noqa: TID251 - this wrapper is the one allowed im
     parse_price,
     read_lean_quote_bars,
     read_lean_quote_ticks,
+    read_lean_trade_bars,
     read_lean_trade_ticks,
 )
 from nexus._native import __version__ as engine_version  # noqa: TID251
@@ -36,5 +37,6 @@ __all__ = [
     "parse_price",
     "read_lean_quote_bars",
     "read_lean_quote_ticks",
+    "read_lean_trade_bars",
     "read_lean_trade_ticks",
 ]

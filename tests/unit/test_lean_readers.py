@@ -107,9 +107,11 @@ def test_futures_trades_by_contract(shared_data: Path) -> None:
 def test_quote_bars_agree_with_ticks_rebuilt_into_bars(shared_data: Path) -> None:
     bars_path = shared_data / "market/fx/bars_1min/lean_oanda_eurusd/20140506_quote.zip"
     ticks_path = shared_data / "market/fx/ticks/lean_oanda_eurusd/20140506_quote.zip"
-    ts_bar, open_, high, low, close, report = engine.read_lean_quote_bars(bars_path, "bid", 5)
+    (series,), report = engine.read_lean_quote_bars(bars_path, "bid", 5)
+    _, ts_bar, open_, high, low, close, _ = series
     ts, bid, _, _ = engine.read_lean_quote_ticks(ticks_path, 5)
     assert report["bad_rows"] == {}
+    assert report["empty_rows"] == 0
     minute = 60 * 1_000_000_000
     # Lean stamps a minute bar with its open time; rebuild the bid bars from ticks.
     starts = np.searchsorted(ts, ts_bar, side="left")
@@ -124,6 +126,18 @@ def test_quote_bars_agree_with_ticks_rebuilt_into_bars(shared_data: Path) -> Non
     assert checked > 1000
     assert np.all(low <= open_)
     assert np.all(open_ <= high)
+
+
+def test_futures_trade_bars_by_contract(shared_data: Path) -> None:
+    path = shared_data / "market/futures/bars_1min/lean_cme_es/20131007_trade.zip"
+    series, report = engine.read_lean_trade_bars(path, price_scale=2)
+    assert report["bad_rows"] == {}
+    by_contract = {s[0]: s for s in series}
+    assert set(by_contract) == {"201312", "201403", "201406"}
+    _, ts, open_, high, low, close, volume = by_contract["201312"]
+    assert (open_[0], high[1], volume[2]) == (167650, 167675, 60)  # first rows of the CSV
+    assert np.all((low <= close) & (close <= high))
+    assert np.all(np.diff(ts) > 0)
 
 
 def test_unreadable_files_raise_clear_errors(tmp_path: Path) -> None:

@@ -70,6 +70,9 @@ pub struct ReadReport {
     pub bad_rows: BTreeMap<&'static str, u64>,
     /// (1-based line number, reason) of the first bad rows.
     pub first_bad_lines: Vec<(u64, &'static str)>,
+    /// Rows that are well formed but hold no record for the series read
+    /// (a quote bar whose side had no quote that minute).
+    pub empty_rows: u64,
 }
 
 impl ReadReport {
@@ -375,7 +378,9 @@ pub enum BarSide {
 
 /// Reads a Lean minute quote-bar zip (`YYYYMMDD_quote.zip`, rows
 /// `ms,bid_o,bid_h,bid_l,bid_c,bid_size,ask_o,ask_h,ask_l,ask_c,ask_size`)
-/// for one side. Rows where that side is empty are counted as `empty_side`.
+/// for one side, one series per member (FX zips hold one; futures zips one
+/// per contract month, named by it). A minute where that side had no quote
+/// is not a bar and is counted in `ReadReport::empty_rows`, not as bad.
 ///
 /// # Errors
 /// Returns a [`LeanError`] when the file cannot be read as a Lean zip.
@@ -384,19 +389,56 @@ pub fn read_quote_bars(
     side: BarSide,
     price_scale: u8,
     utc_offset_minutes: i32,
-) -> Result<(Bars, ReadReport), LeanError> {
-    let day_ns = file_day_start_ns(path, utc_offset_minutes)?;
-    let mut report = ReadReport::default();
-    let mut out = Bars::default();
+) -> Result<(Vec<(String, Bars)>, ReadReport), LeanError> {
     let first = match side {
         BarSide::Bid => 1,
         BarSide::Ask => 6,
     };
-    for (_, data) in read_members(path, ".csv")? {
+    read_bars(path, 11, first, None, price_scale, 0, utc_offset_minutes)
+}
+
+/// Reads a Lean minute trade-bar zip (`YYYYMMDD_trade.zip`, rows
+/// `ms,open,high,low,close,volume`), one series per contract month.
+///
+/// # Errors
+/// Returns a [`LeanError`] when the file cannot be read as a Lean zip.
+pub fn read_trade_bars(
+    path: &Path,
+    price_scale: u8,
+    size_scale: u8,
+    utc_offset_minutes: i32,
+) -> Result<(Vec<(String, Bars)>, ReadReport), LeanError> {
+    read_bars(
+        path,
+        6,
+        1,
+        Some(5),
+        price_scale,
+        size_scale,
+        utc_offset_minutes,
+    )
+}
+
+/// Reads OHLC at columns `first..first + 4` (and volume at `volume_col`)
+/// of rows with exactly `width` fields.
+fn read_bars(
+    path: &Path,
+    width: usize,
+    first: usize,
+    volume_col: Option<usize>,
+    price_scale: u8,
+    size_scale: u8,
+    utc_offset_minutes: i32,
+) -> Result<(Vec<(String, Bars)>, ReadReport), LeanError> {
+    let day_ns = file_day_start_ns(path, utc_offset_minutes)?;
+    let mut report = ReadReport::default();
+    let mut series = Vec::new();
+    for (name, data) in read_members(path, ".csv")? {
+        let mut out = Bars::default();
         for (line, row) in rows(&data) {
             report.rows += 1;
             let (cols, count) = fields::<11>(row);
-            if count != 11 {
+            if count != width {
                 report.bad(line, "wrong_field_count");
                 continue;
             }
@@ -405,7 +447,7 @@ pub fn read_quote_bars(
                 continue;
             };
             if cols[first..first + 4].iter().all(|c| c.is_empty()) {
-                report.bad(line, "empty_side");
+                report.empty_rows += 1;
                 continue;
             }
             let mut ohlc = [0i64; 4];
@@ -419,6 +461,14 @@ pub fn read_quote_bars(
                     }
                 }
             }
+            let volume = match volume_col.map(|c| parse_mantissa(cols[c], size_scale)) {
+                None => 0,
+                Some(Ok(v)) => v,
+                Some(Err(_)) => {
+                    failed = failed.or(Some("bad_size"));
+                    0
+                }
+            };
             if let Some(reason) = failed {
                 report.bad(line, reason);
                 continue;
@@ -428,10 +478,11 @@ pub fn read_quote_bars(
             out.high.push(ohlc[1]);
             out.low.push(ohlc[2]);
             out.close.push(ohlc[3]);
-            out.volume.push(0);
+            out.volume.push(volume);
         }
+        series.push((contract_of(&name), out));
     }
-    Ok((out, report))
+    Ok((series, report))
 }
 
 #[cfg(test)]
@@ -536,13 +587,45 @@ mod tests {
             )],
         );
         let (bid, report) = read_quote_bars(&path, BarSide::Bid, 2, 0).expect("readable");
+        let bid = &bid[0].1;
         assert_eq!(
-            (bid.open.clone(), bid.high.clone(), bid.low, bid.close),
+            (
+                bid.open.clone(),
+                bid.high.clone(),
+                bid.low.clone(),
+                bid.close.clone()
+            ),
             (vec![110], vec![130], vec![100], vec![120])
         );
-        assert_eq!(report.bad_rows.get("empty_side"), Some(&1));
+        assert_eq!(report.empty_rows, 1);
+        assert_eq!(report.bad_total(), 0);
         let (ask, _) = read_quote_bars(&path, BarSide::Ask, 2, 0).expect("readable");
-        assert_eq!(ask.open, vec![111, 110]);
+        assert_eq!(ask[0].1.open, vec![111, 110]);
+    }
+
+    #[test]
+    fn trade_bars_by_contract_with_volume() {
+        let dir = temp_dir("trade-bars");
+        let path = zip_file(
+            &dir,
+            "20131007_trade.zip",
+            &[
+                (
+                    "20131007_es_minute_trade_201312.csv",
+                    "0,1676.5,1676.75,1676.25,1676.5,9\n60000,1,2,3\n",
+                ),
+                (
+                    "20131007_es_minute_trade_201403.csv",
+                    "0,1680,1680,1680,1680,1\n",
+                ),
+            ],
+        );
+        let (series, report) = read_trade_bars(&path, 2, 0, 0).expect("readable");
+        assert_eq!(series[0].0, "201312");
+        assert_eq!(series[0].1.high, vec![167_675]);
+        assert_eq!(series[0].1.volume, vec![9]);
+        assert_eq!(series[1].1.close, vec![168_000]);
+        assert_eq!(report.bad_rows.get("wrong_field_count"), Some(&1));
     }
 
     #[test]

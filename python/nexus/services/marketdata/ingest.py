@@ -176,6 +176,14 @@ def ingest(
     return report
 
 
+def _contract(spec: InstrumentSpec, contract: str) -> InstrumentSpec:
+    """Each futures contract month is its own instrument (e.g. GC201312); the
+    continuous series is built from them by the roll rule."""
+    if spec.asset_class != "future":
+        return spec
+    return dataclasses.replace(spec, symbol=f"{spec.root_symbol}{contract}")
+
+
 def _ingest_file(
     store: TickStore,
     source: SourceFile,
@@ -198,33 +206,38 @@ def _ingest_file(
         )
         all_flags = []
         for contract, ts, price, size in series:
-            # Each contract month is its own instrument (e.g. GC201312); the
-            # continuous series is built from them by the roll rule.
             month_flags = np.where(size <= 0, 1 << BAD_SIZE, 0).astype(np.uint32)
             all_flags.append(month_flags)
-            contract_spec = dataclasses.replace(spec, symbol=f"{spec.root_symbol}{contract}")
             parts.append(
-                (contract_spec, {"ts_ns": ts, "price": price, "size": size, "flags": month_flags})
+                (
+                    _contract(spec, contract),
+                    {"ts_ns": ts, "price": price, "size": size, "flags": month_flags},
+                )
             )
         flags = np.concatenate(all_flags) if all_flags else np.zeros(0, dtype=np.uint32)
     else:
-        ts, open_, high, low, close, read = engine.read_lean_quote_bars(
-            source.path, "bid", spec.price_scale, source.utc_offset_minutes
-        )
-        volume = np.zeros(len(ts), dtype=np.int64)
-        parts.append(
-            (
-                spec,
-                {
-                    "ts_ns": ts,
-                    "open": open_,
-                    "high": high,
-                    "low": low,
-                    "close": close,
-                    "volume": volume,
-                },
+        if source.kind is DataKind.TRADE_BARS_1M:
+            bars, read = engine.read_lean_trade_bars(
+                source.path, spec.price_scale, spec.size_scale, source.utc_offset_minutes
             )
-        )
+        else:
+            bars, read = engine.read_lean_quote_bars(
+                source.path, "bid", spec.price_scale, source.utc_offset_minutes
+            )
+        for contract, ts, open_, high, low, close, volume in bars:
+            parts.append(
+                (
+                    _contract(spec, contract),
+                    {
+                        "ts_ns": ts,
+                        "open": open_,
+                        "high": high,
+                        "low": low,
+                        "close": close,
+                        "volume": volume,
+                    },
+                )
+            )
     malformed = sum(read["bad_rows"].values())
     if read["first_bad_lines"]:
         log.warning(
@@ -240,7 +253,7 @@ def _ingest_file(
             last_ns = max(last_ns, int(columns["ts_ns"][-1]))
     board.record(
         source.source,
-        received=int(read["rows"]),
+        received=int(read["rows"]) - int(read["empty_rows"]),
         rejected={MALFORMED: malformed} if malformed else {},
         flags=flags,
         last_event_ns=last_ns,

@@ -24,7 +24,8 @@ class DataKind(StrEnum):
 
     QUOTES = "quotes"
     TRADES = "trades"
-    BARS_1M = "bars_1m"
+    BARS_1M = "bars_1m"  # 1-minute bid quote bars
+    TRADE_BARS_1M = "trade_bars_1m"  # 1-minute trade bars with volume
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,8 @@ def identify(path: Path) -> SourceFile:
         raise UnknownSourceError(
             f"{path}: expected .../{{ticks,bars_1min,trades}}/lean_<vendor>_<symbol>/YYYYMMDD_*.zip"
         )
+    if kind is DataKind.BARS_1M and path.name.endswith("_trade.zip"):
+        kind = DataKind.TRADE_BARS_1M
     vendor, raw = match["vendor"], match["symbol"]
     symbol = f"{raw[:3]}/{raw[3:]}".upper() if len(raw) == 6 else raw.upper()
     spec = find_instrument(symbol, vendor)

@@ -35,6 +35,7 @@ COLUMNS: dict[DataKind, tuple[str, ...]] = {
     DataKind.QUOTES: ("ts_ns", "bid", "ask", "flags"),
     DataKind.TRADES: ("ts_ns", "price", "size", "flags"),
     DataKind.BARS_1M: ("ts_ns", "open", "high", "low", "close", "volume"),
+    DataKind.TRADE_BARS_1M: ("ts_ns", "open", "high", "low", "close", "volume"),
 }
 
 Chunk = dict[str, npt.NDArray[np.int64] | npt.NDArray[np.uint32]]

@@ -145,6 +145,7 @@ fn report_dict<'py>(py: Python<'py>, report: &ReadReport) -> PyResult<Bound<'py,
     }
     dict.set_item("bad_rows", bad)?;
     dict.set_item("first_bad_lines", report.first_bad_lines.clone())?;
+    dict.set_item("empty_rows", report.empty_rows)?;
     Ok(dict)
 }
 
@@ -208,29 +209,50 @@ fn read_lean_trade_ticks(
     Ok((out, report_dict(py, &report)?))
 }
 
-/// Reads one side ("bid" or "ask") of a Lean minute quote-bar zip into
-/// (ts_ns, open, high, low, close, report), without the GIL.
+/// One bar series for Python: (contract, ts_ns, open, high, low, close, volume).
+type BarColumns<'py> = (
+    String,
+    Column<'py>,
+    Column<'py>,
+    Column<'py>,
+    Column<'py>,
+    Column<'py>,
+    Column<'py>,
+);
+
+fn bar_columns(py: Python<'_>, series: Vec<(String, lean::Bars)>) -> Vec<BarColumns<'_>> {
+    series
+        .into_iter()
+        .map(|(contract, b)| {
+            (
+                contract,
+                b.ts_ns.into_pyarray(py),
+                b.open.into_pyarray(py),
+                b.high.into_pyarray(py),
+                b.low.into_pyarray(py),
+                b.close.into_pyarray(py),
+                b.volume.into_pyarray(py),
+            )
+        })
+        .collect()
+}
+
+/// Reads one side ("bid" or "ask") of a Lean minute quote-bar zip into a
+/// list of (contract, ts_ns, open, high, low, close, volume) and a report,
+/// without the GIL.
 ///
 /// # Errors
 /// Raises `ValueError` for an unknown side, `OSError` or `DataFileError`
 /// naming the file and the reason.
 #[pyfunction]
 #[pyo3(signature = (path, side, price_scale, utc_offset_minutes = 0))]
-#[allow(clippy::type_complexity)]
 fn read_lean_quote_bars<'py>(
     py: Python<'py>,
     path: PathBuf,
     side: &str,
     price_scale: u8,
     utc_offset_minutes: i32,
-) -> PyResult<(
-    Column<'py>,
-    Column<'py>,
-    Column<'py>,
-    Column<'py>,
-    Column<'py>,
-    Bound<'py, PyDict>,
-)> {
+) -> PyResult<(Vec<BarColumns<'py>>, Bound<'py, PyDict>)> {
     let side = match side {
         "bid" => BarSide::Bid,
         "ask" => BarSide::Ask,
@@ -240,17 +262,30 @@ fn read_lean_quote_bars<'py>(
             )))
         }
     };
-    let (bars, report) = py
+    let (series, report) = py
         .detach(|| lean::read_quote_bars(&path, side, price_scale, utc_offset_minutes))
         .map_err(errors::lean_to_py)?;
-    Ok((
-        bars.ts_ns.into_pyarray(py),
-        bars.open.into_pyarray(py),
-        bars.high.into_pyarray(py),
-        bars.low.into_pyarray(py),
-        bars.close.into_pyarray(py),
-        report_dict(py, &report)?,
-    ))
+    Ok((bar_columns(py, series), report_dict(py, &report)?))
+}
+
+/// Reads a Lean minute trade-bar zip into a list of
+/// (contract, ts_ns, open, high, low, close, volume) and a report, without the GIL.
+///
+/// # Errors
+/// Raises `OSError` or `DataFileError` naming the file and the reason.
+#[pyfunction]
+#[pyo3(signature = (path, price_scale, size_scale = 0, utc_offset_minutes = 0))]
+fn read_lean_trade_bars(
+    py: Python<'_>,
+    path: PathBuf,
+    price_scale: u8,
+    size_scale: u8,
+    utc_offset_minutes: i32,
+) -> PyResult<(Vec<BarColumns<'_>>, Bound<'_, PyDict>)> {
+    let (series, report) = py
+        .detach(|| lean::read_trade_bars(&path, price_scale, size_scale, utc_offset_minutes))
+        .map_err(errors::lean_to_py)?;
+    Ok((bar_columns(py, series), report_dict(py, &report)?))
 }
 
 /// Adds the market-data functions, classes and exceptions to `module`.
@@ -263,6 +298,7 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(read_lean_quote_ticks, module)?)?;
     module.add_function(wrap_pyfunction!(read_lean_trade_ticks, module)?)?;
     module.add_function(wrap_pyfunction!(read_lean_quote_bars, module)?)?;
+    module.add_function(wrap_pyfunction!(read_lean_trade_bars, module)?)?;
     module.add("PriceError", module.py().get_type::<PriceError>())?;
     module.add("DataFileError", module.py().get_type::<DataFileError>())?;
     Ok(())
