@@ -25,6 +25,8 @@ __all__ = [
     "PriceError",
     "QuoteValidator",
     "__version__",
+    "encode_stream_ticks",
+    "encode_stream_ticks_batches",
     "fix_checksum",
     "fix_encode_frame",
     "fix_verify_frame",
@@ -75,6 +77,32 @@ class QuoteValidator:
     def accepted(self) -> int: ...
     def rejections(self) -> list[tuple[str, int]]: ...
 
+def encode_stream_ticks(
+    symbol: str,
+    venue: str,
+    price_scale: int,
+    size_scale: int,
+    ts_ns: _Int64Array,
+    bid: _Int64Array,
+    ask: _Int64Array,
+    flags: npt.NDArray[np.uint32] | None = None,
+    sequence: int = 0,
+    dropped_ticks: int = 0,
+    end_of_replay: bool = False,
+) -> bytes: ...
+def encode_stream_ticks_batches(
+    symbol: str,
+    venue: str,
+    price_scale: int,
+    size_scale: int,
+    ts_ns: _Int64Array,
+    bid: _Int64Array,
+    ask: _Int64Array,
+    flags: npt.NDArray[np.uint32] | None,
+    batch_size: int,
+    first_sequence: int,
+    dropped_ticks: int = 0,
+) -> list[bytes]: ...
 def fix_checksum(data: bytes) -> int: ...
 def fix_verify_frame(data: bytes) -> FixFrame: ...
 def fix_encode_frame(begin_string: str, body: bytes) -> bytes: ...

@@ -1,22 +1,47 @@
 """Benchmarks behind `nexus bench` / `make bench`.
 
 Each benchmark times the Nexus path and a baseline doing the same work on the
-same input in the same process, and prints both medians and their ratio. The
+same input in the same run, and prints both medians and their ratio. The
 machines are shared and noisy: read the ratio, not the absolute figure.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import calendar
+import contextlib
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
 
 from nexus import engine
 
-__all__ = ["BENCHMARKS", "Benchmark", "run"]
+__all__ = ["BENCHMARKS", "run"]
 
 SOH = b"\x01"
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data" / "sample" / "market"
+SHARED = Path(os.environ.get("NEXUS_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _oanda_eurusd_ticks() -> tuple[Path, str]:
+    """The larger shared OANDA EUR/USD tick set when present, else the shipped sample."""
+    shared = SHARED / "market" / "fx" / "ticks" / "lean_oanda_eurusd"
+    if shared.is_dir():
+        return shared, "shared OANDA EUR/USD ticks, 13 days"
+    return SAMPLE / "fx" / "ticks" / "lean_oanda_eurusd", "sample OANDA EUR/USD ticks, 3 days"
+
+
+# -- FIX framing ----------------------------------------------------------
 
 
 def _messages(count: int) -> list[bytes]:
@@ -61,34 +86,6 @@ def _python_verify(msg: bytes) -> str:
     return fields[2][3:].decode()
 
 
-def _rust_verify(msg: bytes) -> str:
-    return engine.fix_verify_frame(msg).msg_type
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """A measured path and its baseline over the same items."""
-
-    description: str
-    unit: str
-    setup: Callable[[], list[bytes]]
-    nexus: Callable[[bytes], object]
-    baseline: Callable[[bytes], object]
-    baseline_name: str
-
-
-BENCHMARKS: dict[str, Benchmark] = {
-    "fix-frame": Benchmark(
-        description="FIX frame check (BodyLength, CheckSum, MsgType) of NewOrderSingle",
-        unit="msgs/s",
-        setup=lambda: _messages(20_000),
-        nexus=_rust_verify,
-        baseline=_python_verify,
-        baseline_name="pure Python",
-    ),
-}
-
-
 def _rate(fn: Callable[[bytes], object], items: list[bytes], repeats: int) -> float:
     rates = []
     for _ in range(repeats):
@@ -99,6 +96,173 @@ def _rate(fn: Callable[[bytes], object], items: list[bytes], repeats: int) -> fl
     return statistics.median(rates)
 
 
+def bench_fix_frame(repeats: int) -> list[str]:
+    """FIX frame check of NewOrderSingle from Python: Rust against pure Python."""
+    items = _messages(20_000)
+    for item in items[:100]:  # same answers, or the comparison is meaningless
+        if engine.fix_verify_frame(item).msg_type != _python_verify(item):
+            raise AssertionError("Rust and Python disagree")
+    ours = _rate(lambda m: engine.fix_verify_frame(m).msg_type, items, repeats)
+    base = _rate(_python_verify, items, repeats)
+    return [
+        f"fix-frame: nexus {ours:,.0f} msgs/s | pure Python {base:,.0f} msgs/s | "
+        f"ratio {ours / base:.2f}x (median of {repeats}, {len(items)} messages)"
+    ]
+
+
+# -- StreamTicks over loopback --------------------------------------------
+
+STREAM_METHOD = "/nexus.marketdata.v1.MarketDataService/StreamTicks"
+
+
+@contextlib.contextmanager
+def _process(args: list[str], env: dict[str, str], port_file: Path) -> Iterator[int]:
+    process = subprocess.Popen(
+        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not port_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{args[2:4]} did not start: {process.stderr and process.stderr.read()}"
+                )
+            time.sleep(0.05)
+        yield int(port_file.read_text())
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _consume(target: str, request: bytes, rounds: int) -> tuple[int, float, list[bytes]]:
+    """Streams `rounds` times, decoding every message as a client would; returns
+    (ticks, seconds, the raw messages of the first round)."""
+    from nexus.marketdata.v1 import marketdata_pb2 as md  # noqa: PLC0415 - generated code
+
+    options = [("grpc.max_receive_message_length", 64 << 20)]
+    with grpc.insecure_channel(target, options=options) as channel:
+        grpc.channel_ready_future(channel).result(timeout=30)
+        call: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(STREAM_METHOD)
+        ticks = 0
+        first: list[bytes] = []
+        start = time.perf_counter()
+        for round_number in range(rounds):
+            for raw in call(request, timeout=300):
+                message = md.StreamTicksResponse.FromString(raw)
+                ticks += sum(len(b.ts_event_ns) for b in message.quotes)
+                if round_number == 0:
+                    first.append(raw)
+        return ticks, time.perf_counter() - start, first
+
+
+def _bare_server(messages_file: Path, port_file: Path) -> None:
+    """A bare grpcio server that streams the same bytes with no work behind them."""
+    messages = []
+    with messages_file.open("rb") as handle:
+        while header := handle.read(4):
+            messages.append(handle.read(int.from_bytes(header, "little")))
+
+    async def stream(
+        request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> AsyncIterator[bytes]:
+        del request, context
+        for message in messages:
+            yield message
+
+    async def main() -> None:
+        server = grpc.aio.server(options=[("grpc.max_send_message_length", 64 << 20)])
+        # No serializers: the bytes go out as they are.
+        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(stream)
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    STREAM_METHOD.split("/")[1], {"StreamTicks": handler}
+                ),
+            )
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        port_file.write_text(str(port))
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+
+
+def bench_stream_ticks(repeats: int) -> list[str]:
+    """StreamTicks replay to a Python client on loopback, against a bare grpcio
+    stream of the same bytes; ticks/s per batch size."""
+    from nexus.common.v1 import types_pb2  # noqa: PLC0415 - generated code
+    from nexus.marketdata.v1 import marketdata_pb2 as md  # noqa: PLC0415
+
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
+        root = Path(tmp)
+        data, label = _oanda_eurusd_ticks()
+        env = dict(
+            os.environ,
+            NEXUS_DATA_DIR=str(root / "data"),
+            NEXUS_LOG__LEVEL="WARNING",
+            NEXUS_MARKETDATA__INGEST_ON_START=f'["{data}"]',
+        )
+        serve = [sys.executable, "-m", "nexus", "serve", "--services", "marketdata", "--port", "0"]
+        with _process(
+            [*serve, "--port-file", str(root / "nexus.port")], env, root / "nexus.port"
+        ) as port:
+            target = f"127.0.0.1:{port}"
+            replay = types_pb2.TimeRange(
+                start_ns=calendar.timegm((2014, 5, 1, 0, 0, 0)) * 10**9,
+                end_ns=calendar.timegm((2014, 5, 16, 0, 0, 0)) * 10**9,
+            )
+            for batch in (1_000, 10_000):
+                request = md.StreamTicksRequest(
+                    instruments=[types_pb2.InstrumentId(symbol="EUR/USD", venue="OANDA")],
+                    quotes=True,
+                    replay=replay,
+                    max_batch_size=batch,
+                ).SerializeToString()
+                ticks, _, first = _consume(target, request, 1)  # warm-up; keeps the bytes
+                messages_file = root / f"messages-{batch}.bin"
+                with messages_file.open("wb") as handle:
+                    for raw in first:
+                        handle.write(len(raw).to_bytes(4, "little") + raw)
+                bare_cmd = [sys.executable, "-m", "nexus.bench", "bare-server", str(messages_file)]
+                bare_port = root / f"bare-{batch}.port"
+                with _process([*bare_cmd, str(bare_port)], env, bare_port) as bare:
+                    _consume(f"127.0.0.1:{bare}", request, 1)  # warm-up
+                    ours, base = [], []
+                    for _ in range(repeats):  # interleaved, so both see the same noise
+                        n, seconds, _ = _consume(target, request, 3)
+                        ours.append(n / seconds)
+                        n, seconds, _ = _consume(f"127.0.0.1:{bare}", request, 3)
+                        base.append(n / seconds)
+                ours_rate, base_rate = statistics.median(ours), statistics.median(base)
+                lines.append(
+                    f"stream-ticks (batch {batch}): nexus {ours_rate:,.0f} ticks/s | bare grpcio "
+                    f"{base_rate:,.0f} ticks/s | ratio {ours_rate / base_rate:.0%} "
+                    f"(median of {repeats}; {ticks:,} {label}, x3 per run)"
+                )
+    return lines
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A named benchmark: what it measures and how to run it."""
+
+    description: str
+    run: Callable[[int], list[str]]
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "fix-frame": Benchmark(
+        "FIX frame check (BodyLength, CheckSum, MsgType) vs pure Python", bench_fix_frame
+    ),
+    "stream-ticks": Benchmark(
+        "StreamTicks to a Python client on loopback vs a bare grpcio stream of the same bytes",
+        bench_stream_ticks,
+    ),
+}
+
+
 def run(names: list[str], repeats: int = 5) -> int:
     """Runs the named benchmarks, printing each figure, its baseline and the ratio."""
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -106,15 +270,15 @@ def run(names: list[str], repeats: int = 5) -> int:
         print(f"unknown benchmark(s): {', '.join(unknown)}; try `nexus bench --list`")
         return 2
     for name in names:
-        bench = BENCHMARKS[name]
-        items = bench.setup()
-        for item in items[:100]:  # same answers, or the comparison is meaningless
-            if bench.nexus(item) != bench.baseline(item):
-                raise AssertionError(f"{name}: Nexus and baseline disagree on {item!r}")
-        ours = _rate(bench.nexus, items, repeats)
-        base = _rate(bench.baseline, items, repeats)
-        print(
-            f"{name}: nexus {ours:,.0f} {bench.unit} | {bench.baseline_name} {base:,.0f} "
-            f"{bench.unit} | ratio {ours / base:.2f}x (median of {repeats}, {len(items)} items)"
-        )
+        for line in BENCHMARKS[name].run(repeats):
+            print(line, flush=True)
     return 0
+
+
+if __name__ == "__main__":  # helper processes of the benchmarks
+    parser = argparse.ArgumentParser(prog="python -m nexus.bench")
+    parser.add_argument("role", choices=["bare-server"])
+    parser.add_argument("messages", type=Path)
+    parser.add_argument("port_file", type=Path)
+    args = parser.parse_args()
+    _bare_server(args.messages, args.port_file)

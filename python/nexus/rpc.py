@@ -149,6 +149,17 @@ def _deserializer(cls: type[Message]) -> Callable[[bytes], Message | _Malformed]
     return deserialize
 
 
+def _serializer(cls: type[Message]) -> Callable[[Message | bytes], bytes]:
+    """Serializes a response message; bytes pass through as they are (a servicer
+    may hand over a message already encoded, e.g. by the Rust engines)."""
+    del cls
+
+    def serialize(message: Message | bytes) -> bytes:
+        return message if isinstance(message, bytes) else message.SerializeToString()
+
+    return serialize
+
+
 def _correlation_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == CORRELATION_ID_KEY and isinstance(value, str):
@@ -286,7 +297,7 @@ def service_handler(
         call = _Call(method, behaviour if callable(behaviour) else None, counters)
         kwargs: dict[str, Any] = {
             "request_deserializer": _deserializer(request_cls),
-            "response_serializer": response_cls.SerializeToString,
+            "response_serializer": _serializer(response_cls),
         }
         if method.client_streaming:
             raise NotImplementedError(f"client streaming is not supported: {call.full_name}")

@@ -10,6 +10,7 @@ pub mod price;
 #[cfg(feature = "python")]
 pub mod python;
 pub mod quote;
+pub mod wire;
 
 pub use price::{parse_mantissa, MantissaError, Price, PriceError, MAX_SCALE};
 pub use quote::{QuoteIssue, QuoteValidator};

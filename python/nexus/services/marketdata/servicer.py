@@ -4,6 +4,9 @@ Serves the embedded store: historical pages, replayed tick streams, the
 instrument list and per-source feed status. Order books and bar streams
 land with the order-book and bar engines.
 
+Stream messages are written by the Rust engine (`engine.encode_stream_ticks`)
+straight from the stored columns; gRPC sends the bytes as they are.
+
 Streams and slow clients: a replay at `replay_speed = 0` ("as fast as
 possible") is paced by the client — the server reads the store only as fast
 as the client takes messages, so nothing is lost and memory stays flat. A
@@ -22,6 +25,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -31,6 +35,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from nexus import engine
 from nexus.common.v1 import types_pb2
 from nexus.marketdata.v1 import marketdata_pb2 as md
 from nexus.rpc import FailedPrecondition, NotFound, ResourceExhausted, Unimplemented, pending
@@ -53,6 +58,7 @@ MAX_BATCH = 65_536
 MAX_DEPTH = 1_000
 MAX_PAGE = 100_000
 DEFAULT_PAGE = 10_000
+LOSSLESS_MESSAGES_PER_HOP = 32
 
 _ASSET_CLASSES = {
     "fx": types_pb2.ASSET_CLASS_FX,
@@ -108,6 +114,46 @@ def _quote_batch(spec: InstrumentSpec, chunk: Chunk, with_flags: bool) -> md.Quo
     if with_flags and np.any(chunk["flags"]):
         batch.flags.extend(chunk["flags"].tolist())
     return batch
+
+
+def _encoded(
+    spec: InstrumentSpec | None,
+    chunk: Chunk | None,
+    *,
+    with_flags: bool,
+    sequence: int,
+    dropped: int = 0,
+    end: bool = False,
+) -> bytes:
+    """A serialized StreamTicksResponse, written by the Rust engine."""
+    empty = np.zeros(0, dtype=np.int64)
+    if spec is None or chunk is None:
+        return engine.encode_stream_ticks(
+            "",
+            "",
+            0,
+            0,
+            empty,
+            empty,
+            empty,
+            sequence=sequence,
+            dropped_ticks=dropped,
+            end_of_replay=end,
+        )
+    flags = chunk["flags"] if with_flags and np.any(chunk["flags"]) else None
+    return engine.encode_stream_ticks(
+        spec.symbol,
+        spec.venue,
+        spec.price_scale,
+        spec.size_scale,
+        np.ascontiguousarray(chunk["ts_ns"]),
+        np.ascontiguousarray(chunk["bid"]),
+        np.ascontiguousarray(chunk["ask"]),
+        None if flags is None else np.ascontiguousarray(flags),
+        sequence=sequence,
+        dropped_ticks=dropped,
+        end_of_replay=end,
+    )
 
 
 def _trade_batch(spec: InstrumentSpec, chunk: Chunk) -> md.TradeBatch:
@@ -395,7 +441,7 @@ class MarketDataServicer:
 
     async def StreamTicks(
         self, request: md.StreamTicksRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[md.StreamTicksResponse]:
+    ) -> AsyncIterator[bytes]:
         """Replays stored ticks, time-ordered across instruments, in batches."""
         _validate_stream_ticks(request)
         if not request.HasField("replay"):
@@ -406,6 +452,7 @@ class MarketDataServicer:
             raise Unimplemented("trade streams land with the futures feed; ask for quotes")
         specs = [_resolve(f"instruments[{i}]", inst) for i, inst in enumerate(request.instruments)]
         batch = request.max_batch_size or self._cfg.default_batch_size
+        lossless = request.replay_speed == 0
         merged = iter(
             _Merge(
                 {
@@ -414,11 +461,12 @@ class MarketDataServicer:
                     )
                     for spec in specs
                 },
-                batch,
+                # Lossless streams take whole merged slices and split them in Rust.
+                MAX_BATCH if lossless else batch,
             )
         )
-        if request.replay_speed == 0:
-            async for message in self._lossless(merged, request):
+        if lossless:
+            async for message in self._lossless(merged, request, batch):
                 yield message
         else:
             async for message in self._paced(merged, request):
@@ -433,27 +481,54 @@ class MarketDataServicer:
             chunk = _conflate(chunk, request.conflation_interval_ns)
         return chunk
 
-    async def _lossless(
-        self, merged: Iterator[tuple[InstrumentSpec, Chunk]], request: md.StreamTicksRequest
-    ) -> AsyncIterator[md.StreamTicksResponse]:
-        sequence = 0
-        sentinel = (None, None)
-        while True:
-            spec, chunk = await asyncio.to_thread(next, merged, sentinel)
-            if spec is None or chunk is None:
-                break
-            chunk = self._prepare(chunk, request)
+    def _lossless_messages(
+        self,
+        merged: Iterator[tuple[InstrumentSpec, Chunk]],
+        request: md.StreamTicksRequest,
+        batch: int,
+    ) -> Iterator[bytes]:
+        sequence = 1
+        for spec, raw in merged:
+            chunk = self._prepare(raw, request)
             if not len(chunk["ts_ns"]):
                 continue
-            sequence += 1
-            yield md.StreamTicksResponse(
-                quotes=[_quote_batch(spec, chunk, request.include_rejected)], sequence=sequence
+            flags = chunk["flags"] if request.include_rejected and np.any(chunk["flags"]) else None
+            # One Rust call splits a merged slice into messages of `batch` ticks.
+            messages = engine.encode_stream_ticks_batches(
+                spec.symbol,
+                spec.venue,
+                spec.price_scale,
+                spec.size_scale,
+                np.ascontiguousarray(chunk["ts_ns"]),
+                np.ascontiguousarray(chunk["bid"]),
+                np.ascontiguousarray(chunk["ask"]),
+                None if flags is None else np.ascontiguousarray(flags),
+                batch,
+                sequence,
             )
-        yield md.StreamTicksResponse(sequence=sequence + 1, end_of_replay=True)
+            sequence += len(messages)
+            yield from messages
+        yield _encoded(None, None, with_flags=False, sequence=sequence, end=True)
+
+    async def _lossless(
+        self,
+        merged: Iterator[tuple[InstrumentSpec, Chunk]],
+        request: md.StreamTicksRequest,
+        batch: int,
+    ) -> AsyncIterator[bytes]:
+        # Reading and encoding run off the event loop, a few messages per hop
+        # (a hop per message would cost more than the message); gRPC flow
+        # control paces the loop, so at most one hop's messages wait here.
+        messages = self._lossless_messages(merged, request, batch)
+        while hop := await asyncio.to_thread(
+            lambda: list(itertools.islice(messages, LOSSLESS_MESSAGES_PER_HOP))
+        ):
+            for message in hop:
+                yield message
 
     async def _paced(
         self, merged: Iterator[tuple[InstrumentSpec, Chunk]], request: md.StreamTicksRequest
-    ) -> AsyncIterator[md.StreamTicksResponse]:
+    ) -> AsyncIterator[bytes]:
         bounded = _BoundedQueue(self._cfg.stream_queue_batches, request.overflow_policy)
         producer = asyncio.create_task(self._produce(merged, request, bounded))
         sequence = 0
@@ -461,17 +536,24 @@ class MarketDataServicer:
             while (item := await bounded.queue.get()) is not None:
                 spec, chunk = item
                 sequence += 1
-                yield md.StreamTicksResponse(
-                    quotes=[_quote_batch(spec, chunk, request.include_rejected)],
+                yield _encoded(
+                    spec,
+                    chunk,
+                    with_flags=request.include_rejected,
                     sequence=sequence,
-                    dropped_ticks=bounded.dropped,
+                    dropped=bounded.dropped,
                 )
             if bounded.failure:
                 raise ResourceExhausted(
                     f"stream overflow: {bounded.failure}; dropped ticks {bounded.dropped}"
                 )
-            yield md.StreamTicksResponse(
-                sequence=sequence + 1, dropped_ticks=bounded.dropped, end_of_replay=True
+            yield _encoded(
+                None,
+                None,
+                with_flags=False,
+                sequence=sequence + 1,
+                dropped=bounded.dropped,
+                end=True,
             )
         finally:
             producer.cancel()

@@ -10,13 +10,14 @@ use std::path::PathBuf;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 
 pub use errors::{DataFileError, PriceError};
 
 use crate::lean::{self, BarSide, ReadReport};
 use crate::price::Price;
 use crate::quote::{QuoteIssue, QuoteValidator};
+use crate::wire;
 
 /// Parses a decimal text into a fixed-point mantissa at `scale` places.
 ///
@@ -288,6 +289,119 @@ fn read_lean_trade_bars(
     Ok((bar_columns(py, series), report_dict(py, &report)?))
 }
 
+/// Encodes a serialized `nexus.marketdata.v1.StreamTicksResponse` with one
+/// quote batch from numpy columns, without the GIL (an empty `ts_ns` encodes
+/// no batch, for the end-of-replay message).
+///
+/// # Errors
+/// Raises `ValueError` when the columns differ in length.
+#[pyfunction]
+#[pyo3(signature = (symbol, venue, price_scale, size_scale, ts_ns, bid, ask, flags = None, sequence = 0, dropped_ticks = 0, end_of_replay = false))]
+#[allow(clippy::too_many_arguments)]
+fn encode_stream_ticks<'py>(
+    py: Python<'py>,
+    symbol: &str,
+    venue: &str,
+    price_scale: i32,
+    size_scale: i32,
+    ts_ns: PyReadonlyArray1<'py, i64>,
+    bid: PyReadonlyArray1<'py, i64>,
+    ask: PyReadonlyArray1<'py, i64>,
+    flags: Option<PyReadonlyArray1<'py, u32>>,
+    sequence: u64,
+    dropped_ticks: u64,
+    end_of_replay: bool,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let (ts, b, a) = same_length(&ts_ns, &bid, &ask)?;
+    let flag_values: &[u32] = match &flags {
+        Some(f) => f.as_slice()?,
+        None => &[],
+    };
+    if !flag_values.is_empty() && flag_values.len() != ts.len() {
+        return Err(PyValueError::new_err(format!(
+            "flags has {} rows, the other columns {}",
+            flag_values.len(),
+            ts.len()
+        )));
+    }
+    let bytes = py.detach(|| {
+        let columns = wire::QuoteColumns {
+            symbol,
+            venue,
+            price_scale,
+            size_scale,
+            ts_ns: ts,
+            bid: b,
+            ask: a,
+            flags: flag_values,
+        };
+        let batch = (!ts.is_empty()).then_some(&columns);
+        wire::stream_ticks_response(batch, sequence, dropped_ticks, end_of_replay)
+    });
+    Ok(PyBytes::new(py, &bytes))
+}
+
+/// Encodes quote columns as consecutive `StreamTicksResponse` messages of at
+/// most `batch_size` rows each, numbered from `first_sequence`, without the
+/// GIL: one call per stored chunk instead of one per message.
+///
+/// # Errors
+/// Raises `ValueError` when the columns differ in length or `batch_size` is 0.
+#[pyfunction]
+#[pyo3(signature = (symbol, venue, price_scale, size_scale, ts_ns, bid, ask, flags, batch_size, first_sequence, dropped_ticks = 0))]
+#[allow(clippy::too_many_arguments)]
+fn encode_stream_ticks_batches<'py>(
+    py: Python<'py>,
+    symbol: &str,
+    venue: &str,
+    price_scale: i32,
+    size_scale: i32,
+    ts_ns: PyReadonlyArray1<'py, i64>,
+    bid: PyReadonlyArray1<'py, i64>,
+    ask: PyReadonlyArray1<'py, i64>,
+    flags: Option<PyReadonlyArray1<'py, u32>>,
+    batch_size: usize,
+    first_sequence: u64,
+    dropped_ticks: u64,
+) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let (ts, b, a) = same_length(&ts_ns, &bid, &ask)?;
+    let flag_values: &[u32] = match &flags {
+        Some(f) => f.as_slice()?,
+        None => &[],
+    };
+    if !flag_values.is_empty() && flag_values.len() != ts.len() {
+        return Err(PyValueError::new_err(format!(
+            "flags has {} rows, the other columns {}",
+            flag_values.len(),
+            ts.len()
+        )));
+    }
+    if batch_size == 0 {
+        return Err(PyValueError::new_err("batch_size must be positive"));
+    }
+    let messages: Vec<Vec<u8>> = py.detach(|| {
+        (0..ts.len())
+            .step_by(batch_size)
+            .zip(first_sequence..)
+            .map(|(start, sequence)| {
+                let end = (start + batch_size).min(ts.len());
+                let columns = wire::QuoteColumns {
+                    symbol,
+                    venue,
+                    price_scale,
+                    size_scale,
+                    ts_ns: &ts[start..end],
+                    bid: &b[start..end],
+                    ask: &a[start..end],
+                    flags: flag_values.get(start..end).unwrap_or(&[]),
+                };
+                wire::stream_ticks_response(Some(&columns), sequence, dropped_ticks, false)
+            })
+            .collect()
+    });
+    Ok(messages.iter().map(|m| PyBytes::new(py, m)).collect())
+}
+
 /// Adds the market-data functions, classes and exceptions to `module`.
 ///
 /// # Errors
@@ -299,6 +413,8 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(read_lean_trade_ticks, module)?)?;
     module.add_function(wrap_pyfunction!(read_lean_quote_bars, module)?)?;
     module.add_function(wrap_pyfunction!(read_lean_trade_bars, module)?)?;
+    module.add_function(wrap_pyfunction!(encode_stream_ticks, module)?)?;
+    module.add_function(wrap_pyfunction!(encode_stream_ticks_batches, module)?)?;
     module.add("PriceError", module.py().get_type::<PriceError>())?;
     module.add("DataFileError", module.py().get_type::<DataFileError>())?;
     Ok(())
