@@ -19,12 +19,15 @@ _BarSeries = tuple[
 ]
 
 __all__ = [
+    "BookStateError",
     "DataFileError",
     "FixFrame",
     "FixFrameError",
+    "OrderBook",
     "PriceError",
     "QuoteValidator",
     "__version__",
+    "binance_book_columns",
     "encode_stream_ticks",
     "encode_stream_ticks_batches",
     "fix_checksum",
@@ -35,6 +38,7 @@ __all__ = [
     "read_lean_quote_ticks",
     "read_lean_trade_bars",
     "read_lean_trade_ticks",
+    "replay_binance_book",
 ]
 
 __version__: str
@@ -54,6 +58,49 @@ class FixFrame:
 
 class FixFrameError(ValueError):
     """A byte sequence is not a well-framed FIX message."""
+
+class BookStateError(ValueError):
+    """An order book refused a snapshot or an update (gap, negative size, not live)."""
+
+@final
+class OrderBook:
+    """An L2 order book with fixed-point prices and sizes."""
+
+    def __new__(cls, price_scale: int, size_scale: int) -> OrderBook: ...
+    def apply_snapshot(
+        self,
+        bid_prices: _Int64Array,
+        bid_sizes: _Int64Array,
+        ask_prices: _Int64Array,
+        ask_sizes: _Int64Array,
+        sequence: int,
+    ) -> None: ...
+    def apply_deltas(
+        self, sides: npt.NDArray[np.uint8], prices: _Int64Array, sizes: _Int64Array
+    ) -> int: ...
+    def best_bid(self) -> tuple[int, int] | None: ...
+    def best_ask(self) -> tuple[int, int] | None: ...
+    def depth(self, n: int) -> tuple[_Int64Array, _Int64Array, _Int64Array, _Int64Array]: ...
+    def mid(self) -> float | None: ...
+    def micro_price(self) -> float | None: ...
+    def imbalance(self) -> float | None: ...
+    def spread(self) -> int | None: ...
+    def is_crossed(self) -> bool: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def sequence(self) -> int: ...
+    def level_counts(self) -> tuple[int, int]: ...
+
+def replay_binance_book(
+    path: str | PathLike[str], market_name: str, price_scale: int, size_scale: int
+) -> tuple[OrderBook, dict[str, int]]: ...
+def binance_book_columns(
+    path: str | PathLike[str], price_scale: int, size_scale: int
+) -> tuple[
+    tuple[_Int64Array, _Int64Array, _Int64Array, _Int64Array, int],
+    tuple[npt.NDArray[np.uint8], _Int64Array, _Int64Array],
+]: ...
 
 class DataFileError(ValueError):
     """A market-data file is not in the format its reader expects."""

@@ -244,6 +244,52 @@ def bench_stream_ticks(repeats: int) -> list[str]:
     return lines
 
 
+# -- L2 order book from Python --------------------------------------------
+
+BINANCE_BTC = "market/crypto/hftbacktest_binance_usdm/btcusdt_20240808.gz"
+
+
+def bench_order_book(repeats: int) -> list[str]:
+    """Level changes/s into the Rust book through the batch API, against a
+    pure-Python sortedcontainers book, on real Binance USD-M BTCUSDT diffs."""
+    from sortedcontainers import SortedDict  # noqa: PLC0415 - benchmark-only dependency
+
+    path = SHARED / BINANCE_BTC
+    if not path.exists():
+        return [f"order-book: skipped, {path} not found (set NEXUS_SHARED_DATA)"]
+    (bp, bs, ap, asz, last_id), (sides, prices, sizes) = engine.binance_book_columns(path, 2, 3)
+    rows = list(zip(sides.tolist(), prices.tolist(), sizes.tolist(), strict=True))
+
+    def rust() -> float:
+        book = engine.OrderBook(2, 3)
+        book.apply_snapshot(bp, bs, ap, asz, last_id)
+        start = time.perf_counter()
+        book.apply_deltas(sides, prices, sizes)
+        return time.perf_counter() - start
+
+    def python() -> float:
+        books = (
+            SortedDict(zip(bp.tolist(), bs.tolist(), strict=True)),
+            SortedDict(zip(ap.tolist(), asz.tolist(), strict=True)),
+        )
+        start = time.perf_counter()
+        for side, price, size in rows:
+            book = books[side]
+            if size:
+                book[price] = size
+            else:
+                book.pop(price, None)
+        return time.perf_counter() - start
+
+    ours = statistics.median(len(rows) / rust() for _ in range(repeats))
+    base = statistics.median(len(rows) / python() for _ in range(repeats))
+    return [
+        f"order-book (Python batch API): nexus {ours:,.0f} updates/s | sortedcontainers "
+        f"{base:,.0f} updates/s | ratio {ours / base:.1f}x (median of {repeats}; "
+        f"{len(rows):,} level changes of real Binance USD-M BTCUSDT diffs)"
+    ]
+
+
 @dataclass(frozen=True)
 class Benchmark:
     """A named benchmark: what it measures and how to run it."""
@@ -255,6 +301,10 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {
     "fix-frame": Benchmark(
         "FIX frame check (BodyLength, CheckSum, MsgType) vs pure Python", bench_fix_frame
+    ),
+    "order-book": Benchmark(
+        "L2 book updates through the batch API vs a sortedcontainers book (Binance BTCUSDT)",
+        bench_order_book,
     ),
     "stream-ticks": Benchmark(
         "StreamTicks to a Python client on loopback vs a bare grpcio stream of the same bytes",

@@ -8,11 +8,14 @@ buffers (no copy).
 """
 
 from nexus._native import (  # noqa: TID251 - this wrapper is the one allowed importer
+    BookStateError,
     DataFileError,
     FixFrame,
     FixFrameError,
+    OrderBook,
     PriceError,
     QuoteValidator,
+    binance_book_columns,
     encode_stream_ticks,
     encode_stream_ticks_batches,
     fix_checksum,
@@ -23,15 +26,19 @@ from nexus._native import (  # noqa: TID251 - this wrapper is the one allowed im
     read_lean_quote_ticks,
     read_lean_trade_bars,
     read_lean_trade_ticks,
+    replay_binance_book,
 )
 from nexus._native import __version__ as engine_version  # noqa: TID251
 
 __all__ = [
+    "BookStateError",
     "DataFileError",
     "FixFrame",
     "FixFrameError",
+    "OrderBook",
     "PriceError",
     "QuoteValidator",
+    "binance_book_columns",
     "encode_stream_ticks",
     "encode_stream_ticks_batches",
     "engine_version",
@@ -43,4 +50,5 @@ __all__ = [
     "read_lean_quote_ticks",
     "read_lean_trade_bars",
     "read_lean_trade_ticks",
+    "replay_binance_book",
 ]

@@ -20,6 +20,13 @@ create_exception!(
     "A market-data file is not in the format its reader expects."
 );
 
+create_exception!(
+    nexus._native,
+    BookStateError,
+    PyValueError,
+    "An order book refused a snapshot or an update (gap, negative size, not live)."
+);
+
 /// Converts a price error into a `PriceError` carrying its message.
 pub fn to_py(err: price::PriceError) -> PyErr {
     PriceError::new_err(err.to_string())

@@ -3,6 +3,7 @@
 //! Batch entry points release the GIL while they work and hand columns to
 //! Python as numpy arrays that take over the Rust vectors (no copy).
 
+mod book;
 mod errors;
 
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-pub use errors::{DataFileError, PriceError};
+pub use errors::{BookStateError, DataFileError, PriceError};
 
 use crate::lean::{self, BarSide, ReadReport};
 use crate::price::Price;
@@ -416,6 +417,7 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(encode_stream_ticks, module)?)?;
     module.add_function(wrap_pyfunction!(encode_stream_ticks_batches, module)?)?;
     module.add("PriceError", module.py().get_type::<PriceError>())?;
+    book::register(module)?;
     module.add("DataFileError", module.py().get_type::<DataFileError>())?;
     Ok(())
 }
