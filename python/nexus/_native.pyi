@@ -27,18 +27,28 @@ __all__ = [
     "PriceError",
     "QuoteValidator",
     "__version__",
+    "aggregate_bars",
+    "atr",
     "binance_book_columns",
+    "bollinger",
+    "ema",
     "encode_stream_ticks",
     "encode_stream_ticks_batches",
     "fix_checksum",
     "fix_encode_frame",
     "fix_verify_frame",
+    "macd",
     "parse_price",
     "read_lean_quote_bars",
     "read_lean_quote_ticks",
     "read_lean_trade_bars",
     "read_lean_trade_ticks",
+    "realised_volatility",
     "replay_binance_book",
+    "rolling_vwap",
+    "rsi",
+    "sma",
+    "vwap",
 ]
 
 __version__: str
@@ -124,6 +134,33 @@ class QuoteValidator:
     def accepted(self) -> int: ...
     def rejections(self) -> list[tuple[str, int]]: ...
 
+_Floats = npt.NDArray[np.float64]
+
+def sma(values: _Floats, period: int) -> _Floats: ...
+def ema(values: _Floats, period: int) -> _Floats: ...
+def rsi(values: _Floats, period: int) -> _Floats: ...
+def macd(
+    values: _Floats, fast: int = 12, slow: int = 26, signal: int = 9
+) -> tuple[_Floats, _Floats, _Floats]: ...
+def bollinger(
+    values: _Floats, period: int = 20, k_up: float = 2.0, k_down: float = 2.0
+) -> tuple[_Floats, _Floats, _Floats]: ...
+def atr(high: _Floats, low: _Floats, close: _Floats, period: int) -> _Floats: ...
+def vwap(price: _Floats, volume: _Floats) -> _Floats: ...
+def rolling_vwap(price: _Floats, volume: _Floats, window: int) -> _Floats: ...
+def realised_volatility(prices: _Floats, window: int) -> _Floats: ...
+def aggregate_bars(
+    kind: str, ts_ns: _Int64Array, price: _Int64Array, size: _Int64Array, bar_size: int = 0
+) -> tuple[
+    _Int64Array,
+    _Int64Array,
+    _Int64Array,
+    _Int64Array,
+    _Int64Array,
+    _Int64Array,
+    _Int64Array,
+    npt.NDArray[np.uint64],
+]: ...
 def encode_stream_ticks(
     symbol: str,
     venue: str,

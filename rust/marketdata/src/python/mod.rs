@@ -5,6 +5,7 @@
 
 mod book;
 mod errors;
+mod indicators;
 
 use std::path::PathBuf;
 
@@ -418,6 +419,7 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(encode_stream_ticks_batches, module)?)?;
     module.add("PriceError", module.py().get_type::<PriceError>())?;
     book::register(module)?;
+    indicators::register(module)?;
     module.add("DataFileError", module.py().get_type::<DataFileError>())?;
     Ok(())
 }
