@@ -113,6 +113,7 @@ format: install ## Format Python and Rust sources
 .PHONY: bench
 bench: install ## Run the benchmarks (each prints its baseline and the ratio)
 	$(VENV)/bin/nexus bench
+	cargo bench --workspace --quiet
 
 .PHONY: clean
 clean: ## Remove build outputs and generated code (keeps .venv and caches; `make distclean` for all)

@@ -8,4 +8,10 @@ pub mod message;
 pub mod python;
 pub mod validate;
 
+pub use dictionary::{Dictionary, DictionaryError, FieldType, MsgCategory};
 pub use frame::{checksum, encode, verify, Frame, FrameError, SOH};
+pub use message::{
+    Decimal, FieldAccess, FieldError, Message, MessageBuilder, ParseError, ParseOptions, Section,
+    SplitError, Splitter, TimestampPrecision,
+};
+pub use validate::{MsgTypeStatus, Reject, SessionRejectReason, ValidationOptions, Validator};

@@ -21,6 +21,9 @@ pub enum QuoteIssue {
     /// The same timestamp, bid and ask as the previous quote.
     #[error("duplicate of the previous quote")]
     Duplicate,
+    /// A mid-price return far outside the recent robust spread of returns.
+    #[error("outlier: return beyond the median-absolute-deviation threshold")]
+    Outlier,
 }
 
 impl QuoteIssue {
@@ -33,6 +36,7 @@ impl QuoteIssue {
             Self::BadPrice => "bad_price",
             Self::TimeBackwards => "time_backwards",
             Self::Duplicate => "duplicate",
+            Self::Outlier => "outlier",
         }
     }
 
@@ -46,17 +50,95 @@ impl QuoteIssue {
             Self::BadPrice => 3,
             Self::TimeBackwards => 5,
             Self::Duplicate => 6,
+            Self::Outlier => 7,
         }
     }
 
     /// All reasons, in counter order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Crossed,
         Self::Locked,
         Self::BadPrice,
         Self::TimeBackwards,
         Self::Duplicate,
+        Self::Outlier,
     ];
+}
+
+/// The robust outlier rule: a quote whose mid-price log return lies more
+/// than `threshold` scaled median absolute deviations (MAD x 1.4826, the
+/// normal-consistent sigma) from the median return of the last `window`
+/// accepted quotes is an outlier. The MAD is floored at one price tick, so
+/// a quiet market does not turn every tick into an outlier. `confirm`
+/// outliers in a row are a real level shift, not bad data: that quote is
+/// accepted. Median and MAD are recomputed every `refresh` accepted quotes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutlierRule {
+    /// Returns kept for the median and MAD.
+    pub window: usize,
+    /// Returns needed before the rule applies.
+    pub min_samples: usize,
+    /// Scaled MADs from the median beyond which a return is an outlier.
+    pub threshold: f64,
+    /// Consecutive outliers accepted as a level shift.
+    pub confirm: u32,
+    /// Accepted quotes between recomputations of median and MAD.
+    pub refresh: usize,
+}
+
+impl Default for OutlierRule {
+    fn default() -> Self {
+        Self {
+            window: 1_000,
+            min_samples: 200,
+            threshold: 25.0,
+            confirm: 3,
+            refresh: 100,
+        }
+    }
+}
+
+/// Consistency constant: MAD x 1.4826 estimates a normal sigma.
+const MAD_TO_SIGMA: f64 = 1.4826;
+
+#[derive(Debug, Clone, Default)]
+struct ReturnStats {
+    ring: Vec<f64>,
+    next: usize,
+    since_refresh: usize,
+    median: f64,
+    sigma: f64,
+    streak: u32,
+}
+
+impl ReturnStats {
+    fn push(&mut self, r: f64, rule: &OutlierRule) {
+        if self.ring.len() < rule.window {
+            self.ring.push(r);
+        } else {
+            self.ring[self.next] = r;
+            self.next = (self.next + 1) % rule.window;
+        }
+        self.since_refresh += 1;
+        if self.ring.len() >= rule.min_samples
+            && (self.since_refresh >= rule.refresh || self.sigma == 0.0)
+        {
+            self.refresh();
+        }
+    }
+
+    fn refresh(&mut self) {
+        let mut values = self.ring.clone();
+        let mid = values.len() / 2;
+        let median = *values.select_nth_unstable_by(mid, f64::total_cmp).1;
+        for v in &mut values {
+            *v = (*v - median).abs();
+        }
+        let mad = *values.select_nth_unstable_by(mid, f64::total_cmp).1;
+        self.median = median;
+        self.sigma = mad * MAD_TO_SIGMA;
+        self.since_refresh = 0;
+    }
 }
 
 /// Checks a sequence of quotes of one instrument and counts rejections.
@@ -65,13 +147,24 @@ pub struct QuoteValidator {
     last: Option<(i64, i64, i64)>,
     accepted: u64,
     rejected: [u64; QuoteIssue::ALL.len()],
+    outliers: Option<OutlierRule>,
+    returns: ReturnStats,
 }
 
 impl QuoteValidator {
-    /// Returns a validator that has seen no quote.
+    /// Returns a validator that has seen no quote, with the default outlier rule.
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        Self::with_outlier_rule(Some(OutlierRule::default()))
+    }
+
+    /// Returns a validator with the given outlier rule (None disables it).
+    #[must_use]
+    pub fn with_outlier_rule(rule: Option<OutlierRule>) -> Self {
+        Self {
+            outliers: rule,
+            ..Self::default()
+        }
     }
 
     /// Checks one quote (fixed-point mantissas at the instrument's scale).
@@ -81,11 +174,33 @@ impl QuoteValidator {
     /// # Errors
     /// Returns the first [`QuoteIssue`] found.
     pub fn check(&mut self, ts_ns: i64, bid: i64, ask: i64) -> Result<(), QuoteIssue> {
-        let verdict = self.classify(ts_ns, bid, ask);
+        let mut verdict = self.classify(ts_ns, bid, ask);
+        let mut ret = None;
+        if verdict.is_ok() {
+            if let (Some(rule), Some(last)) = (self.outliers, self.last) {
+                let r = mid_log_return(last, bid, ask);
+                let floor = 1.0 / (bid + ask) as f64 * 2.0; // one tick, relative
+                let sigma = self.returns.sigma.max(floor);
+                let far = self.returns.ring.len() >= rule.min_samples
+                    && (r - self.returns.median).abs() > rule.threshold * sigma;
+                if far {
+                    self.returns.streak += 1;
+                    if self.returns.streak < rule.confirm {
+                        verdict = Err(QuoteIssue::Outlier);
+                    }
+                } else {
+                    self.returns.streak = 0;
+                }
+                ret = Some((r, rule));
+            }
+        }
         match verdict {
             Ok(()) => {
                 self.accepted += 1;
                 self.last = Some((ts_ns, bid, ask));
+                if let Some((r, rule)) = ret {
+                    self.returns.push(r, &rule);
+                }
             }
             Err(issue) => self.rejected[issue as usize] += 1,
         }
@@ -126,6 +241,12 @@ impl QuoteValidator {
     }
 }
 
+/// Log return of the mid from the `last` accepted quote to (bid, ask).
+#[allow(clippy::cast_precision_loss)]
+fn mid_log_return(last: (i64, i64, i64), bid: i64, ask: i64) -> f64 {
+    ((bid + ask) as f64 / (last.1 + last.2) as f64).ln()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,9 +262,55 @@ mod tests {
         assert_eq!(v.check(10, 108_340, 108_345), Err(QuoteIssue::Duplicate));
         assert_eq!(v.check(12, 108_341, 108_346), Ok(()));
         assert_eq!(v.accepted(), 2);
-        for issue in QuoteIssue::ALL {
-            assert_eq!(v.rejected(issue), 1, "{}", issue.name());
+        for issue in &QuoteIssue::ALL[..5] {
+            assert_eq!(v.rejected(*issue), 1, "{}", issue.name());
         }
+    }
+
+    /// A quiet random walk of +-1..2 ticks around 1.10000.
+    fn walk(v: &mut QuoteValidator, from_ts: i64, n: i64, mut bid: i64) -> i64 {
+        let mut seed: u64 = 42;
+        for i in 0..n {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let step = [-2, -1, 1, 2][usize::try_from(seed >> 62).unwrap_or(0)];
+            bid += step;
+            assert_eq!(v.check(from_ts + i, bid, bid + 3), Ok(()), "walk step {i}");
+        }
+        bid
+    }
+
+    #[test]
+    fn spikes_are_outliers_but_level_shifts_are_accepted() {
+        let mut v = QuoteValidator::new();
+        let bid = walk(&mut v, 0, 1_000, 110_000);
+        // A one-quote spike of 500 ticks: rejected, and the reference stays.
+        assert_eq!(
+            v.check(2_000, bid + 500, bid + 503),
+            Err(QuoteIssue::Outlier)
+        );
+        assert_eq!(v.check(2_001, bid + 1, bid + 4), Ok(()));
+        // The market gaps up and stays: the third quote there is accepted.
+        assert_eq!(
+            v.check(2_002, bid + 600, bid + 603),
+            Err(QuoteIssue::Outlier)
+        );
+        assert_eq!(
+            v.check(2_003, bid + 601, bid + 604),
+            Err(QuoteIssue::Outlier)
+        );
+        assert_eq!(v.check(2_004, bid + 600, bid + 603), Ok(()));
+        assert_eq!(v.check(2_005, bid + 601, bid + 604), Ok(()));
+        assert_eq!(v.rejected(QuoteIssue::Outlier), 3);
+    }
+
+    #[test]
+    fn no_outlier_rule_before_enough_returns_or_when_disabled() {
+        let mut v = QuoteValidator::new();
+        assert_eq!(v.check(0, 110_000, 110_003), Ok(()));
+        assert_eq!(v.check(1, 120_000, 120_003), Ok(()));
+        let mut off = QuoteValidator::with_outlier_rule(None);
+        let bid = walk(&mut off, 0, 1_000, 110_000);
+        assert_eq!(off.check(2_000, bid + 5_000, bid + 5_003), Ok(()));
     }
 
     #[test]
