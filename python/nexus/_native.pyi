@@ -21,8 +21,11 @@ _BarSeries = tuple[
 __all__ = [
     "BookStateError",
     "DataFileError",
+    "FixDictionary",
     "FixFrame",
     "FixFrameError",
+    "FixMessage",
+    "FixParseError",
     "OrderBook",
     "PriceError",
     "QuoteValidator",
@@ -34,6 +37,7 @@ __all__ = [
     "ema",
     "encode_stream_ticks",
     "encode_stream_ticks_batches",
+    "fix_build",
     "fix_checksum",
     "fix_encode_frame",
     "fix_verify_frame",
@@ -65,6 +69,41 @@ class FixFrame:
     def msg_type(self) -> str: ...
     @property
     def checksum(self) -> int: ...
+
+@final
+class FixMessage:
+    """A parsed FIX message: owns its bytes and the offsets of its fields."""
+
+    def __new__(cls, data: bytes) -> FixMessage: ...
+    @property
+    def msg_type(self) -> str: ...
+    def get(self, tag: int) -> bytes | None: ...
+    def fields(self) -> list[tuple[int, bytes]]: ...
+    def __len__(self) -> int: ...
+    def to_bytes(self) -> bytes: ...
+
+@final
+class FixDictionary:
+    """A FIX data dictionary loaded from a QuickFIX XML spec, with validation."""
+
+    def __new__(cls, path: str | PathLike[str]) -> FixDictionary: ...
+    @property
+    def version(self) -> str: ...
+    def parse(self, data: bytes) -> FixMessage: ...
+    def validate(self, data: bytes) -> tuple[int, int | None, str] | None: ...
+
+class FixParseError(ValueError):
+    """Bytes are not a FIX message the codec can parse."""
+
+def fix_build(
+    begin_string: str,
+    msg_type: str,
+    sender: str,
+    target: str,
+    seq_num: int,
+    sending_time_ns: int,
+    fields: list[tuple[int, bytes]],
+) -> bytes: ...
 
 class FixFrameError(ValueError):
     """A byte sequence is not a well-framed FIX message."""

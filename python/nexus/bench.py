@@ -110,6 +110,88 @@ def bench_fix_frame(repeats: int) -> list[str]:
     ]
 
 
+# -- FIX codec against QuickFIX -------------------------------------------
+
+_ORDER_FIELDS = [
+    (11, b"ORD-00000001"),
+    (21, b"1"),
+    (55, b"EUR/USD"),
+    (54, b"1"),
+    (60, b"20260101-12:00:00.000"),
+    (38, b"1000"),
+    (40, b"2"),
+    (44, b"1.08345"),
+]
+
+
+def bench_fix_codec(repeats: int) -> list[str]:
+    """NewOrderSingle parse and encode from Python: the Rust codec against
+    QuickFIX's Python binding (C++ underneath), same messages, same run."""
+    import quickfix as qf  # noqa: PLC0415 - benchmark-only dependency
+
+    spec = Path(sys.prefix) / "share" / "quickfix" / "FIX44.xml"
+    if not spec.exists():
+        return [f"fix-codec: skipped, {spec} not found (pip install quickfix-ssl)"]
+    ours_dd = engine.FixDictionary(spec)
+    their_dd = qf.DataDictionary(os.fspath(spec))
+    raws = [
+        engine.fix_build(
+            "FIX.4.4", "D", "NEXUS", "PAPER", i + 1, 1_790_000_000_000_000_000, _ORDER_FIELDS
+        )
+        for i in range(20_000)
+    ]
+    texts = [r.decode() for r in raws]
+
+    def parse_ours() -> None:
+        for raw in raws:
+            ours_dd.parse(raw).get(11)
+
+    def parse_theirs() -> None:
+        for text in texts:
+            qf.Message(text, their_dd, False).getField(11)
+
+    def encode_ours() -> None:
+        for i in range(len(raws)):
+            engine.fix_build(
+                "FIX.4.4", "D", "NEXUS", "PAPER", i + 1, 1_790_000_000_000_000_000, _ORDER_FIELDS
+            )
+
+    def encode_theirs() -> None:
+        for i in range(len(raws)):
+            message = qf.Message()
+            header = message.getHeader()
+            header.setField(qf.BeginString("FIX.4.4"))
+            header.setField(qf.MsgType("D"))
+            header.setField(qf.SenderCompID("NEXUS"))
+            header.setField(qf.TargetCompID("PAPER"))
+            header.setField(qf.MsgSeqNum(i + 1))
+            header.setField(52, "20260101-12:00:00.000")
+            for tag, value in _ORDER_FIELDS:
+                message.setField(tag, value.decode())
+            message.toString()
+
+    def rate(fn: Callable[[], None]) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return len(raws) / statistics.median(times)
+
+    lines = []
+    for what, ours_fn, theirs_fn in (
+        ("parse", parse_ours, parse_theirs),
+        ("encode", encode_ours, encode_theirs),
+    ):
+        ours, theirs = rate(ours_fn), rate(theirs_fn)
+        lines.append(
+            f"fix-codec {what} NewOrderSingle from Python: nexus {ours:,.0f} msgs/s | QuickFIX "
+            f"Python binding {theirs:,.0f} msgs/s | ratio {ours / theirs:.1f}x "
+            f"(median of {repeats}, {len(raws):,} messages; Rust-native: cargo bench -p nexus-fix)"
+        )
+    return lines
+
+
 # -- StreamTicks over loopback --------------------------------------------
 
 STREAM_METHOD = "/nexus.marketdata.v1.MarketDataService/StreamTicks"
@@ -301,6 +383,10 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {
     "fix-frame": Benchmark(
         "FIX frame check (BodyLength, CheckSum, MsgType) vs pure Python", bench_fix_frame
+    ),
+    "fix-codec": Benchmark(
+        "FIX NewOrderSingle parse/encode from Python vs QuickFIX's Python binding",
+        bench_fix_codec,
     ),
     "order-book": Benchmark(
         "L2 book updates through the batch API vs a sortedcontainers book (Binance BTCUSDT)",

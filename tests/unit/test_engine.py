@@ -81,4 +81,5 @@ def test_quote_validator_counts_each_reason() -> None:
         "bad_price": 1,
         "time_backwards": 1,
         "duplicate": 1,
+        "outlier": 0,
     }
