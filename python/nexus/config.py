@@ -70,10 +70,18 @@ class ServerConfig(_Section):
     max_concurrent_streams: int = Field(default=256, ge=1, le=100_000)
 
 
+_SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "market"
+
+
 def _sample_data() -> tuple[Path, ...]:
     """The real sample shipped in the repository (data/sample/market), when present."""
-    sample = Path(__file__).resolve().parents[2] / "data" / "sample" / "market"
-    return (sample,) if sample.is_dir() else ()
+    return (_SAMPLE / "fx",) if (_SAMPLE / "fx").is_dir() else ()
+
+
+def _sample_books() -> tuple[Path, ...]:
+    """The recorded Binance feed shipped in the repository, when present."""
+    feed = _SAMPLE / "crypto" / "hftbacktest_binance_spot" / "btcusdt_20240808.gz"
+    return (feed,) if feed.is_file() else ()
 
 
 class MarketDataConfig(_Section):
@@ -83,6 +91,10 @@ class MarketDataConfig(_Section):
     ingest_on_start: tuple[Path, ...] = Field(
         default_factory=_sample_data,
         description="files or folders ingested at start; files already taken are skipped",
+    )
+    order_book_feeds: tuple[Path, ...] = Field(
+        default_factory=_sample_books,
+        description="recorded Binance feeds replayed into order books at start",
     )
     stream_queue_batches: int = Field(
         default=64, ge=1, le=10_000, description="bounded queue per stream, in messages"

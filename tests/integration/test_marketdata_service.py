@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import gzip
 import time
 import zipfile
 from collections.abc import Iterator
@@ -257,3 +258,29 @@ def test_ingesting_the_shared_set_matches_its_documented_counts(
     again = ingest(store, [shared_data / "market/fx/ticks/lean_fxcm_eurusd"], board)
     assert (again.files, again.skipped_known) == (0, 13)
     assert store.count(DataKind.QUOTES, spec) == 1_144_807
+
+
+def test_order_book_replayed_from_the_shipped_binance_feed(client: NexusClient) -> None:
+    btc = types_pb2.InstrumentId(symbol="BTCUSDT", venue="BINANCE")
+    book = client.marketdata.GetOrderBook(md.GetOrderBookRequest(instrument=btc, depth=5)).book
+    assert len(book.bids) == len(book.asks) == 5
+    bids = [Decimal(level.price.mantissa).scaleb(-level.price.scale) for level in book.bids]
+    asks = [Decimal(level.price.mantissa).scaleb(-level.price.scale) for level in book.asks]
+    assert bids == sorted(bids, reverse=True)
+    assert asks == sorted(asks)
+    assert bids[0] < asks[0]
+    assert Decimal(book.mid.mantissa).scaleb(-book.mid.scale) == (bids[0] + asks[0]) / 2
+    assert Decimal(book.spread.mantissa).scaleb(-book.spread.scale) == asks[0] - bids[0]
+    assert 60_000 < bids[0] < 63_000  # BTCUSDT on 2024-08-08
+    assert -1 <= book.imbalance <= 1
+    assert book.sequence > 50_093_239_218  # past the REST snapshot's lastUpdateId
+    feed = REPO / "data/sample/market/crypto/hftbacktest_binance_spot/btcusdt_20240808.gz"
+    with gzip.open(feed) as handle:
+        lines = sum(1 for _ in handle)
+    status = client.marketdata.GetFeedStatus(md.GetFeedStatusRequest(sources=["binance:spot"]))
+    (binance,) = status.feeds
+    assert binance.received == lines
+    assert list(binance.issues) == []  # no bad line, no sequence gap
+    with pytest.raises(grpc.RpcError) as info:
+        client.marketdata.GetOrderBook(md.GetOrderBookRequest(instrument=EURUSD))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND

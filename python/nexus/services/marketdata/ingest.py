@@ -49,6 +49,7 @@ ISSUE_NAMES = {
 }
 MALFORMED = 9
 BAD_SIZE = 4
+SEQUENCE_GAP = 10
 
 
 @dataclass

@@ -10,12 +10,14 @@ from pathlib import Path
 
 __all__ = [
     "INSTRUMENTS",
+    "BookFeedFile",
     "DataKind",
     "InstrumentSpec",
     "SourceFile",
     "UnknownSourceError",
     "find_instrument",
     "identify",
+    "identify_book_feed",
 ]
 
 
@@ -77,6 +79,16 @@ INSTRUMENTS: tuple[InstrumentSpec, ...] = (
         root_symbol="GC",
     ),
     InstrumentSpec(
+        symbol="BTCUSDT",
+        venue="BINANCE",
+        asset_class="crypto",
+        price_scale=2,
+        size_scale=8,
+        tick_size=Decimal("0.01"),
+        lot_size=Decimal("0.00001"),
+        quote_currency="USDT",
+    ),
+    InstrumentSpec(
         symbol="ES",
         venue="CME",
         asset_class="future",
@@ -112,6 +124,40 @@ class SourceFile:
     def source(self) -> str:
         """The data source's name for feed status, e.g. "lean:oanda"."""
         return f"lean:{self.instrument.venue.lower()}"
+
+
+_BOOK_FOLDER = re.compile(r"^hftbacktest_binance_(?P<market>spot|usdm)$")
+
+
+@dataclass(frozen=True)
+class BookFeedFile:
+    """A recorded order-book feed identified: instrument and Binance market."""
+
+    path: Path
+    instrument: InstrumentSpec
+    market: str  # "spot" or "usdm"
+
+    @property
+    def source(self) -> str:
+        """The data source's name for feed status, e.g. "binance:spot"."""
+        return f"binance:{self.market}"
+
+
+def identify_book_feed(path: Path) -> BookFeedFile:
+    """Identifies a recorded Binance feed (`hftbacktest_binance_<market>/<symbol>_<date>.gz`).
+
+    Raises:
+        UnknownSourceError: the path is not a known layout or instrument.
+    """
+    match = _BOOK_FOLDER.match(path.parent.name)
+    symbol = path.name.split("_", 1)[0].upper()
+    spec = find_instrument(symbol, "BINANCE") if match else None
+    if match is None or spec is None or not path.name.endswith(".gz"):
+        raise UnknownSourceError(
+            f"{path}: expected .../hftbacktest_binance_{{spot,usdm}}/<symbol>_<date>.gz "
+            "for a known instrument"
+        )
+    return BookFeedFile(path, spec, match["market"])
 
 
 def find_instrument(symbol: str, venue: str) -> InstrumentSpec | None:

@@ -1,8 +1,8 @@
 """gRPC transport of market data (`nexus.marketdata.v1.MarketDataService`).
 
 Serves the embedded store: historical pages, replayed tick streams, the
-instrument list and per-source feed status. Order books and bar streams
-land with the order-book and bar engines.
+instrument list, per-source feed status, and L2 order books replayed from
+recorded feeds. Bar streams come next.
 
 Stream messages are written by the Rust engine (`engine.encode_stream_ticks`)
 straight from the stored columns; gRPC sends the bytes as they are.
@@ -38,14 +38,22 @@ import numpy as np
 from nexus import engine
 from nexus.common.v1 import types_pb2
 from nexus.marketdata.v1 import marketdata_pb2 as md
-from nexus.rpc import FailedPrecondition, NotFound, ResourceExhausted, Unimplemented, pending
+from nexus.rpc import FailedPrecondition, NotFound, ResourceExhausted, Unimplemented
 from nexus.services.context import ServiceContext
-from nexus.services.marketdata.ingest import ISSUE_NAMES, FeedStatusBoard, ingest
+from nexus.services.marketdata.ingest import (
+    ISSUE_NAMES,
+    MALFORMED,
+    SEQUENCE_GAP,
+    FeedStatusBoard,
+    ingest,
+)
 from nexus.services.marketdata.instruments import (
     INSTRUMENTS,
     DataKind,
     InstrumentSpec,
+    UnknownSourceError,
     find_instrument,
+    identify_book_feed,
 )
 from nexus.services.marketdata.store import Chunk, TickStore
 from nexus.services.validation import Violations
@@ -267,9 +275,13 @@ class MarketDataServicer:
         store_dir = self._cfg.store_dir or context.settings.data_dir / "store"
         self.store = TickStore(Path(store_dir))
         self.board = FeedStatusBoard()
+        self.books: dict[InstrumentSpec, engine.OrderBook] = {}
 
     async def start(self) -> None:
-        """Ingests the configured files (the shipped sample by default)."""
+        """Ingests the configured files (the shipped sample by default) and
+        replays the configured recorded feeds into order books."""
+        for path in self._cfg.order_book_feeds:
+            await asyncio.to_thread(self._load_book, path)
         paths = [p for p in self._cfg.ingest_on_start if p.exists()]
         if not paths:
             return
@@ -286,6 +298,23 @@ class MarketDataServicer:
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
+
+    def _load_book(self, path: Path) -> None:
+        try:
+            feed = identify_book_feed(path)
+            spec = feed.instrument
+            book, stats = engine.replay_binance_book(
+                path, feed.market, spec.price_scale, spec.size_scale
+            )
+        except (UnknownSourceError, OSError) as err:
+            log.warning("order-book feed not loaded", extra={"path": str(path), "reason": str(err)})
+            return
+        self.books[spec] = book
+        rejected = {MALFORMED: stats["bad_lines"]} if stats["bad_lines"] else {}
+        if stats["gaps"]:
+            rejected[SEQUENCE_GAP] = stats["gaps"]
+        self.board.record(feed.source, received=stats["lines"], rejected=rejected, finished=True)
+        log.info("order book replayed", extra={"instrument": spec.key, **stats})
 
     # -- reads -------------------------------------------------------------
 
@@ -588,14 +617,41 @@ class MarketDataServicer:
 
     # -- pending -----------------------------------------------------------
 
-    @pending
     async def GetOrderBook(
         self, request: md.GetOrderBookRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> md.GetOrderBookResponse:
-        """Returns an L2 book (validated; books land with the order-book engine)."""
+        """Returns an instrument's L2 book to the requested depth, with its figures."""
         v = Violations()
         v.instrument("instrument", request.instrument, present=request.HasField("instrument"))
         if request.depth > MAX_DEPTH:
             v.add("depth", f"at most {MAX_DEPTH}")
         v.raise_if_any()
-        raise Unimplemented("MarketDataService/GetOrderBook lands with the order-book engine")
+        spec = _resolve("instrument", request.instrument)
+        book = self.books.get(spec)
+        if book is None:
+            raise NotFound(f"instrument: no order book is kept for {spec.symbol} at {spec.venue}")
+        bid_px, bid_sz, ask_px, ask_sz = book.depth(request.depth or 10)
+
+        def levels(prices: Any, sizes: Any) -> list[md.BookLevel]:
+            return [
+                md.BookLevel(price=_decimal(p, spec.price_scale), size=_decimal(q, spec.size_scale))
+                for p, q in zip(prices.tolist(), sizes.tolist(), strict=True)
+            ]
+
+        result = md.OrderBook(
+            instrument=_instrument_id(spec),
+            sequence=book.sequence,
+            bids=levels(bid_px, bid_sz),
+            asks=levels(ask_px, ask_sz),
+            imbalance=book.imbalance() or 0.0,
+        )
+        best_bid, best_ask = book.best_bid(), book.best_ask()
+        if best_bid is not None and best_ask is not None:
+            # mid in exact decimals: (bid + ask) / 2 at one more decimal place.
+            result.mid.CopyFrom(_decimal((best_bid[0] + best_ask[0]) * 5, spec.price_scale + 1))
+            result.spread.CopyFrom(_decimal(best_ask[0] - best_bid[0], spec.price_scale))
+            micro = book.micro_price()
+            if micro is not None:
+                scale = spec.price_scale + 4
+                result.micro_price.CopyFrom(_decimal(round(micro * 10**scale), scale))
+        return md.GetOrderBookResponse(book=result)
