@@ -51,6 +51,8 @@ __all__ = [
     "replay_binance_book",
     "rolling_vwap",
     "rsi",
+    "run_quote_pipeline",
+    "run_quote_pipeline_csv",
     "sma",
     "vwap",
 ]
@@ -199,6 +201,46 @@ def aggregate_bars(
     _Int64Array,
     _Int64Array,
     npt.NDArray[np.uint64],
+]: ...
+def run_quote_pipeline(
+    path: str | PathLike[str],
+    price_scale: int,
+    utc_offset_minutes: int = 0,
+    ema_period: int = 20,
+    rsi_period: int = 14,
+) -> tuple[
+    npt.NDArray[np.uint32],
+    _Floats,
+    _Floats,
+    tuple[
+        _Int64Array,
+        _Int64Array,
+        _Int64Array,
+        _Int64Array,
+        _Int64Array,
+        _Int64Array,
+        _Int64Array,
+        npt.NDArray[np.uint64],
+    ],
+    int,
+]: ...
+def run_quote_pipeline_csv(
+    csv: bytes, day_ns: int, price_scale: int, ema_period: int = 20, rsi_period: int = 14
+) -> tuple[
+    npt.NDArray[np.uint32],
+    _Floats,
+    _Floats,
+    tuple[
+        _Int64Array,
+        _Int64Array,
+        _Int64Array,
+        _Int64Array,
+        _Int64Array,
+        _Int64Array,
+        _Int64Array,
+        npt.NDArray[np.uint64],
+    ],
+    int,
 ]: ...
 def encode_stream_ticks(
     symbol: str,

@@ -192,6 +192,105 @@ def bench_fix_codec(repeats: int) -> list[str]:
     return lines
 
 
+# -- the per-tick pipeline against numpy/pandas -------------------------
+
+
+def _day_start_ns(path: Path, utc_offset_minutes: int) -> int:
+    day = path.name[:8]
+    start = calendar.timegm((int(day[:4]), int(day[4:6]), int(day[6:]), 0, 0, 0))
+    return (start - utc_offset_minutes * 60) * 1_000_000_000
+
+
+def _csv(path: Path) -> bytes:
+    import zipfile  # noqa: PLC0415
+
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(archive.namelist()[0])
+
+
+def _pandas_pipeline(source: Path | bytes, day_ns: int) -> int:
+    """The baseline: the same steps in numpy/pandas, vectorised where they can be."""
+    import io  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415 - benchmark-only dependency
+
+    data = _csv(source) if isinstance(source, Path) else source
+    frame = pd.read_csv(
+        io.BytesIO(data),
+        header=None,
+        names=["ms", "bid", "ask"],
+        dtype={"ms": np.int64, "bid": str, "ask": str},
+    )
+    ts = day_ns + frame["ms"].to_numpy() * 1_000_000
+    # Exact fixed point from the text, as the engine does (5 decimals).
+    digits = frame[["bid", "ask"]].apply(
+        lambda c: c.str.replace(".", "", regex=False).str.ljust(7, "0")
+    )
+    bid = digits["bid"].astype(np.int64).to_numpy()
+    ask = digits["ask"].astype(np.int64).to_numpy()
+    bad = (bid <= 0) | (ask <= 0) | (bid >= ask)
+    bad[1:] |= ts[1:] < ts[:-1]
+    bad[1:] |= (ts[1:] == ts[:-1]) & (bid[1:] == bid[:-1]) & (ask[1:] == ask[:-1])
+    ok = ~bad
+    mid = pd.Series((bid[ok] + ask[ok]) / 2e5, index=pd.to_datetime(ts[ok]))
+    mid.ewm(span=20, adjust=False).mean()
+    delta = mid.diff()
+    gain = delta.clip(lower=0).ewm(alpha=1 / 14, adjust=False).mean()
+    loss = (-delta.clip(upper=0)).ewm(alpha=1 / 14, adjust=False).mean()
+    _ = 100 - 100 / (1 + gain / loss)
+    return len(mid.resample("1min").ohlc().dropna())
+
+
+def bench_pipeline(repeats: int) -> list[str]:
+    """Ticks/s through parse + validate + 1-minute bars + EMA + RSI: the Rust
+    pipeline against the same steps in numpy/pandas, on real FX ticks, from the
+    zipped files (I/O and inflate included) and from CSV already in memory."""
+    shared = SHARED / "market" / "fx" / "ticks" / "lean_fxcm_eurusd"
+    if shared.is_dir():
+        files, offset, label = sorted(shared.glob("*.zip")), -300, "shared FXCM EUR/USD, 13 days"
+    else:
+        files = sorted((SAMPLE / "fx" / "ticks" / "lean_oanda_eurusd").glob("*.zip"))
+        offset, label = 0, "sample OANDA EUR/USD, 3 days"
+    days = [(f, _csv(f), _day_start_ns(f, offset)) for f in files]
+    ticks = sum(engine.run_quote_pipeline(f, 5, offset)[4] for f in files)
+    for f, csv, day_ns in days[:2]:  # same bars, or the comparison is meaningless
+        ours = len(engine.run_quote_pipeline_csv(csv, day_ns, 5)[3][0])
+        theirs = _pandas_pipeline(csv, day_ns)
+        if abs(ours - theirs) > 1:
+            raise AssertionError(f"{f.name}: {ours} bars from Rust, {theirs} from pandas")
+
+    def rate(fn: Callable[[tuple[Path, bytes, int]], object]) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for day in days:
+                fn(day)
+            times.append(time.perf_counter() - start)
+        return ticks / statistics.median(times)
+
+    lines = []
+    for what, ours_fn, theirs_fn in (
+        (
+            "from zip files",
+            lambda d: engine.run_quote_pipeline(d[0], 5, offset),
+            lambda d: _pandas_pipeline(d[0], d[2]),
+        ),
+        (
+            "from CSV in memory",
+            lambda d: engine.run_quote_pipeline_csv(d[1], d[2], 5),
+            lambda d: _pandas_pipeline(d[1], d[2]),
+        ),
+    ):
+        ours, theirs = rate(ours_fn), rate(theirs_fn)
+        lines.append(
+            f"pipeline {what} (parse+validate+1m bars+EMA+RSI): nexus {ours:,.0f} ticks/s | "
+            f"numpy/pandas {theirs:,.0f} ticks/s | ratio {ours / theirs:.1f}x "
+            f"(median of {repeats}; {ticks:,} ticks, {label})"
+        )
+    return lines
+
+
 # -- StreamTicks over loopback --------------------------------------------
 
 STREAM_METHOD = "/nexus.marketdata.v1.MarketDataService/StreamTicks"
@@ -391,6 +490,10 @@ BENCHMARKS: dict[str, Benchmark] = {
     "order-book": Benchmark(
         "L2 book updates through the batch API vs a sortedcontainers book (Binance BTCUSDT)",
         bench_order_book,
+    ),
+    "pipeline": Benchmark(
+        "Per-tick pipeline (read, validate, bars, indicators) vs numpy/pandas",
+        bench_pipeline,
     ),
     "stream-ticks": Benchmark(
         "StreamTicks to a Python client on loopback vs a bare grpcio stream of the same bytes",

@@ -39,6 +39,8 @@ from nexus._native import (  # noqa: TID251 - this wrapper is the one allowed im
     replay_binance_book,
     rolling_vwap,
     rsi,
+    run_quote_pipeline,
+    run_quote_pipeline_csv,
     sma,
     vwap,
 )
@@ -77,6 +79,8 @@ __all__ = [
     "replay_binance_book",
     "rolling_vwap",
     "rsi",
+    "run_quote_pipeline",
+    "run_quote_pipeline_csv",
     "sma",
     "vwap",
 ]

@@ -255,10 +255,17 @@ fn price_reason(err: MantissaError) -> &'static str {
 
 /// Iterates the non-empty rows of CSV text with their 1-based line numbers.
 fn rows(data: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
-    data.split(|b| *b == b'\n')
-        .zip(1u64..)
-        .map(|(row, n)| (n, row.strip_suffix(b"\r").unwrap_or(row)))
-        .filter(|(_, row)| !row.is_empty())
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len()));
+    std::iter::from_fn(move || {
+        let end = ends.next()?;
+        let row = &data[start.min(end)..end];
+        start = end + 1;
+        Some(row)
+    })
+    .zip(1u64..)
+    .map(|(row, n)| (n, row.strip_suffix(b"\r").unwrap_or(row)))
+    .filter(|(_, row)| !row.is_empty())
 }
 
 /// Reads a Lean quote-tick zip (`YYYYMMDD_quote.zip`, rows
@@ -276,34 +283,47 @@ pub fn read_quote_ticks(
     let mut report = ReadReport::default();
     let mut out = QuoteTicks::default();
     for (_, data) in read_members(path, ".csv")? {
-        let estimate = data.len() / 20;
-        out.ts_ns.reserve(estimate);
-        out.bid.reserve(estimate);
-        out.ask.reserve(estimate);
-        for (line, row) in rows(&data) {
-            report.rows += 1;
-            let ([ms, bid, ask], count) = fields::<3>(row);
-            if count != 3 {
-                report.bad(line, "wrong_field_count");
-                continue;
-            }
-            let Some(ms) = parse_ms(ms) else {
-                report.bad(line, "bad_time");
-                continue;
-            };
-            let parsed = parse_mantissa(bid, price_scale)
-                .and_then(|b| parse_mantissa(ask, price_scale).map(|a| (b, a)));
-            match parsed {
-                Ok((b, a)) => {
-                    out.ts_ns.push(day_ns + ms * NS_PER_MS);
-                    out.bid.push(b);
-                    out.ask.push(a);
-                }
-                Err(err) => report.bad(line, price_reason(err)),
-            }
-        }
+        parse_quote_rows(&data, day_ns, price_scale, &mut out, &mut report);
     }
     Ok((out, report))
+}
+
+/// Parses Lean quote rows (`ms_since_midnight,bid,ask`, one per line) from
+/// CSV text already in memory, appending to `out`; bad rows are counted in
+/// `report`. `day_ns` is the UTC epoch ns of the data day's local midnight.
+pub fn parse_quote_rows(
+    data: &[u8],
+    day_ns: i64,
+    price_scale: u8,
+    out: &mut QuoteTicks,
+    report: &mut ReadReport,
+) {
+    let estimate = data.len() / 20;
+    out.ts_ns.reserve(estimate);
+    out.bid.reserve(estimate);
+    out.ask.reserve(estimate);
+    for (line, row) in rows(data) {
+        report.rows += 1;
+        let ([ms, bid, ask], count) = fields::<3>(row);
+        if count != 3 {
+            report.bad(line, "wrong_field_count");
+            continue;
+        }
+        let Some(ms) = parse_ms(ms) else {
+            report.bad(line, "bad_time");
+            continue;
+        };
+        let parsed = parse_mantissa(bid, price_scale)
+            .and_then(|b| parse_mantissa(ask, price_scale).map(|a| (b, a)));
+        match parsed {
+            Ok((b, a)) => {
+                out.ts_ns.push(day_ns + ms * NS_PER_MS);
+                out.bid.push(b);
+                out.ask.push(a);
+            }
+            Err(err) => report.bad(line, price_reason(err)),
+        }
+    }
 }
 
 /// Reads a Lean futures trade-tick zip (`YYYYMMDD_trade.zip`, one member per

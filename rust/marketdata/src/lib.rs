@@ -6,6 +6,7 @@ pub mod book;
 pub mod feeds;
 pub mod indicators;
 pub mod lean;
+pub mod pipeline;
 pub mod price;
 #[cfg(feature = "python")]
 pub mod python;

@@ -235,8 +235,12 @@ fn aggregate_bars<'py>(
     let out = py
         .detach(|| bars::aggregate(spec, t, p, s))
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(bar_columns(py, &out))
+}
+
+fn bar_columns<'py>(py: Python<'py>, out: &[bars::Bar]) -> BarColumns<'py> {
     let col = |f: fn(&bars::Bar) -> i64| out.iter().map(f).collect::<Vec<i64>>().into_pyarray(py);
-    Ok((
+    (
         col(|b| b.ts_open_ns),
         col(|b| b.ts_close_ns),
         col(|b| b.open),
@@ -248,6 +252,93 @@ fn aggregate_bars<'py>(
             .map(|b| b.tick_count)
             .collect::<Vec<u64>>()
             .into_pyarray(py),
+    )
+}
+
+/// Runs the per-tick pipeline over a Lean quote-tick file, without the GIL:
+/// read, validate, mid, 1-minute bars, EMA and RSI. Returns (flags per tick,
+/// EMA and RSI per accepted tick, bar columns of the mid at price_scale + 1,
+/// rows read).
+///
+/// # Errors
+/// Raises `OSError`/`DataFileError` for the file, `ValueError` for parameters.
+#[pyfunction]
+#[pyo3(signature = (path, price_scale, utc_offset_minutes = 0, ema_period = 20, rsi_period = 14))]
+fn run_quote_pipeline<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    price_scale: u8,
+    utc_offset_minutes: i32,
+    ema_period: usize,
+    rsi_period: usize,
+) -> PyResult<(
+    Bound<'py, PyArray1<u32>>,
+    Floats<'py>,
+    Floats<'py>,
+    BarColumns<'py>,
+    u64,
+)> {
+    let out = py
+        .detach(|| {
+            crate::pipeline::run_quote_pipeline(
+                &path,
+                price_scale,
+                utc_offset_minutes,
+                ema_period,
+                rsi_period,
+            )
+        })
+        .map_err(|e| match e {
+            crate::pipeline::PipelineError::Read(read) => super::errors::lean_to_py(read),
+            other => PyValueError::new_err(other.to_string()),
+        })?;
+    Ok((
+        out.flags.into_pyarray(py),
+        out.ema.into_pyarray(py),
+        out.rsi.into_pyarray(py),
+        bar_columns(py, &out.bars),
+        out.report.rows,
+    ))
+}
+
+/// Runs the pipeline on Lean quote CSV text already in memory (no I/O, no
+/// decompression); returns the same as `run_quote_pipeline`.
+///
+/// # Errors
+/// Raises `ValueError` for parameters.
+#[pyfunction]
+#[pyo3(signature = (csv, day_ns, price_scale, ema_period = 20, rsi_period = 14))]
+fn run_quote_pipeline_csv<'py>(
+    py: Python<'py>,
+    csv: &[u8],
+    day_ns: i64,
+    price_scale: u8,
+    ema_period: usize,
+    rsi_period: usize,
+) -> PyResult<(
+    Bound<'py, PyArray1<u32>>,
+    Floats<'py>,
+    Floats<'py>,
+    BarColumns<'py>,
+    u64,
+)> {
+    let out = py
+        .detach(|| {
+            crate::pipeline::run_quote_pipeline_csv(
+                csv,
+                day_ns,
+                price_scale,
+                ema_period,
+                rsi_period,
+            )
+        })
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok((
+        out.flags.into_pyarray(py),
+        out.ema.into_pyarray(py),
+        out.rsi.into_pyarray(py),
+        bar_columns(py, &out.bars),
+        out.report.rows,
     ))
 }
 
@@ -266,5 +357,7 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(rolling_vwap, module)?)?;
     module.add_function(wrap_pyfunction!(realised_volatility, module)?)?;
     module.add_function(wrap_pyfunction!(aggregate_bars, module)?)?;
+    module.add_function(wrap_pyfunction!(run_quote_pipeline, module)?)?;
+    module.add_function(wrap_pyfunction!(run_quote_pipeline_csv, module)?)?;
     Ok(())
 }
