@@ -255,10 +255,10 @@ def bench_pipeline(repeats: int) -> list[str]:
     days = [(f, _csv(f), _day_start_ns(f, offset)) for f in files]
     ticks = sum(engine.run_quote_pipeline(f, 5, offset)[4] for f in files)
     for f, csv, day_ns in days[:2]:  # same bars, or the comparison is meaningless
-        ours = len(engine.run_quote_pipeline_csv(csv, day_ns, 5)[3][0])
-        theirs = _pandas_pipeline(csv, day_ns)
-        if abs(ours - theirs) > 1:
-            raise AssertionError(f"{f.name}: {ours} bars from Rust, {theirs} from pandas")
+        rust_bars = len(engine.run_quote_pipeline_csv(csv, day_ns, 5)[3][0])
+        pandas_bars = _pandas_pipeline(csv, day_ns)
+        if abs(rust_bars - pandas_bars) > 1:
+            raise AssertionError(f"{f.name}: {rust_bars} bars from Rust, {pandas_bars} from pandas")
 
     def rate(fn: Callable[[tuple[Path, bytes, int]], object]) -> float:
         times = []
