@@ -3,6 +3,9 @@ computations, on the real OANDA EUR/USD sample shipped in the repository."""
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -108,3 +111,27 @@ def test_bad_parameters_raise_value_errors() -> None:
         engine.aggregate_bars(
             "ticks", np.array([2, 1], np.int64), np.ones(2, np.int64), np.ones(2, np.int64), 5
         )
+
+
+def test_one_call_pipeline_equals_its_steps_run_separately() -> None:
+    path = SAMPLE / "ticks/lean_oanda_eurusd/20140506_quote.zip"
+    flags, ema, rsi, bars, rows = engine.run_quote_pipeline(path, 5, 0, 20, 14)
+    ts, bid, ask, report = engine.read_lean_quote_ticks(path, 5)
+    assert rows == report["rows"] == len(ts)
+    np.testing.assert_array_equal(flags, engine.QuoteValidator().flag_batch(ts, bid, ask))
+    ok = flags == 0
+    mid_mantissa = bid[ok] + ask[ok]  # the mid at 6 decimals, exact
+    mid = mid_mantissa / 1e6
+    _same(ema, talib.EMA(mid, 20))
+    _same(rsi, talib.RSI(mid, 14))
+    expected = engine.aggregate_bars("1m", ts[ok], mid_mantissa, np.ones(int(ok.sum()), np.int64))
+    for ours, theirs in zip(bars, expected, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    day_ns = int(ts[0]) // 86_400_000_000_000 * 86_400_000_000_000  # OANDA days are UTC
+    csv_run = engine.run_quote_pipeline_csv(_zip_member(path), day_ns, 5)
+    np.testing.assert_array_equal(csv_run[0], flags)
+
+
+def _zip_member(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(archive.namelist()[0])
