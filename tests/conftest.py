@@ -80,7 +80,10 @@ def nexus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedS
     data_dir = tmp_path_factory.mktemp("nexus-data")
     server = ThreadedServer(
         load_settings(
-            overrides={"server": {"port": 0, "grace_period_s": 0.5}, "data_dir": str(data_dir)}
+            overrides={
+                "server": {"port": 0, "grace_period_s": 0.5, "metrics_port": 0},
+                "data_dir": str(data_dir),
+            }
         )
     )
     yield server

@@ -383,6 +383,7 @@ def bench_stream_ticks(repeats: int) -> list[str]:
             os.environ,
             NEXUS_DATA_DIR=str(root / "data"),
             NEXUS_LOG__LEVEL="WARNING",
+            NEXUS_SERVER__METRICS_PORT="0",
             NEXUS_MARKETDATA__INGEST_ON_START=f'["{data}"]',
         )
         serve = [sys.executable, "-m", "nexus", "serve", "--services", "marketdata", "--port", "0"]

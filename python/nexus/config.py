@@ -68,6 +68,12 @@ class ServerConfig(_Section):
     reflection: bool = True
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1 << 30)
     max_concurrent_streams: int = Field(default=256, ge=1, le=100_000)
+    metrics_port: int | None = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="Prometheus /metrics; 0 picks a free port, null disables",
+    )
 
 
 _SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "market"

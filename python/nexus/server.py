@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from nexus.config import Settings
+from nexus.metrics import MetricFamily, MetricsServer
 from nexus.rpc import service_handler
 from nexus.services.context import ServiceContext
 from nexus.services.registry import SERVICES
@@ -60,6 +61,26 @@ class NexusServer:
                 self._server,
             )
         self.port = 0
+        self.metrics: MetricsServer | None = None
+
+    def _collectors(self) -> list[Callable[[], list[MetricFamily]]]:
+        def rpc_calls() -> list[MetricFamily]:
+            samples = [
+                ({"method": method, "code": code}, float(count))
+                for (method, code), count in sorted(self.context.counters.snapshot().items())
+            ]
+            return [
+                MetricFamily(
+                    "nexus_rpc_calls_total", "RPCs by method and status", "counter", samples
+                )
+            ]
+
+        collectors: list[Callable[[], list[MetricFamily]]] = [rpc_calls]
+        for _, servicer in self.context.hosted.values():
+            collect = getattr(servicer, "metrics", None)
+            if callable(collect):
+                collectors.append(collect)
+        return collectors
 
     async def start(self) -> int:
         """Starts each servicer that has a `start` step (e.g. ingesting data), binds,
@@ -75,11 +96,24 @@ class NexusServer:
         except RuntimeError as err:
             raise OSError(f"cannot listen on {address}: {err}") from err
         await self._server.start()
+        if cfg.metrics_port is not None:
+            try:
+                self.metrics = MetricsServer(cfg.host, cfg.metrics_port, self._collectors())
+            except OSError as err:
+                await self._server.stop(0)
+                raise OSError(
+                    f"cannot listen on {cfg.host}:{cfg.metrics_port} for metrics: {err}"
+                ) from err
+            self.metrics.start()
         for name in ["", *self.service_names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "serving",
-            extra={"address": f"{cfg.host}:{self.port}", "services": self.service_names},
+            extra={
+                "address": f"{cfg.host}:{self.port}",
+                "services": self.service_names,
+                "metrics_port": self.metrics.port if self.metrics else None,
+            },
         )
         return self.port
 
@@ -88,6 +122,8 @@ class NexusServer:
         log.info("shutting down", extra={"grace_s": self.settings.server.grace_period_s})
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self.settings.server.grace_period_s)
+        if self.metrics is not None:
+            self.metrics.stop()
         log.info("stopped")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import gzip
 import time
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from decimal import Decimal
@@ -175,7 +176,7 @@ def test_lossless_replay_streams_every_tick_in_order(client: NexusClient) -> Non
 def small_queue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
     settings = load_settings(
         overrides={
-            "server": {"port": 0, "grace_period_s": 0.5},
+            "server": {"port": 0, "grace_period_s": 0.5, "metrics_port": None},
             "data_dir": str(tmp_path_factory.mktemp("nexus-small-queue")),
             "services": "marketdata",
             "marketdata": {"stream_queue_batches": 2},
@@ -284,3 +285,20 @@ def test_order_book_replayed_from_the_shipped_binance_feed(client: NexusClient) 
     with pytest.raises(grpc.RpcError) as info:
         client.marketdata.GetOrderBook(md.GetOrderBookRequest(instrument=EURUSD))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_metrics_expose_feed_and_rpc_counters(
+    client: NexusClient, nexus_server: ThreadedServer
+) -> None:
+    client.marketdata.GetFeedStatus(md.GetFeedStatusRequest())
+    metrics = nexus_server.server.metrics
+    assert metrics is not None
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics.port}/metrics", timeout=10) as reply:
+        assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = reply.read().decode()
+    assert "# TYPE nexus_feed_rows_received_total counter" in text
+    assert 'nexus_feed_rows_received_total{source="lean:oanda"} ' in text
+    assert (
+        'nexus_rpc_calls_total{code="OK",method="/nexus.marketdata.v1.MarketDataService/GetFeedStatus"}'
+        in text
+    )

@@ -37,6 +37,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         NEXUS_SERVER__GRACE_PERIOD_S="2",
         NEXUS_LOG__FORMAT="json",
         NEXUS_DATA_DIR=str(tmp_path / "data"),
+        NEXUS_SERVER__METRICS_PORT="0",
     )
     process = subprocess.Popen(
         [*NEXUS, "serve", "--port", "0", "--port-file", str(port_file)],
@@ -135,6 +136,7 @@ def test_serve_reports_a_port_in_use(served: Served) -> None:
         client.wait_ready(10)
     result = subprocess.run(
         [*NEXUS, "serve", "--port", str(served.port)],
+        env=dict(os.environ, NEXUS_SERVER__METRICS_PORT="0"),
         capture_output=True,
         text=True,
         check=False,

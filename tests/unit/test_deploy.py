@@ -74,6 +74,9 @@ def test_kubernetes_manifests(monkeypatch: pytest.MonkeyPatch) -> None:
         if parsed.command == "serve":
             hosted.update(s.value for s in settings.services)
             assert port_names["grpc"] == settings.server.port
+            assert port_names["metrics"] == settings.server.metrics_port
+            annotations = spec["template"]["metadata"]["annotations"]
+            assert int(annotations["prometheus.io/port"]) == settings.server.metrics_port
             assert container["readinessProbe"]["grpc"]["port"] == settings.server.port
         else:
             assert port_names["http"] == parsed.port
@@ -83,3 +86,14 @@ def test_kubernetes_manifests(monkeypatch: pytest.MonkeyPatch) -> None:
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in port_names
     assert hosted == Counter(s.value for s in ServiceName)
+
+
+def test_prometheus_scrapes_every_compose_service() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    prometheus = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    (job,) = prometheus["scrape_configs"]
+    targets = {t.split(":")[0] for c in job["static_configs"] for t in c["targets"]}
+    assert targets == {s.value for s in ServiceName}
+    assert targets <= set(compose["services"])
+    ports = {int(t.split(":")[1]) for c in job["static_configs"] for t in c["targets"]}
+    assert ports == {load_settings().server.metrics_port}

@@ -38,6 +38,7 @@ import numpy as np
 from nexus import engine
 from nexus.common.v1 import types_pb2
 from nexus.marketdata.v1 import marketdata_pb2 as md
+from nexus.metrics import MetricFamily
 from nexus.rpc import FailedPrecondition, NotFound, ResourceExhausted, Unimplemented
 from nexus.services.context import ServiceContext
 from nexus.services.marketdata.ingest import (
@@ -298,6 +299,37 @@ class MarketDataServicer:
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
+
+    def metrics(self) -> list[MetricFamily]:
+        """Feed quality counters for Prometheus, per source and issue."""
+        received, accepted, rejected, flagged = [], [], [], []
+        for source, c in sorted(self.board.snapshot().items()):
+            received.append(({"source": source}, float(c.received)))
+            accepted.append(({"source": source}, float(c.accepted)))
+            for issue, count in sorted(c.rejected.items()):
+                rejected.append(({"source": source, "issue": ISSUE_NAMES[issue]}, float(count)))
+            for issue, count in sorted(c.flagged.items()):
+                flagged.append(({"source": source, "issue": ISSUE_NAMES[issue]}, float(count)))
+        return [
+            MetricFamily(
+                "nexus_feed_rows_received_total", "Rows read per source", "counter", received
+            ),
+            MetricFamily(
+                "nexus_feed_rows_accepted_total", "Rows kept per source", "counter", accepted
+            ),
+            MetricFamily(
+                "nexus_feed_rows_rejected_total",
+                "Rows rejected per source and issue",
+                "counter",
+                rejected,
+            ),
+            MetricFamily(
+                "nexus_feed_rows_flagged_total",
+                "Rows kept but flagged per source and issue",
+                "counter",
+                flagged,
+            ),
+        ]
 
     def _load_book(self, path: Path) -> None:
         try:
