@@ -302,3 +302,31 @@ def test_metrics_expose_feed_and_rpc_counters(
         'nexus_rpc_calls_total{code="OK",method="/nexus.marketdata.v1.MarketDataService/GetFeedStatus"}'
         in text
     )
+
+
+def test_bar_stream_rebuilds_leans_minute_bars_and_aggregates(client: NexusClient) -> None:
+    day = types_pb2.TimeRange(start_ns=_day_ns(2014, 5, 6), end_ns=_day_ns(2014, 5, 7))
+    request = md.StreamBarsRequest(
+        instruments=[EURUSD], timeframe=types_pb2.TIMEFRAME_1M, replay=day, price_source="bid"
+    )
+    bars = [b for m in client.marketdata.StreamBars(request, timeout=60) for b in m.bars]
+    # Lean's own minute bid bars of the same day, from the shipped sample.
+    lean = client.marketdata.GetHistoricalData(
+        md.GetHistoricalDataRequest(
+            instrument=EURUSD, kind=md.DATA_KIND_BARS, timeframe=types_pb2.TIMEFRAME_1M, range=day
+        )
+    ).bars
+    assert len(bars) == len(lean) > 1000
+    minute = 60 * NS
+    for ours, theirs in zip(bars, lean, strict=True):
+        assert ours.ts_open_ns // minute * minute == theirs.ts_open_ns
+        assert (ours.high, ours.low, ours.close) == (theirs.high, theirs.low, theirs.close)
+    hourly = md.StreamBarsRequest(
+        instruments=[EURUSD], timeframe=types_pb2.TIMEFRAME_1H, replay=day
+    )
+    messages = list(client.marketdata.StreamBars(hourly, timeout=60))
+    assert messages[-1].end_of_replay
+    hours = [b for m in messages for b in m.bars]
+    assert 20 <= len(hours) <= 24
+    assert sum(b.tick_count for b in hours) == len(_reference_quotes("20140506"))
+    assert all(b.price_source == "mid" and b.close.scale == 6 for b in hours)

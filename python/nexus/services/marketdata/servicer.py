@@ -1,8 +1,8 @@
 """gRPC transport of market data (`nexus.marketdata.v1.MarketDataService`).
 
 Serves the embedded store: historical pages, replayed tick streams, the
-instrument list, per-source feed status, and L2 order books replayed from
-recorded feeds. Bar streams come next.
+instrument list, per-source feed status, bar streams built from the stored
+ticks, and L2 order books replayed from recorded feeds.
 
 Stream messages are written by the Rust engine (`engine.encode_stream_ticks`)
 straight from the stored columns; gRPC sends the bytes as they are.
@@ -25,6 +25,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import datetime as dt
 import itertools
 import logging
 import time
@@ -56,7 +57,7 @@ from nexus.services.marketdata.instruments import (
     find_instrument,
     identify_book_feed,
 )
-from nexus.services.marketdata.store import Chunk, TickStore
+from nexus.services.marketdata.store import NS_PER_DAY, Chunk, TickStore
 from nexus.services.validation import Violations
 
 __all__ = ["MarketDataServicer"]
@@ -73,6 +74,14 @@ _ASSET_CLASSES = {
     "fx": types_pb2.ASSET_CLASS_FX,
     "future": types_pb2.ASSET_CLASS_FUTURE,
     "crypto": types_pb2.ASSET_CLASS_CRYPTO,
+}
+_PRICE_SOURCES = ("", "mid", "bid", "ask")
+_TIMEFRAME_KINDS: dict[int, str] = {
+    types_pb2.TIMEFRAME_1M: "1m",
+    types_pb2.TIMEFRAME_5M: "5m",
+    types_pb2.TIMEFRAME_15M: "15m",
+    types_pb2.TIMEFRAME_1H: "1h",
+    types_pb2.TIMEFRAME_1D: "1d",
 }
 _KINDS = {
     md.DATA_KIND_QUOTES: DataKind.QUOTES,
@@ -499,6 +508,93 @@ class MarketDataServicer:
         ]
 
     # -- streams -----------------------------------------------------------
+
+    async def StreamBars(
+        self, request: md.StreamBarsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[md.StreamBarsResponse]:
+        """Replays bars of stored quotes, built by the Rust engine from the
+        accepted ticks of each UTC day, one message per instrument and day."""
+        v = Violations()
+        if not request.instruments:
+            v.add("instruments", "at least one instrument is required")
+        for i, inst in enumerate(request.instruments):
+            v.instrument(f"instruments[{i}]", inst, present=True)
+        v.enum("timeframe", request.timeframe, types_pb2.Timeframe.DESCRIPTOR)
+        if request.price_source not in _PRICE_SOURCES:
+            v.add("price_source", f"one of {', '.join(s for s in _PRICE_SOURCES if s)}")
+        if request.HasField("replay"):
+            v.time_range("replay", request.replay, present=True)
+        v.raise_if_any()
+        if not request.HasField("replay"):
+            raise FailedPrecondition(
+                "no live feed is connected in this deployment; ask for a replay range"
+            )
+        specs = [_resolve(f"instruments[{i}]", inst) for i, inst in enumerate(request.instruments)]
+        source = request.price_source or "mid"
+        days = sorted({d for spec in specs for d in self.store.days(DataKind.QUOTES, spec)})
+        start, end = request.replay.start_ns, request.replay.end_ns
+        for day in days:
+            day_start = (day - dt.date(1970, 1, 1)).days * NS_PER_DAY
+            if day_start + NS_PER_DAY <= start or day_start >= end:
+                continue
+            for spec in specs:
+                bars = await asyncio.to_thread(
+                    self._day_bars,
+                    spec,
+                    max(start, day_start),
+                    min(end, day_start + NS_PER_DAY),
+                    request.timeframe,
+                    source,
+                )
+                if bars:
+                    yield md.StreamBarsResponse(bars=bars)
+        yield md.StreamBarsResponse(end_of_replay=True)
+
+    def _day_bars(
+        self, spec: InstrumentSpec, start: int, end: int, timeframe: int, source: str
+    ) -> list[md.Bar]:
+        parts = list(self.store.scan(DataKind.QUOTES, spec, start, end))
+        if not parts:
+            return []
+        day = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        ok = day["flags"] == 0
+        ts, bid, ask = day["ts_ns"][ok], day["bid"][ok], day["ask"][ok]
+        scale = spec.price_scale
+        if source == "mid":
+            price, scale = bid + ask, scale + 1  # exact mid at one more decimal
+        else:
+            price = bid if source == "bid" else ask
+        opened, closed, o, h, lo, c, _, ticks = engine.aggregate_bars(
+            _TIMEFRAME_KINDS[timeframe],
+            np.ascontiguousarray(ts),
+            np.ascontiguousarray(price),
+            np.zeros(len(ts), dtype=np.int64),
+        )
+        return [
+            md.Bar(
+                instrument=_instrument_id(spec),
+                timeframe=types_pb2.Timeframe.ValueType(timeframe),
+                ts_open_ns=int(t0),
+                ts_close_ns=int(t1),
+                open=_decimal(a, scale),
+                high=_decimal(b, scale),
+                low=_decimal(x, scale),
+                close=_decimal(y, scale),
+                volume=_decimal(0, 0),
+                tick_count=int(n),
+                price_source=source,
+            )
+            for t0, t1, a, b, x, y, n in zip(
+                opened.tolist(),
+                closed.tolist(),
+                o.tolist(),
+                h.tolist(),
+                lo.tolist(),
+                c.tolist(),
+                ticks.tolist(),
+                strict=True,
+            )
+        ]
 
     async def StreamTicks(
         self, request: md.StreamTicksRequest, context: grpc.aio.ServicerContext[Any, Any]
