@@ -1,7 +1,7 @@
 """Type stubs of the Rust extension module (checked against it by mypy.stubtest)."""
 
 from os import PathLike
-from typing import TypedDict, final
+from typing import Any, TypedDict, final
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +19,7 @@ _BarSeries = tuple[
 ]
 
 __all__ = [
+    "BinanceBook",
     "BookStateError",
     "DataFileError",
     "FixDictionary",
@@ -142,6 +143,15 @@ class OrderBook:
     @property
     def sequence(self) -> int: ...
     def level_counts(self) -> tuple[int, int]: ...
+
+@final
+class BinanceBook:
+    """A live Binance book fed one JSON message at a time."""
+
+    def __new__(cls, market_name: str, price_scale: int, size_scale: int) -> BinanceBook: ...
+    def on_message(self, message: str) -> str: ...
+    def stats(self) -> dict[str, Any]: ...
+    def book(self) -> OrderBook: ...
 
 def replay_binance_book(
     path: str | PathLike[str], market_name: str, price_scale: int, size_scale: int

@@ -31,6 +31,7 @@ __all__ = [
     "ServerConfig",
     "ServiceName",
     "Settings",
+    "WebSocketFeedConfig",
     "load_settings",
 ]
 
@@ -90,6 +91,18 @@ def _sample_books() -> tuple[Path, ...]:
     return (feed,) if feed.is_file() else ()
 
 
+class WebSocketFeedConfig(_Section):
+    """A live JSON-over-WebSocket order-book feed (Binance combined-stream format)."""
+
+    url: str = Field(
+        description="e.g. wss://stream.binance.com:9443/stream?streams=btcusdt@depth@100ms"
+    )
+    symbol: str = Field(description="instrument symbol, e.g. BTCUSDT")
+    venue: str = "BINANCE"
+    market: Literal["spot", "usdm"] = "spot"
+    stale_after_s: float = Field(default=5.0, gt=0)
+
+
 class MarketDataConfig(_Section):
     """The market-data service: its store, what it ingests, how it streams."""
 
@@ -101,6 +114,9 @@ class MarketDataConfig(_Section):
     order_book_feeds: tuple[Path, ...] = Field(
         default_factory=_sample_books,
         description="recorded Binance feeds replayed into order books at start",
+    )
+    websocket_feeds: tuple[WebSocketFeedConfig, ...] = Field(
+        default=(), description="live order-book feeds to connect at start"
     )
     stream_queue_batches: int = Field(
         default=64, ge=1, le=10_000, description="bounded queue per stream, in messages"

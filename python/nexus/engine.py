@@ -8,6 +8,7 @@ buffers (no copy).
 """
 
 from nexus._native import (  # noqa: TID251 - this wrapper is the one allowed importer
+    BinanceBook,
     BookStateError,
     DataFileError,
     FixDictionary,
@@ -47,6 +48,7 @@ from nexus._native import (  # noqa: TID251 - this wrapper is the one allowed im
 from nexus._native import __version__ as engine_version  # noqa: TID251
 
 __all__ = [
+    "BinanceBook",
     "BookStateError",
     "DataFileError",
     "FixDictionary",

@@ -122,6 +122,10 @@ class NexusServer:
         log.info("shutting down", extra={"grace_s": self.settings.server.grace_period_s})
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self.settings.server.grace_period_s)
+        for _, servicer in self.context.hosted.values():
+            stop = getattr(servicer, "stop", None)
+            if callable(stop):
+                await stop()
         if self.metrics is not None:
             self.metrics.stop()
         log.info("stopped")

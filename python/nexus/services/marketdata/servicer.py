@@ -58,6 +58,7 @@ from nexus.services.marketdata.instruments import (
     identify_book_feed,
 )
 from nexus.services.marketdata.store import NS_PER_DAY, Chunk, TickStore
+from nexus.services.marketdata.ws_feed import WebSocketBookFeed
 from nexus.services.validation import Violations
 
 __all__ = ["MarketDataServicer"]
@@ -76,6 +77,11 @@ _ASSET_CLASSES = {
     "crypto": types_pb2.ASSET_CLASS_CRYPTO,
 }
 _PRICE_SOURCES = ("", "mid", "bid", "ask")
+_LIVE_STATES = {
+    "healthy": md.FEED_STATE_HEALTHY,
+    "stale": md.FEED_STATE_STALE,
+    "disconnected": md.FEED_STATE_DISCONNECTED,
+}
 _TIMEFRAME_KINDS: dict[int, str] = {
     types_pb2.TIMEFRAME_1M: "1m",
     types_pb2.TIMEFRAME_5M: "5m",
@@ -286,12 +292,31 @@ class MarketDataServicer:
         self.store = TickStore(Path(store_dir))
         self.board = FeedStatusBoard()
         self.books: dict[InstrumentSpec, engine.OrderBook] = {}
+        self.live: dict[InstrumentSpec, WebSocketBookFeed] = {}
+        self._feeds_stop = asyncio.Event()
+        self._feed_tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Ingests the configured files (the shipped sample by default) and
         replays the configured recorded feeds into order books."""
         for path in self._cfg.order_book_feeds:
             await asyncio.to_thread(self._load_book, path)
+        for feed_cfg in self._cfg.websocket_feeds:
+            spec = find_instrument(feed_cfg.symbol, feed_cfg.venue)
+            if spec is None:
+                log.error(
+                    "unknown instrument for a WebSocket feed", extra={"symbol": feed_cfg.symbol}
+                )
+                continue
+            feed = WebSocketBookFeed(
+                feed_cfg.url,
+                spec,
+                feed_cfg.market,
+                self.board,
+                stale_after_s=feed_cfg.stale_after_s,
+            )
+            self.live[spec] = feed
+            self._feed_tasks.append(asyncio.create_task(feed.run(self._feeds_stop)))
         paths = [p for p in self._cfg.ingest_on_start if p.exists()]
         if not paths:
             return
@@ -308,6 +333,13 @@ class MarketDataServicer:
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
+
+    async def stop(self) -> None:
+        """Disconnects the live feeds."""
+        self._feeds_stop.set()
+        for task in self._feed_tasks:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, 5)
 
     def metrics(self) -> list[MetricFamily]:
         """Feed quality counters for Prometheus, per source and issue."""
@@ -404,10 +436,14 @@ class MarketDataServicer:
                 for issue in ISSUE_NAMES
                 if counters.rejected.get(issue) or counters.flagged.get(issue)
             ]
+            state = md.FEED_STATE_FINISHED if counters.finished else md.FEED_STATE_HEALTHY
+            live = next((f for f in self.live.values() if f.source == source), None)
+            if live is not None:
+                state = _LIVE_STATES[live.health()]
             feeds.append(
                 md.FeedStatus(
                     source=source,
-                    state=md.FEED_STATE_FINISHED if counters.finished else md.FEED_STATE_HEALTHY,
+                    state=state,
                     last_event_ns=counters.last_event_ns,
                     received=counters.received,
                     accepted=counters.accepted,
@@ -755,7 +791,8 @@ class MarketDataServicer:
             v.add("depth", f"at most {MAX_DEPTH}")
         v.raise_if_any()
         spec = _resolve("instrument", request.instrument)
-        book = self.books.get(spec)
+        live = self.live.get(spec)
+        book = live.book.book() if live is not None else self.books.get(spec)
         if book is None:
             raise NotFound(f"instrument: no order book is kept for {spec.symbol} at {spec.venue}")
         bid_px, bid_sz, ask_px, ask_sz = book.depth(request.depth or 10)

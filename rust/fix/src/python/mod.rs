@@ -189,6 +189,7 @@ impl PyFixDictionary {
 /// milliseconds), then `fields` in order, BodyLength and CheckSum.
 #[pyfunction]
 #[pyo3(signature = (begin_string, msg_type, sender, target, seq_num, sending_time_ns, fields))]
+#[allow(clippy::too_many_arguments)] // mirrors the Python signature, one argument per header field
 fn fix_build<'py>(
     py: Python<'py>,
     begin_string: &str,

@@ -189,6 +189,80 @@ impl PyOrderBook {
     }
 }
 
+/// A live Binance book: JSON messages from the WebSocket (diffs, trades,
+/// book tickers) and the REST snapshot go in one at a time; the sync rule
+/// keeps the book in sequence and counts what it refused.
+#[pyclass(name = "BinanceBook", module = "nexus._native")]
+pub struct PyBinanceBook {
+    sync: BinanceBookSync,
+    scales: Scales,
+    messages: u64,
+    bad: std::collections::BTreeMap<&'static str, u64>,
+}
+
+#[pymethods]
+impl PyBinanceBook {
+    #[new]
+    fn new(market_name: &str, price_scale: u8, size_scale: u8) -> PyResult<Self> {
+        let scales = Scales {
+            price: price_scale,
+            size: size_scale,
+        };
+        Ok(Self {
+            sync: BinanceBookSync::new(market(market_name)?, scales),
+            scales,
+            messages: 0,
+            bad: std::collections::BTreeMap::new(),
+        })
+    }
+
+    /// Takes one JSON message (a combined-stream message or a REST depth
+    /// snapshot). Returns what it did: "buffered", "stale", "applied",
+    /// "synced", "ignored", or "bad:<reason>" for a message that does not
+    /// parse and "gap" for one that breaks the sequence (both counted).
+    fn on_message(&mut self, message: &str) -> String {
+        self.messages += 1;
+        let event = match feeds::parse_binance_json(message, self.scales) {
+            Ok(event) => event,
+            Err(err) => {
+                let name = err.kind().name();
+                *self.bad.entry(name).or_insert(0) += 1;
+                return format!("bad:{name}");
+            }
+        };
+        match self.sync.on_event(&event) {
+            Ok(feeds::SyncStep::Buffered) => "buffered".into(),
+            Ok(feeds::SyncStep::Stale) => "stale".into(),
+            Ok(feeds::SyncStep::Applied { .. }) => "applied".into(),
+            Ok(feeds::SyncStep::Synced { .. }) => "synced".into(),
+            Ok(feeds::SyncStep::Ignored) => "ignored".into(),
+            Err(_) => "gap".into(),
+        }
+    }
+
+    /// Counters: messages, bad messages by reason, and the sync's own.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        let s = self.sync.stats();
+        out.set_item("messages", self.messages)?;
+        out.set_item("bad", self.bad.clone())?;
+        out.set_item("diffs", s.diffs)?;
+        out.set_item("applied", s.applied)?;
+        out.set_item("stale", s.stale)?;
+        out.set_item("gaps", s.gaps)?;
+        out.set_item("snapshots", s.snapshots)?;
+        out.set_item("crossed", s.crossed)?;
+        Ok(out)
+    }
+
+    /// A copy of the current book.
+    fn book(&self) -> PyOrderBook {
+        PyOrderBook {
+            inner: self.sync.book().clone(),
+        }
+    }
+}
+
 fn market(name: &str) -> PyResult<BinanceMarket> {
     match name {
         "usdm" => Ok(BinanceMarket::UsdM),
@@ -332,6 +406,7 @@ fn binance_book_columns<'py>(
 /// Fails only if the module cannot take a new attribute.
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyOrderBook>()?;
+    module.add_class::<PyBinanceBook>()?;
     module.add_function(wrap_pyfunction!(replay_binance_book, module)?)?;
     module.add_function(wrap_pyfunction!(binance_book_columns, module)?)?;
     module.add("BookStateError", module.py().get_type::<BookStateError>())?;

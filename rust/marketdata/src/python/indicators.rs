@@ -197,6 +197,15 @@ type BarColumns<'py> = (
     Bound<'py, PyArray1<u64>>,
 );
 
+/// What a pipeline run returns to Python: flags, EMA, RSI, bar columns, rows read.
+type PipelineColumns<'py> = (
+    Bound<'py, PyArray1<u32>>,
+    Floats<'py>,
+    Floats<'py>,
+    BarColumns<'py>,
+    u64,
+);
+
 fn spec(kind: &str, size: i64) -> PyResult<BarSpec> {
     let period = |p| Ok(BarSpec::Time(p));
     match (kind, size) {
@@ -271,13 +280,7 @@ fn run_quote_pipeline<'py>(
     utc_offset_minutes: i32,
     ema_period: usize,
     rsi_period: usize,
-) -> PyResult<(
-    Bound<'py, PyArray1<u32>>,
-    Floats<'py>,
-    Floats<'py>,
-    BarColumns<'py>,
-    u64,
-)> {
+) -> PyResult<PipelineColumns<'py>> {
     let out = py
         .detach(|| {
             crate::pipeline::run_quote_pipeline(
@@ -315,13 +318,7 @@ fn run_quote_pipeline_csv<'py>(
     price_scale: u8,
     ema_period: usize,
     rsi_period: usize,
-) -> PyResult<(
-    Bound<'py, PyArray1<u32>>,
-    Floats<'py>,
-    Floats<'py>,
-    BarColumns<'py>,
-    u64,
-)> {
+) -> PyResult<PipelineColumns<'py>> {
     let out = py
         .detach(|| {
             crate::pipeline::run_quote_pipeline_csv(
