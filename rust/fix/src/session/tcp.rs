@@ -1,0 +1,598 @@
+//! A TCP acceptor and initiator on std threads.
+//!
+//! Each connection runs on its own thread: it reads with a short timeout, cuts frames
+//! with a [`Splitter`], feeds them to the [`Session`], calls [`Session::tick`] between
+//! reads, and writes what the session produces. Messages the application wants to
+//! send outside its callbacks go through a bounded channel per session
+//! ([`Acceptor::sender`], [`Initiator::sender`]); a full channel blocks the sender
+//! (back-pressure). Events go to an optional bounded channel and are dropped when it
+//! is full. Every thread is joined by `stop` (or on drop).
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+
+use crate::message::{peek_msg_type, Message, Splitter};
+use crate::session::schedule::Schedule;
+use crate::session::state::{
+    Application, Outbox, OutgoingMessage, Session, SessionEvent, SessionId,
+};
+
+/// Why a TCP endpoint could not start.
+#[derive(Debug, Error)]
+pub enum TcpError {
+    /// Binding or configuring the listening socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: io::Error,
+    },
+    /// A thread could not be spawned.
+    #[error("cannot spawn a thread: {0}")]
+    Spawn(io::Error),
+}
+
+/// Capacity of the per-session channel of outgoing application messages.
+pub const OUTGOING_CAPACITY: usize = 1024;
+
+const POLL: Duration = Duration::from_millis(20);
+
+/// How long an acceptor waits for the first message (a Logon) of a connection.
+const LOGON_WAIT: Duration = Duration::from_secs(10);
+
+/// Returns the current UTC time in nanoseconds since the Unix epoch.
+#[must_use]
+pub fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Events of all sessions, tagged with the session id.
+pub type EventSender = SyncSender<(SessionId, SessionEvent)>;
+
+struct Slot {
+    id: SessionId,
+    session: Mutex<Session>,
+    connected: AtomicBool,
+    outgoing: Mutex<Receiver<OutgoingMessage>>,
+    sender: SyncSender<OutgoingMessage>,
+}
+
+impl Slot {
+    fn new(session: Session) -> Self {
+        let (sender, receiver) = sync_channel(OUTGOING_CAPACITY);
+        Self {
+            id: session.id().clone(),
+            session: Mutex::new(session),
+            connected: AtomicBool::new(false),
+            outgoing: Mutex::new(receiver),
+            sender,
+        }
+    }
+
+    fn session(&self) -> MutexGuard<'_, Session> {
+        self.session
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+struct Shared {
+    stop: AtomicBool,
+    schedule: Schedule,
+    events: Option<EventSender>,
+    app: Arc<dyn Application>,
+}
+
+impl Shared {
+    fn emit(&self, id: &SessionId, out: &mut Outbox) {
+        if let Some(events) = &self.events {
+            for e in out.events.drain(..) {
+                match events.try_send((id.clone(), e)) {
+                    Ok(()) | Err(TrySendError::Full(_)) => {}
+                    Err(TrySendError::Disconnected(_)) => break,
+                }
+            }
+        }
+        out.events.clear();
+    }
+}
+
+fn write_all(stream: &mut TcpStream, out: &mut Outbox) -> bool {
+    let mut ok = true;
+    for m in out.messages.drain(..) {
+        if ok && stream.write_all(&m).is_err() {
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Runs one connection until it closes. `slot` is known for an initiator; an
+/// acceptor finds it from the first message, which must be a Logon.
+fn serve(
+    mut stream: TcpStream,
+    mut slot: Option<Arc<Slot>>,
+    registry: &[Arc<Slot>],
+    shared: &Shared,
+    initiate: bool,
+) {
+    let _ = stream.set_read_timeout(Some(POLL));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_nodelay(true);
+    let mut splitter = Splitter::new();
+    let mut out = Outbox::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut claimed = false;
+    if let Some(s) = &slot {
+        if s.connected.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        claimed = true;
+        let mut session = s.session();
+        session.check_period(&shared.schedule, now_nanos(), &mut out);
+        session.on_connect(now_nanos());
+        if initiate {
+            session.start_logon(now_nanos(), &mut out);
+        }
+        let id = session.id().clone();
+        drop(session);
+        shared.emit(&id, &mut out);
+        if !write_all(&mut stream, &mut out) {
+            out.disconnect = true;
+        }
+    }
+    let mut stop_logout_sent = false;
+    let connected_at = std::time::Instant::now();
+    'conn: while !out.disconnect {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => splitter.feed(buf.get(..n).unwrap_or_default()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+        while let Some(frame) = splitter.next_frame() {
+            let Ok(frame) = frame.map(<[u8]>::to_vec) else {
+                continue;
+            };
+            if slot.is_none() {
+                match find_slot(&frame, registry) {
+                    Some(s) if shared.schedule.contains(now_nanos()) => {
+                        if s.connected.swap(true, Ordering::AcqRel) {
+                            // Duplicate identity: the session has a connection.
+                            break 'conn;
+                        }
+                        claimed = true;
+                        let mut session = s.session();
+                        session.check_period(&shared.schedule, now_nanos(), &mut out);
+                        session.on_connect(now_nanos());
+                        drop(session);
+                        slot = Some(s);
+                    }
+                    _ => break 'conn,
+                }
+            }
+            let Some(s) = &slot else { break 'conn };
+            let mut session = s.session();
+            session.on_frame(&frame, now_nanos(), shared.app.as_ref(), &mut out);
+            let id = session.id().clone();
+            drop(session);
+            shared.emit(&id, &mut out);
+            if !write_all(&mut stream, &mut out) || out.disconnect {
+                break 'conn;
+            }
+        }
+        if let Some(s) = &slot {
+            let now = now_nanos();
+            let mut session = s.session();
+            // Log out at shutdown, at the end of the window, or when a new period
+            // begins (the next Logon then starts with reset sequence numbers).
+            let stopping = shared.stop.load(Ordering::Acquire)
+                || !shared.schedule.contains(now)
+                || (session.is_logged_on() && !session.in_current_period(&shared.schedule, now));
+            if stopping {
+                if session.is_logged_on() && !stop_logout_sent {
+                    session.logout(None, now, &mut out);
+                    stop_logout_sent = true;
+                } else if !session.is_logged_on() {
+                    out.disconnect = true;
+                }
+            }
+            if let Ok(outgoing) = s.outgoing.lock() {
+                while session.is_logged_on() && !session.is_logging_out() {
+                    let Ok(msg) = outgoing.try_recv() else { break };
+                    session.send(msg, now, &mut out);
+                }
+            }
+            session.tick(now, &mut out);
+            let id = session.id().clone();
+            drop(session);
+            shared.emit(&id, &mut out);
+            if !write_all(&mut stream, &mut out) {
+                break;
+            }
+        } else if shared.stop.load(Ordering::Acquire) || connected_at.elapsed() > LOGON_WAIT {
+            // Stopping, or no Logon arrived on a new connection in time.
+            break;
+        }
+    }
+    let _ = write_all(&mut stream, &mut out);
+    let _ = stream.flush();
+    let _ = stream.shutdown(Shutdown::Both);
+    if let (Some(s), true) = (&slot, claimed) {
+        let mut session = s.session();
+        let mut out = Outbox::new();
+        session.on_disconnect(shared.app.as_ref(), &mut out);
+        let id = session.id().clone();
+        drop(session);
+        shared.emit(&id, &mut out);
+        s.connected.store(false, Ordering::Release);
+    }
+}
+
+fn find_slot(frame: &[u8], registry: &[Arc<Slot>]) -> Option<Arc<Slot>> {
+    if peek_msg_type(frame) != Some(b"A") {
+        return None;
+    }
+    let msg = Message::parse(frame).ok()?;
+    let begin = msg.begin_string();
+    let sender = msg.get(crate::message::tags::SENDER_COMP_ID)?;
+    let target = msg.get(crate::message::tags::TARGET_COMP_ID)?;
+    registry
+        .iter()
+        .find(|s| {
+            let id = &s.id;
+            id.begin_string.as_bytes() == begin
+                && id.sender_comp_id.as_bytes() == target
+                && id.target_comp_id.as_bytes() == sender
+        })
+        .cloned()
+}
+
+/// Settings of an [`Acceptor`].
+#[derive(Clone)]
+pub struct AcceptorConfig {
+    /// Where to listen, e.g. `127.0.0.1:0` (port 0: any free port).
+    pub bind: SocketAddr,
+    /// When the sessions may be logged on.
+    pub schedule: Schedule,
+    /// Optional bounded channel of session events (dropped when full).
+    pub events: Option<EventSender>,
+    /// Most connections served at once (one thread each); more are closed at once.
+    pub max_connections: usize,
+}
+
+impl std::fmt::Debug for AcceptorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptorConfig")
+            .field("bind", &self.bind)
+            .field("schedule", &self.schedule)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AcceptorConfig {
+    /// Listens on `127.0.0.1` on any free port, 24h schedule, no events, at most 64
+    /// connections.
+    #[must_use]
+    pub fn localhost() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            schedule: Schedule::always(),
+            events: None,
+            max_connections: 64,
+        }
+    }
+}
+
+/// A FIX acceptor: listens, and serves each connection on its own thread, for a
+/// fixed set of sessions. A second connection for a session that already has one
+/// is dropped (duplicate identity).
+pub struct Acceptor {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    registry: Arc<Vec<Arc<Slot>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acceptor")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Acceptor {
+    /// Starts listening for `sessions`, calling `app` for their messages.
+    ///
+    /// # Errors
+    /// [`TcpError`] when the socket cannot be bound or the thread spawned.
+    pub fn start(
+        config: AcceptorConfig,
+        sessions: Vec<Session>,
+        app: Arc<dyn Application>,
+    ) -> Result<Self, TcpError> {
+        let bind_err = |source| TcpError::Bind {
+            addr: config.bind,
+            source,
+        };
+        let listener = TcpListener::bind(config.bind).map_err(bind_err)?;
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            schedule: config.schedule,
+            events: config.events,
+            app,
+        });
+        let registry: Arc<Vec<Arc<Slot>>> = Arc::new(
+            sessions
+                .into_iter()
+                .map(|mut s| {
+                    s.set_initiate(false);
+                    Arc::new(Slot::new(s))
+                })
+                .collect(),
+        );
+        let max_connections = config.max_connections;
+        let thread = {
+            let shared = Arc::clone(&shared);
+            let registry = Arc::clone(&registry);
+            std::thread::Builder::new()
+                .name("fix-acceptor".to_owned())
+                .spawn(move || accept_loop(&listener, &shared, &registry, max_connections))
+                .map_err(TcpError::Spawn)?
+        };
+        Ok(Self {
+            local_addr,
+            shared,
+            registry,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address the acceptor listens on.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A bounded channel to send application messages on session `id` (sent while
+    /// it is logged on; blocks when full).
+    #[must_use]
+    pub fn sender(&self, id: &SessionId) -> Option<SyncSender<OutgoingMessage>> {
+        self.slot(id).map(|s| s.sender.clone())
+    }
+
+    /// Whether session `id` is logged on.
+    #[must_use]
+    pub fn is_logged_on(&self, id: &SessionId) -> bool {
+        self.slot(id).is_some_and(|s| s.session().is_logged_on())
+    }
+
+    /// The (next sender, next target) sequence numbers of session `id`.
+    #[must_use]
+    pub fn seq_nums(&self, id: &SessionId) -> Option<(u64, u64)> {
+        self.slot(id).map(|s| {
+            let session = s.session();
+            (session.next_sender_seq(), session.next_target_seq())
+        })
+    }
+
+    fn slot(&self, id: &SessionId) -> Option<&Arc<Slot>> {
+        self.registry.iter().find(|s| &s.id == id)
+    }
+
+    /// Logs the sessions out (briefly waiting for the answers), closes the
+    /// connections and joins every thread.
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn accept_loop(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    registry: &Arc<Vec<Arc<Slot>>>,
+    max_connections: usize,
+) {
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    while !shared.stop.load(Ordering::Acquire) {
+        match listener.accept() {
+            Ok((stream, _)) if workers.len() >= max_connections => {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                let shared = Arc::clone(shared);
+                let registry = Arc::clone(registry);
+                let spawned = std::thread::Builder::new()
+                    .name("fix-acceptor-conn".to_owned())
+                    .spawn(move || serve(stream, None, &registry, &shared, false));
+                if let Ok(handle) = spawned {
+                    workers.push(handle);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(POLL),
+            Err(_) => std::thread::sleep(POLL),
+        }
+        let (done, running): (Vec<_>, Vec<_>) =
+            workers.into_iter().partition(JoinHandle::is_finished);
+        for handle in done {
+            let _ = handle.join();
+        }
+        workers = running;
+    }
+    for handle in workers {
+        let _ = handle.join();
+    }
+}
+
+/// Settings of an [`Initiator`].
+#[derive(Clone)]
+pub struct InitiatorConfig {
+    /// The acceptor to connect to.
+    pub addr: SocketAddr,
+    /// When the session may be logged on (no connection outside it).
+    pub schedule: Schedule,
+    /// First delay before reconnecting; doubled after each failure.
+    pub reconnect_min: Duration,
+    /// Largest delay before reconnecting.
+    pub reconnect_max: Duration,
+    /// Optional bounded channel of session events (dropped when full).
+    pub events: Option<EventSender>,
+}
+
+impl std::fmt::Debug for InitiatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitiatorConfig")
+            .field("addr", &self.addr)
+            .field("schedule", &self.schedule)
+            .field("reconnect_min", &self.reconnect_min)
+            .field("reconnect_max", &self.reconnect_max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InitiatorConfig {
+    /// Connects to `addr`, 24h schedule, reconnecting after 100 ms up to 5 s.
+    #[must_use]
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            schedule: Schedule::always(),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+            events: None,
+        }
+    }
+}
+
+/// A FIX initiator: connects, logs on, and reconnects with back-off until stopped.
+pub struct Initiator {
+    shared: Arc<Shared>,
+    slot: Arc<Slot>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Initiator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Initiator").finish_non_exhaustive()
+    }
+}
+
+impl Initiator {
+    /// Starts the initiator thread for `session`.
+    ///
+    /// # Errors
+    /// [`TcpError::Spawn`] when the thread cannot be spawned.
+    pub fn start(
+        config: InitiatorConfig,
+        mut session: Session,
+        app: Arc<dyn Application>,
+    ) -> Result<Self, TcpError> {
+        session.set_initiate(true);
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            schedule: config.schedule,
+            events: config.events.clone(),
+            app,
+        });
+        let slot = Arc::new(Slot::new(session));
+        let thread = {
+            let shared = Arc::clone(&shared);
+            let slot = Arc::clone(&slot);
+            std::thread::Builder::new()
+                .name("fix-initiator".to_owned())
+                .spawn(move || connect_loop(&config, &shared, &slot))
+                .map_err(TcpError::Spawn)?
+        };
+        Ok(Self {
+            shared,
+            slot,
+            thread: Some(thread),
+        })
+    }
+
+    /// A bounded channel to send application messages (sent while logged on).
+    #[must_use]
+    pub fn sender(&self) -> SyncSender<OutgoingMessage> {
+        self.slot.sender.clone()
+    }
+
+    /// Whether the session is logged on.
+    #[must_use]
+    pub fn is_logged_on(&self) -> bool {
+        self.slot.session().is_logged_on()
+    }
+
+    /// The (next sender, next target) sequence numbers.
+    #[must_use]
+    pub fn seq_nums(&self) -> (u64, u64) {
+        let s = self.slot.session();
+        (s.next_sender_seq(), s.next_target_seq())
+    }
+
+    /// Logs out (briefly waiting for the answer), disconnects and joins the thread.
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Initiator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn sleep_unless_stopped(shared: &Shared, total: Duration) {
+    let mut left = total;
+    while !left.is_zero() && !shared.stop.load(Ordering::Acquire) {
+        let step = left.min(POLL);
+        std::thread::sleep(step);
+        left = left.saturating_sub(step);
+    }
+}
+
+fn connect_loop(config: &InitiatorConfig, shared: &Shared, slot: &Arc<Slot>) {
+    let mut backoff = config.reconnect_min;
+    while !shared.stop.load(Ordering::Acquire) {
+        if !shared.schedule.contains(now_nanos()) {
+            sleep_unless_stopped(shared, Duration::from_millis(200));
+            continue;
+        }
+        if let Ok(stream) = TcpStream::connect_timeout(&config.addr, Duration::from_secs(2)) {
+            let started = std::time::Instant::now();
+            serve(stream, Some(Arc::clone(slot)), &[], shared, true);
+            if started.elapsed() > config.reconnect_max {
+                backoff = config.reconnect_min;
+            }
+        }
+        sleep_unless_stopped(shared, backoff);
+        backoff = (backoff * 2).min(config.reconnect_max);
+    }
+}

@@ -1,0 +1,345 @@
+//! The session layer over real TCP on 127.0.0.1: an initiator and an acceptor of
+//! Nexus talking to each other, file stores surviving a restart, reconnection with
+//! back-off and duplicate-identity refusal. Uses a small built-in dictionary, so it
+//! needs no shared data.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nexus_fix::message::{FieldAccess, Message};
+use nexus_fix::session::tcp::now_nanos;
+use nexus_fix::session::Initiator;
+use nexus_fix::session::{
+    Acceptor, AcceptorConfig, AppEvent, Application, ChannelApplication, FileStore,
+    InitiatorConfig, MemoryStore, OutgoingMessage, Session, SessionConfig, SessionId,
+};
+use nexus_fix::{frame, Dictionary};
+
+const XML: &str = include_str!("../src/session/test_dictionary.xml");
+
+fn dictionary() -> Arc<Dictionary> {
+    Arc::new(Dictionary::from_xml(XML, "test_dictionary.xml").unwrap())
+}
+
+fn acceptor_id() -> SessionId {
+    SessionId::new("FIX.4.4", "ISLD", "TW")
+}
+
+fn initiator_id() -> SessionId {
+    SessionId::new("FIX.4.4", "TW", "ISLD")
+}
+
+/// Answers every order with an ExecutionReport-like message carrying the ClOrdID.
+struct Exchange;
+
+impl Application for Exchange {
+    fn on_message(&self, _: &SessionId, msg: &Message<'_>, replies: &mut Vec<OutgoingMessage>) {
+        let id = msg.get_str(11).unwrap_or_default().to_owned();
+        replies.push(OutgoingMessage::new("8").field(11, id));
+    }
+}
+
+/// A temporary directory removed on drop (also when a test panics).
+struct TempDir(PathBuf);
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
+    let dir = std::env::temp_dir().join(format!("nexus-fix-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    TempDir(dir)
+}
+
+fn start_acceptor(store: FileStore, bind: Option<std::net::SocketAddr>) -> Acceptor {
+    let mut config = AcceptorConfig::localhost();
+    if let Some(bind) = bind {
+        config.bind = bind;
+    }
+    let session = Session::new(
+        SessionConfig::new(acceptor_id()),
+        dictionary(),
+        Box::new(store),
+    );
+    Acceptor::start(config, vec![session], Arc::new(Exchange)).unwrap()
+}
+
+fn start_initiator(
+    addr: std::net::SocketAddr,
+    store: Box<dyn nexus_fix::session::MessageStore>,
+) -> (Initiator, Receiver<AppEvent>) {
+    let mut config = SessionConfig::new(initiator_id());
+    config.heart_bt_int = 1;
+    let session = Session::new(config, dictionary(), store);
+    let (app, rx) = ChannelApplication::new(16);
+    let mut icfg = InitiatorConfig::new(addr);
+    icfg.reconnect_min = Duration::from_millis(50);
+    icfg.reconnect_max = Duration::from_millis(400);
+    (Initiator::start(icfg, session, Arc::new(app)).unwrap(), rx)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn next_event(rx: &Receiver<AppEvent>) -> AppEvent {
+    rx.recv_timeout(Duration::from_secs(5)).unwrap()
+}
+
+#[test]
+fn initiator_and_acceptor_exchange_messages_and_survive_restart() {
+    let dir = temp_dir("tcp-restart");
+    let acceptor = start_acceptor(FileStore::open(&dir, "acceptor").unwrap(), None);
+    let addr = acceptor.local_addr();
+    let (mut initiator, rx) =
+        start_initiator(addr, Box::new(FileStore::open(&dir, "initiator").unwrap()));
+    assert_eq!(next_event(&rx), AppEvent::Logon(initiator_id()));
+    wait_for("acceptor logon", Duration::from_secs(5), || {
+        acceptor.is_logged_on(&acceptor_id())
+    });
+    let orders = initiator.sender();
+    for id in ["O1", "O2"] {
+        orders
+            .send(
+                OutgoingMessage::new("D")
+                    .field(11, id)
+                    .field(54, "1")
+                    .field(55, "X"),
+            )
+            .unwrap();
+        match next_event(&rx) {
+            AppEvent::Message(session, bytes) => {
+                assert_eq!(session, initiator_id());
+                let msg = Message::parse(&bytes).unwrap();
+                assert_eq!(msg.msg_type(), b"8");
+                assert_eq!(msg.get_str(11).unwrap(), id);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Let a heartbeat or two go by (HeartBtInt 1 s).
+    std::thread::sleep(Duration::from_millis(1300));
+    assert!(initiator.is_logged_on());
+    initiator.stop();
+    assert_eq!(next_event(&rx), AppEvent::Logout(initiator_id()));
+    wait_for("acceptor logout", Duration::from_secs(5), || {
+        !acceptor.is_logged_on(&acceptor_id())
+    });
+    let (sender_seq, target_seq) = acceptor.seq_nums(&acceptor_id()).unwrap();
+    assert!(
+        sender_seq >= 5 && target_seq >= 5,
+        "{sender_seq} {target_seq}"
+    );
+    let initiator_seqs = initiator.seq_nums();
+    assert_eq!(initiator_seqs, (target_seq, sender_seq));
+    drop(initiator);
+    drop(acceptor);
+
+    // Restart both from their files: the sequence numbers carry on.
+    let store = FileStore::open(&dir, "acceptor").unwrap();
+    let acceptor = start_acceptor(store, Some(addr));
+    assert_eq!(
+        acceptor.seq_nums(&acceptor_id()),
+        Some((sender_seq, target_seq))
+    );
+    let (mut initiator, rx) =
+        start_initiator(addr, Box::new(FileStore::open(&dir, "initiator").unwrap()));
+    assert_eq!(next_event(&rx), AppEvent::Logon(initiator_id()));
+    assert_eq!(initiator.seq_nums(), (target_seq + 1, sender_seq + 1));
+    initiator.stop();
+    drop(acceptor);
+}
+
+#[test]
+fn initiator_reconnects_with_backoff() {
+    let dir = temp_dir("tcp-reconnect");
+    // Find a free port, then leave it closed while the initiator starts.
+    let probe = start_acceptor(FileStore::open(&dir, "probe").unwrap(), None);
+    let addr = probe.local_addr();
+    drop(probe);
+    let (mut initiator, rx) = start_initiator(addr, Box::new(MemoryStore::new()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!initiator.is_logged_on());
+    let acceptor = start_acceptor(FileStore::open(&dir, "acceptor").unwrap(), Some(addr));
+    assert_eq!(next_event(&rx), AppEvent::Logon(initiator_id()));
+    drop(acceptor);
+    // The acceptor logged out and closed: the initiator notices and retries.
+    assert_eq!(next_event(&rx), AppEvent::Logout(initiator_id()));
+    let acceptor = start_acceptor(FileStore::open(&dir, "acceptor").unwrap(), Some(addr));
+    assert_eq!(next_event(&rx), AppEvent::Logon(initiator_id()));
+    initiator.stop();
+    drop(acceptor);
+}
+
+fn raw_logon(seq: u64) -> Vec<u8> {
+    let mut ts = Vec::new();
+    nexus_fix::message::write_utc_timestamp(
+        &mut ts,
+        now_nanos(),
+        nexus_fix::TimestampPrecision::Seconds,
+    );
+    let body = format!(
+        "35=A\u{1}34={seq}\u{1}49=TW\u{1}52={}\u{1}56=ISLD\u{1}98=0\u{1}108=30\u{1}",
+        String::from_utf8_lossy(&ts)
+    );
+    frame::encode("FIX.4.4", body.as_bytes())
+}
+
+fn read_some(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    match stream.read(&mut buf) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(buf[..n].to_vec()),
+    }
+}
+
+#[test]
+fn duplicate_identity_is_refused() {
+    let dir = temp_dir("tcp-duplicate");
+    let acceptor = start_acceptor(FileStore::open(&dir, "acceptor").unwrap(), None);
+    let mut first = TcpStream::connect(acceptor.local_addr()).unwrap();
+    first.write_all(&raw_logon(1)).unwrap();
+    let answer = read_some(&mut first).expect("logon answer");
+    assert_eq!(Message::parse(&answer).unwrap().msg_type(), b"A");
+    let mut second = TcpStream::connect(acceptor.local_addr()).unwrap();
+    second.write_all(&raw_logon(1)).unwrap();
+    assert_eq!(
+        read_some(&mut second),
+        None,
+        "second connection must be dropped"
+    );
+    assert!(acceptor.is_logged_on(&acceptor_id()));
+    drop(first);
+    wait_for("logout after close", Duration::from_secs(5), || {
+        !acceptor.is_logged_on(&acceptor_id())
+    });
+    drop(acceptor);
+}
+
+#[test]
+fn logon_outside_the_schedule_is_refused() {
+    let dir = temp_dir("tcp-schedule");
+    let hour = (now_nanos() / 1_000_000_000 / 3600 % 24) as u32;
+    let mut config = AcceptorConfig::localhost();
+    // A window that opens two hours from now and closes an hour later.
+    config.schedule =
+        nexus_fix::session::Schedule::daily(((hour + 2) % 24, 0, 0), ((hour + 3) % 24, 0, 0), 0);
+    let session = Session::new(
+        SessionConfig::new(acceptor_id()),
+        dictionary(),
+        Box::new(FileStore::open(&dir, "acceptor").unwrap()),
+    );
+    let acceptor = Acceptor::start(config, vec![session], Arc::new(Exchange)).unwrap();
+    let mut stream = TcpStream::connect(acceptor.local_addr()).unwrap();
+    stream.write_all(&raw_logon(1)).unwrap();
+    assert_eq!(read_some(&mut stream), None);
+    assert!(!acceptor.is_logged_on(&acceptor_id()));
+    drop(acceptor);
+}
+
+fn shared_spec(file: &str) -> Option<Arc<Dictionary>> {
+    let dir = match std::env::var_os("NEXUS_SHARED_DATA") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+    };
+    let path = dir.join("fix/spec").join(file);
+    if !path.is_file() {
+        eprintln!(
+            "skipping: {} not found (set NEXUS_SHARED_DATA)",
+            path.display()
+        );
+        return None;
+    }
+    Some(Arc::new(Dictionary::from_file(path).unwrap()))
+}
+
+#[test]
+fn fixt_session_with_fix50sp2_application_messages() {
+    let (Some(transport), Some(application)) =
+        (shared_spec("FIXT11.xml"), shared_spec("FIX50SP2.xml"))
+    else {
+        return;
+    };
+    let mut acfg = SessionConfig::new(SessionId::new("FIXT.1.1", "ISLD", "TW"));
+    acfg.default_appl_ver_id = Some("9".to_owned());
+    let acceptor_session = Session::fixt(
+        acfg,
+        Arc::clone(&transport),
+        Arc::clone(&application),
+        Box::new(MemoryStore::new()),
+    );
+    let (exchange, orders) = ChannelApplication::new(16);
+    let acceptor = Acceptor::start(
+        AcceptorConfig::localhost(),
+        vec![acceptor_session],
+        Arc::new(exchange),
+    )
+    .unwrap();
+    let mut icfg = SessionConfig::new(SessionId::new("FIXT.1.1", "TW", "ISLD"));
+    icfg.default_appl_ver_id = Some("9".to_owned());
+    icfg.reset_on_logon = true;
+    let initiator_session =
+        Session::fixt(icfg, transport, application, Box::new(MemoryStore::new()));
+    let (client, events) = ChannelApplication::new(16);
+    let mut initiator = Initiator::start(
+        InitiatorConfig::new(acceptor.local_addr()),
+        initiator_session,
+        Arc::new(client),
+    )
+    .unwrap();
+    assert!(matches!(next_event(&events), AppEvent::Logon(_)));
+    assert!(matches!(next_event(&orders), AppEvent::Logon(_)));
+    let mut ts = Vec::new();
+    nexus_fix::message::write_utc_timestamp(
+        &mut ts,
+        now_nanos(),
+        nexus_fix::TimestampPrecision::Millis,
+    );
+    initiator
+        .sender()
+        .send(
+            OutgoingMessage::new("D")
+                .field(11, "F1")
+                .field(55, "EUR/USD")
+                .field(54, "1")
+                .field(60, ts)
+                .field(38, "1000000")
+                .field(40, "1"),
+        )
+        .unwrap();
+    match next_event(&orders) {
+        AppEvent::Message(_, bytes) => {
+            let msg = Message::parse(&bytes).unwrap();
+            assert_eq!(msg.begin_string(), b"FIXT.1.1");
+            assert_eq!(msg.get_str(11).unwrap(), "F1");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        acceptor.seq_nums(&SessionId::new("FIXT.1.1", "ISLD", "TW")),
+        Some((2, 3))
+    );
+    initiator.stop();
+    drop(acceptor);
+}
