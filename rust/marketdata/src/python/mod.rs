@@ -39,6 +39,27 @@ pub struct PyQuoteValidator {
     inner: QuoteValidator,
 }
 
+impl PyQuoteValidator {
+    /// Checks the rows in order without the GIL, mapping each verdict.
+    fn map_batch<T: Send>(
+        &mut self,
+        py: Python<'_>,
+        ts: &[i64],
+        bid: &[i64],
+        ask: &[i64],
+        f: impl Fn(Result<(), QuoteIssue>) -> T + Sync,
+    ) -> Vec<T> {
+        let inner = &mut self.inner;
+        py.detach(|| {
+            ts.iter()
+                .zip(bid)
+                .zip(ask)
+                .map(|((t, b), a)| f(inner.check(*t, *b, *a)))
+                .collect()
+        })
+    }
+}
+
 #[pymethods]
 impl PyQuoteValidator {
     #[new]
@@ -67,14 +88,7 @@ impl PyQuoteValidator {
         ask: PyReadonlyArray1<'py, i64>,
     ) -> PyResult<Bound<'py, PyArray1<bool>>> {
         let (ts, b, a) = same_length(&ts_ns, &bid, &ask)?;
-        let inner = &mut self.inner;
-        let accepted: Vec<bool> = py.detach(|| {
-            ts.iter()
-                .zip(b)
-                .zip(a)
-                .map(|((t, b), a)| inner.check(*t, *b, *a).is_ok())
-                .collect()
-        });
+        let accepted = self.map_batch(py, ts, b, a, |verdict| verdict.is_ok());
         Ok(accepted.into_pyarray(py))
     }
 
@@ -92,16 +106,9 @@ impl PyQuoteValidator {
         ask: PyReadonlyArray1<'py, i64>,
     ) -> PyResult<Bound<'py, PyArray1<u32>>> {
         let (ts, b, a) = same_length(&ts_ns, &bid, &ask)?;
-        let inner = &mut self.inner;
-        let flags: Vec<u32> = py.detach(|| {
-            ts.iter()
-                .zip(b)
-                .zip(a)
-                .map(|((t, b), a)| match inner.check(*t, *b, *a) {
-                    Ok(()) => 0,
-                    Err(issue) => 1 << issue.proto_number(),
-                })
-                .collect()
+        let flags = self.map_batch(py, ts, b, a, |verdict| match verdict {
+            Ok(()) => 0u32,
+            Err(issue) => 1 << issue.proto_number(),
         });
         Ok(flags.into_pyarray(py))
     }
