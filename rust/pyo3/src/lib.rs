@@ -10,5 +10,6 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     nexus_fix::python::register(module)?;
     nexus_marketdata::python::register(module)?;
+    nexus_execution::python::register(module)?;
     Ok(())
 }

@@ -1,0 +1,413 @@
+//! Python bindings of the execution engine, mounted into `nexus._native`.
+//!
+//! Every call that waits (logon, stop, a send on the session's channel, a lock
+//! the applier thread may hold) runs without the GIL. Orders, positions and
+//! reports come back as dicts of plain ints and strings (mantissas at the
+//! instrument's scales).
+
+mod errors;
+
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+pub use errors::ExecutionError;
+
+use crate::engine::{
+    ExecutionConfig, ExecutionEngine, InstrumentConfig, OrderRequest, ReportRecord, SessionState,
+    TimeInForce,
+};
+use nexus_oms::{Order, OrderStatus, OrderType, Position, RiskLimits, RiskReason, Side};
+
+fn status_name(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::PendingNew => "pending_new",
+        OrderStatus::New => "new",
+        OrderStatus::PartiallyFilled => "partially_filled",
+        OrderStatus::Filled => "filled",
+        OrderStatus::Canceled => "canceled",
+        OrderStatus::Replaced => "replaced",
+        OrderStatus::Rejected => "rejected",
+        OrderStatus::Expired => "expired",
+    }
+}
+
+fn reason_name(reason: RiskReason) -> &'static str {
+    match reason {
+        RiskReason::MaxQuantity => "max_quantity",
+        RiskReason::MaxNotional => "max_notional",
+        RiskReason::PriceCollar => "price_collar",
+        RiskReason::PositionLimit => "position_limit",
+        RiskReason::Throttle => "throttle",
+        RiskReason::DuplicateOrder => "duplicate_order",
+        RiskReason::KillSwitch => "kill_switch",
+    }
+}
+
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Buy => "buy",
+        Side::Sell => "sell",
+    }
+}
+
+fn order_type_name(order_type: OrderType) -> &'static str {
+    match order_type {
+        OrderType::Market => "market",
+        OrderType::Limit => "limit",
+    }
+}
+
+fn parse_side(side: &str) -> PyResult<Side> {
+    match side {
+        "buy" => Ok(Side::Buy),
+        "sell" => Ok(Side::Sell),
+        other => Err(PyValueError::new_err(format!(
+            "side must be 'buy' or 'sell', got {other:?}"
+        ))),
+    }
+}
+
+fn parse_order_type(order_type: &str) -> PyResult<OrderType> {
+    match order_type {
+        "market" => Ok(OrderType::Market),
+        "limit" => Ok(OrderType::Limit),
+        other => Err(PyValueError::new_err(format!(
+            "order_type must be 'market' or 'limit', got {other:?}"
+        ))),
+    }
+}
+
+fn parse_tif(tif: &str) -> PyResult<TimeInForce> {
+    match tif {
+        "day" => Ok(TimeInForce::Day),
+        "gtc" => Ok(TimeInForce::Gtc),
+        "ioc" => Ok(TimeInForce::Ioc),
+        "fok" => Ok(TimeInForce::Fok),
+        other => Err(PyValueError::new_err(format!(
+            "time_in_force must be 'day', 'gtc', 'ioc' or 'fok', got {other:?}"
+        ))),
+    }
+}
+
+fn order_id(order_id: i64) -> PyResult<u64> {
+    u64::try_from(order_id).map_err(|_| {
+        PyValueError::new_err(format!("order_id must not be negative, got {order_id}"))
+    })
+}
+
+fn non_negative<T: TryFrom<i64>>(name: &str, value: i64) -> PyResult<T> {
+    T::try_from(value).map_err(|_| PyValueError::new_err(format!("{name} out of range: {value}")))
+}
+
+fn order_dict<'py>(py: Python<'py>, order: &Order) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("order_id", order.order_id)?;
+    d.set_item("client_order_id", order.client_order_id())?;
+    d.set_item("symbol", &order.instrument)?;
+    d.set_item("side", side_name(order.side))?;
+    d.set_item("order_type", order_type_name(order.order_type))?;
+    d.set_item("quantity", order.quantity)?;
+    d.set_item("limit_price", order.limit_price)?;
+    d.set_item("status", status_name(order.status))?;
+    d.set_item("filled", order.filled)?;
+    d.set_item("leaves", order.leaves())?;
+    d.set_item("average_price", order.average_price())?;
+    let reject_reason = match (&order.risk_reject, order.status) {
+        (Some(r), _) => Some(reason_name(r.reason)),
+        (None, OrderStatus::Rejected) => Some("venue"),
+        (None, _) => None,
+    };
+    d.set_item("reject_reason", reject_reason)?;
+    d.set_item("text", order.reject.as_deref())?;
+    Ok(d)
+}
+
+fn report_dict<'py>(py: Python<'py>, report: &ReportRecord) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("sequence", report.sequence)?;
+    d.set_item("exec_id", &report.exec_id)?;
+    d.set_item("exec_type", report.exec_type.name())?;
+    d.set_item("order", order_dict(py, &report.order)?)?;
+    d.set_item("last_quantity", report.last_quantity)?;
+    d.set_item("last_price", report.last_price)?;
+    d.set_item("commission", report.commission)?;
+    Ok(d)
+}
+
+fn position_dict<'py>(
+    py: Python<'py>,
+    symbol: &str,
+    position: &Position,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("symbol", symbol)?;
+    d.set_item("quantity", position.quantity)?;
+    d.set_item("average_price", position.average_price())?;
+    d.set_item("realized", position.realized)?;
+    Ok(d)
+}
+
+fn session_dict<'py>(py: Python<'py>, state: &SessionState) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("session_id", &state.session_id)?;
+    d.set_item("logged_on", state.logged_on)?;
+    d.set_item("next_sender_seq", state.next_sender_seq)?;
+    d.set_item("next_target_seq", state.next_target_seq)?;
+    Ok(d)
+}
+
+/// The execution engine: a paper venue, a FIX 4.4 session to it and the order
+/// manager, in-process. Prices and quantities are int mantissas at the scales
+/// of each instrument.
+#[pyclass(name = "ExecutionEngine", module = "nexus._native", frozen)]
+#[derive(Debug)]
+pub struct PyExecutionEngine {
+    inner: ExecutionEngine,
+}
+
+#[pymethods]
+impl PyExecutionEngine {
+    /// Starts the engine. `instruments` is a list of `(symbol, price_scale,
+    /// qty_scale, tick)`; the session logs on in the background
+    /// (see `wait_logged_on`).
+    #[new]
+    #[pyo3(signature = (
+        instruments,
+        *,
+        venue_port = 0,
+        sender = "NEXUS",
+        target = "PAPER",
+        max_order_quantity = None,
+        max_notional = None,
+        max_position = None,
+        collar_bps = 0,
+        max_orders_per_second = 0,
+        fee_bps = 0
+    ))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python signature
+    fn new(
+        py: Python<'_>,
+        instruments: Vec<(String, i64, i64, i64)>,
+        venue_port: i64,
+        sender: &str,
+        target: &str,
+        max_order_quantity: Option<i64>,
+        max_notional: Option<i128>,
+        max_position: Option<i64>,
+        collar_bps: i64,
+        max_orders_per_second: i64,
+        fee_bps: i64,
+    ) -> PyResult<Self> {
+        let mut specs = Vec::with_capacity(instruments.len());
+        for (symbol, price_scale, qty_scale, tick) in instruments {
+            let price_scale: u8 = non_negative("price_scale", price_scale)?;
+            let qty_scale: u8 = non_negative("qty_scale", qty_scale)?;
+            specs.push(InstrumentConfig::new(&symbol, price_scale, qty_scale, tick));
+        }
+        let positive = |name: &str, v: Option<i64>| -> PyResult<i64> {
+            match v {
+                None => Ok(i64::MAX),
+                Some(v) if v > 0 => Ok(v),
+                Some(v) => Err(PyValueError::new_err(format!(
+                    "{name} must be positive, got {v}"
+                ))),
+            }
+        };
+        let max_notional = match max_notional {
+            None => i128::MAX,
+            Some(v) if v > 0 => v,
+            Some(v) => {
+                return Err(PyValueError::new_err(format!(
+                    "max_notional must be positive, got {v}"
+                )))
+            }
+        };
+        let config = ExecutionConfig {
+            instruments: specs,
+            venue_port: non_negative("venue_port", venue_port)?,
+            sender_comp_id: sender.to_owned(),
+            target_comp_id: target.to_owned(),
+            limits: RiskLimits {
+                max_order_quantity: positive("max_order_quantity", max_order_quantity)?,
+                max_notional,
+                collar_bps: non_negative("collar_bps", collar_bps)?,
+                max_position: positive("max_position", max_position)?,
+                max_orders_per_window: non_negative(
+                    "max_orders_per_second",
+                    max_orders_per_second,
+                )?,
+                throttle_window_ns: 1_000_000_000,
+                ..RiskLimits::default()
+            },
+            fee_bps: non_negative("fee_bps", fee_bps)?,
+        };
+        let inner = py
+            .detach(|| ExecutionEngine::start(config))
+            .map_err(errors::to_py)?;
+        Ok(Self { inner })
+    }
+
+    /// Waits up to `timeout_s` seconds for the FIX session to log on; returns
+    /// whether it did.
+    fn wait_logged_on(&self, py: Python<'_>, timeout_s: f64) -> PyResult<bool> {
+        let timeout = Duration::try_from_secs_f64(timeout_s.max(0.0)).map_err(|_| {
+            PyValueError::new_err(format!("timeout_s must be finite, got {timeout_s}"))
+        })?;
+        Ok(py.detach(|| self.inner.wait_logged_on(timeout)))
+    }
+
+    /// Feeds a top of book (mantissas; ts_ns since the Unix epoch) to the
+    /// venue, which may fill resting orders, and to the risk engine.
+    #[allow(clippy::too_many_arguments)] // mirrors the Python signature
+    fn on_quote(
+        &self,
+        py: Python<'_>,
+        symbol: &str,
+        bid: i64,
+        ask: i64,
+        bid_size: i64,
+        ask_size: i64,
+        ts_ns: i64,
+    ) -> PyResult<()> {
+        py.detach(|| {
+            self.inner
+                .on_quote(symbol, bid, ask, bid_size, ask_size, ts_ns)
+        })
+        .map_err(errors::to_py)
+    }
+
+    /// Checks and sends a new order; returns its dict (status "pending_new"
+    /// when sent, "rejected" with its reason when a risk check refused it).
+    #[pyo3(signature = (client_order_id, symbol, side, order_type, quantity, limit_price = None, time_in_force = "day"))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python signature
+    fn submit<'py>(
+        &self,
+        py: Python<'py>,
+        client_order_id: &str,
+        symbol: &str,
+        side: &str,
+        order_type: &str,
+        quantity: i64,
+        limit_price: Option<i64>,
+        time_in_force: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let request = OrderRequest {
+            client_order_id: client_order_id.to_owned(),
+            symbol: symbol.to_owned(),
+            side: parse_side(side)?,
+            order_type: parse_order_type(order_type)?,
+            quantity,
+            limit_price,
+            time_in_force: parse_tif(time_in_force)?,
+        };
+        let order = py
+            .detach(|| self.inner.submit(request))
+            .map_err(errors::to_py)?;
+        order_dict(py, &order)
+    }
+
+    /// Sends a cancel of `order_id` under `new_client_order_id`; returns the
+    /// order's dict.
+    fn cancel<'py>(
+        &self,
+        py: Python<'py>,
+        order_id: i64,
+        new_client_order_id: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let id = self::order_id(order_id)?;
+        let order = py
+            .detach(|| self.inner.cancel(id, new_client_order_id))
+            .map_err(errors::to_py)?;
+        order_dict(py, &order)
+    }
+
+    /// Sends a cancel/replace of `order_id` to `quantity` at `limit_price`
+    /// under `new_client_order_id`; returns the order's dict.
+    fn replace<'py>(
+        &self,
+        py: Python<'py>,
+        order_id: i64,
+        new_client_order_id: &str,
+        quantity: i64,
+        limit_price: Option<i64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let id = self::order_id(order_id)?;
+        let order = py
+            .detach(|| {
+                self.inner
+                    .replace(id, new_client_order_id, quantity, limit_price)
+            })
+            .map_err(errors::to_py)?;
+        order_dict(py, &order)
+    }
+
+    /// Every order, by id.
+    fn orders<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let orders = py.detach(|| self.inner.orders());
+        orders.iter().map(|o| order_dict(py, o)).collect()
+    }
+
+    /// One order by id, or None.
+    fn order<'py>(&self, py: Python<'py>, order_id: i64) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Ok(id) = u64::try_from(order_id) else {
+            return Ok(None);
+        };
+        let order = py.detach(|| self.inner.order(id));
+        order.map(|o| order_dict(py, &o)).transpose()
+    }
+
+    /// The position of every instrument.
+    fn positions<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let positions = py.detach(|| self.inner.positions());
+        positions
+            .iter()
+            .map(|(s, p)| position_dict(py, s, p))
+            .collect()
+    }
+
+    /// Up to `max_reports` reports with a sequence number above `sequence`
+    /// (0 for the first), oldest first.
+    #[pyo3(signature = (sequence, max_reports = 1000))]
+    fn reports_since<'py>(
+        &self,
+        py: Python<'py>,
+        sequence: i64,
+        max_reports: i64,
+    ) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let sequence = u64::try_from(sequence).unwrap_or(0);
+        let max: usize = non_negative("max_reports", max_reports)?;
+        let reports = py.detach(|| self.inner.reports_since(sequence, max));
+        reports.iter().map(|r| report_dict(py, r)).collect()
+    }
+
+    /// Engages or releases the kill switch; engaging sends cancels for the
+    /// open orders and returns their ids.
+    fn set_kill_switch(&self, py: Python<'_>, engaged: bool) -> PyResult<Vec<u64>> {
+        py.detach(|| self.inner.set_kill_switch(engaged))
+            .map_err(errors::to_py)
+    }
+
+    /// The FIX session: session_id, logged_on, next_sender_seq, next_target_seq.
+    fn session<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let state = py.detach(|| self.inner.session_state());
+        session_dict(py, &state)
+    }
+
+    /// Logs out and stops every thread of the engine. Idempotent.
+    fn stop(&self, py: Python<'_>) {
+        py.detach(|| self.inner.stop());
+    }
+}
+
+/// Adds the execution engine's classes and exceptions to `module`.
+///
+/// # Errors
+/// Propagates the errors of adding them.
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<PyExecutionEngine>()?;
+    module.add("ExecutionError", module.py().get_type::<ExecutionError>())?;
+    Ok(())
+}

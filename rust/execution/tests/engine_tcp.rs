@@ -1,0 +1,267 @@
+//! The execution engine end to end: order manager -> FIX initiator -> paper venue
+//! over TCP on 127.0.0.1 and back. The tests run one at a time.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nexus_execution::{
+    ExecType, ExecutionConfig, ExecutionEngine, ExecutionError, InstrumentConfig, OrderRequest,
+    OrderStatus, OrderType, ReportRecord, RiskLimits, RiskReason, Side, TimeInForce,
+};
+
+const SYM: &str = "ESZ6";
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn engine() -> ExecutionEngine {
+    let engine = ExecutionEngine::start(ExecutionConfig {
+        instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
+        limits: RiskLimits {
+            max_order_quantity: 100,
+            ..RiskLimits::default()
+        },
+        ..ExecutionConfig::default()
+    })
+    .unwrap();
+    assert!(engine.wait_logged_on(Duration::from_secs(5)));
+    engine
+}
+
+fn limit(id: &str, side: Side, quantity: i64, price: i64) -> OrderRequest {
+    OrderRequest {
+        client_order_id: id.to_owned(),
+        symbol: SYM.to_owned(),
+        side,
+        order_type: OrderType::Limit,
+        quantity,
+        limit_price: Some(price),
+        time_in_force: TimeInForce::Day,
+    }
+}
+
+/// Polls the report log from `after` until `done` holds for the reports seen.
+fn wait_reports(
+    engine: &ExecutionEngine,
+    after: u64,
+    done: impl Fn(&[ReportRecord]) -> bool,
+) -> Vec<ReportRecord> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen: Vec<ReportRecord> = Vec::new();
+    loop {
+        let last = seen.last().map_or(after, |r| r.sequence);
+        seen.extend(engine.reports_since(last, 1000));
+        if done(&seen) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "timed out; got {seen:#?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn marketable_order_fills_and_updates_the_position() {
+    let _serial = serial();
+    let started = Instant::now();
+    let engine = engine();
+    engine
+        .on_quote(SYM, 10_000, 10_025, 5, 20, 1_700_000_000_000_000_000)
+        .unwrap();
+    let order = engine.submit(limit("B1", Side::Buy, 10, 10_050)).unwrap();
+    assert_eq!(order.status, OrderStatus::PendingNew);
+    let reports = wait_reports(&engine, 0, |r| {
+        r.iter().any(|r| r.order.status == OrderStatus::Filled)
+    });
+    assert_eq!(
+        reports.iter().map(|r| r.exec_type).collect::<Vec<_>>(),
+        [ExecType::New, ExecType::Trade]
+    );
+    assert_eq!(
+        reports.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let fill = &reports[1];
+    assert_eq!((fill.last_quantity, fill.last_price), (10, Some(10_025)));
+    assert_eq!(fill.order.filled, 10);
+    assert_eq!(fill.order.average_price(), Some(10_025));
+    let order = engine.order(order.order_id).unwrap();
+    assert_eq!(order.status, OrderStatus::Filled);
+    let positions = engine.positions();
+    assert_eq!(positions.len(), 1);
+    assert_eq!(positions[0].0, SYM);
+    assert_eq!(positions[0].1.quantity, 10);
+    assert_eq!(positions[0].1.average_price(), Some(10_025));
+    assert!(engine.reports_since(2, 10).is_empty());
+    assert_eq!(engine.reports_since(1, 10).len(), 1);
+    assert!(engine.unapplied().is_empty(), "{:?}", engine.unapplied());
+    let session = engine.session_state();
+    assert!(session.logged_on);
+    assert_eq!(session.session_id, "FIX.4.4:NEXUS->PAPER");
+    assert!(session.next_sender_seq >= 3 && session.next_target_seq >= 4);
+    engine.stop();
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn risk_rejected_order_never_reaches_the_venue() {
+    let _serial = serial();
+    let engine = engine();
+    engine.on_quote(SYM, 10_000, 10_025, 5, 20, 1).unwrap();
+    let order = engine.submit(limit("BIG", Side::Buy, 101, 10_050)).unwrap();
+    assert_eq!(order.status, OrderStatus::Rejected);
+    assert_eq!(
+        order.risk_reject.as_ref().map(|r| r.reason),
+        Some(RiskReason::MaxQuantity)
+    );
+    let before = engine.session_state().next_sender_seq;
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(engine.reports_since(0, 10).is_empty());
+    assert_eq!(engine.session_state().next_sender_seq, before);
+    assert_eq!(engine.venue().with_engine(|e| e.resting(SYM).len()), 0);
+    // Bad arguments are errors, not orders.
+    assert!(matches!(
+        engine.submit(limit("BIG", Side::Buy, 1, 10_000)),
+        Err(ExecutionError::Manager(_))
+    ));
+    assert!(matches!(
+        engine.submit(OrderRequest {
+            symbol: "XXX".into(),
+            ..limit("X1", Side::Buy, 1, 10_000)
+        }),
+        Err(ExecutionError::UnknownInstrument(_))
+    ));
+    assert!(matches!(
+        engine.submit(limit("", Side::Buy, 1, 10_000)),
+        Err(ExecutionError::Invalid(_))
+    ));
+    engine.stop();
+    assert!(matches!(
+        engine.submit(limit("LATE", Side::Buy, 1, 10_000)),
+        Err(ExecutionError::Stopped)
+    ));
+}
+
+#[test]
+fn venue_reject_is_reported() {
+    let _serial = serial();
+    let engine = engine();
+    engine.on_quote(SYM, 10_000, 10_025, 5, 20, 1).unwrap();
+    // Off the 0.25 tick: the venue refuses it.
+    let order = engine.submit(limit("OFF", Side::Buy, 1, 10_001)).unwrap();
+    let reports = wait_reports(&engine, 0, |r| !r.is_empty());
+    assert_eq!(reports[0].exec_type, ExecType::Rejected);
+    let order = engine.order(order.order_id).unwrap();
+    assert_eq!(order.status, OrderStatus::Rejected);
+    assert!(order.risk_reject.is_none());
+    assert!(order.reject.is_some());
+}
+
+#[test]
+fn resting_order_is_replaced_and_cancelled() {
+    let _serial = serial();
+    let engine = engine();
+    engine.on_quote(SYM, 10_000, 10_025, 5, 20, 1).unwrap();
+    let order = engine.submit(limit("S1", Side::Sell, 5, 10_100)).unwrap();
+    wait_reports(&engine, 0, |r| r.len() == 1);
+    assert_eq!(
+        engine.order(order.order_id).unwrap().status,
+        OrderStatus::New
+    );
+
+    engine
+        .replace(order.order_id, "S2", 4, Some(10_125))
+        .unwrap();
+    let reports = wait_reports(&engine, 1, |r| r.len() == 1);
+    assert_eq!(reports[0].exec_type, ExecType::Replaced);
+    assert_eq!(reports[0].order.quantity, 4);
+    assert_eq!(reports[0].order.limit_price, Some(10_125));
+    assert_eq!(reports[0].order.client_order_id(), "S2");
+
+    let pending = engine.cancel(order.order_id, "S3").unwrap();
+    assert!(pending.pending.is_some());
+    let reports = wait_reports(&engine, 2, |r| r.len() == 1);
+    assert_eq!(reports[0].exec_type, ExecType::Canceled);
+    assert_eq!(reports[0].order.status, OrderStatus::Canceled);
+    assert!(engine.venue().with_engine(|e| e.resting(SYM).is_empty()));
+    // A closed order cannot be cancelled again.
+    assert!(engine.cancel(order.order_id, "S4").is_err());
+}
+
+#[test]
+fn kill_switch_cancels_open_orders_and_blocks_new_ones() {
+    let _serial = serial();
+    let engine = engine();
+    engine.on_quote(SYM, 10_000, 10_025, 5, 20, 1).unwrap();
+    let a = engine.submit(limit("K1", Side::Buy, 3, 9_900)).unwrap();
+    let b = engine.submit(limit("K2", Side::Sell, 3, 10_200)).unwrap();
+    wait_reports(&engine, 0, |r| r.len() == 2);
+    let ids = engine.set_kill_switch(true).unwrap();
+    assert_eq!(ids, vec![a.order_id, b.order_id]);
+    wait_reports(&engine, 2, |r| r.len() == 2);
+    for id in ids {
+        assert_eq!(engine.order(id).unwrap().status, OrderStatus::Canceled);
+    }
+    let blocked = engine.submit(limit("K3", Side::Buy, 1, 9_900)).unwrap();
+    assert_eq!(blocked.status, OrderStatus::Rejected);
+    assert_eq!(
+        blocked.risk_reject.map(|r| r.reason),
+        Some(RiskReason::KillSwitch)
+    );
+    assert!(engine.set_kill_switch(false).unwrap().is_empty());
+    let after = engine.submit(limit("K4", Side::Buy, 1, 9_900)).unwrap();
+    assert_eq!(after.status, OrderStatus::PendingNew);
+}
+
+#[test]
+fn market_orders_round_trip_and_realize_pnl() {
+    let _serial = serial();
+    let engine = engine();
+    engine.on_quote(SYM, 10_000, 10_025, 50, 50, 1).unwrap();
+    let market = |id: &str, side| OrderRequest {
+        order_type: OrderType::Market,
+        limit_price: None,
+        time_in_force: TimeInForce::Ioc,
+        ..limit(id, side, 4, 0)
+    };
+    let buy = engine.submit(market("M1", Side::Buy)).unwrap();
+    let sell = engine.submit(market("M2", Side::Sell)).unwrap();
+    wait_reports(&engine, 0, |r| {
+        r.iter()
+            .filter(|r| r.order.status == OrderStatus::Filled)
+            .count()
+            == 2
+    });
+    assert_eq!(
+        engine.order(buy.order_id).unwrap().average_price(),
+        Some(10_025)
+    );
+    assert_eq!(
+        engine.order(sell.order_id).unwrap().average_price(),
+        Some(10_000)
+    );
+    let (_, position) = engine.positions().remove(0);
+    assert_eq!(position.quantity, 0);
+    // Bought 4 at 100.25, sold 4 at 100.00: -0.25 x 4 = -100 mantissa units.
+    assert_eq!(position.realized, -100);
+}
+
+#[test]
+fn bad_configuration_is_refused() {
+    assert!(matches!(
+        ExecutionEngine::start(ExecutionConfig::default()),
+        Err(ExecutionError::Config(_))
+    ));
+    assert!(matches!(
+        ExecutionEngine::start(ExecutionConfig {
+            instruments: vec![InstrumentConfig::new(SYM, 2, 0, 0)],
+            ..ExecutionConfig::default()
+        }),
+        Err(ExecutionError::Config(_))
+    ));
+}
