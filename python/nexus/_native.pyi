@@ -22,6 +22,8 @@ __all__ = [
     "BinanceBook",
     "BookStateError",
     "DataFileError",
+    "ExecutionEngine",
+    "ExecutionError",
     "FixDictionary",
     "FixFrame",
     "FixFrameError",
@@ -107,6 +109,53 @@ def fix_build(
     sending_time_ns: int,
     fields: list[tuple[int, bytes]],
 ) -> bytes: ...
+
+class ExecutionError(ValueError):
+    """The execution engine could not do what was asked (session down, order closed, ...)."""
+
+@final
+class ExecutionEngine:
+    """Order manager, FIX initiator and paper venue (a simulator), in process."""
+
+    def __new__(
+        cls,
+        instruments: list[tuple[str, int, int, int]],
+        *,
+        venue_port: int = 0,
+        sender: str = "NEXUS",
+        target: str = "PAPER",
+        max_order_quantity: int | None = None,
+        max_notional: int | None = None,
+        max_position: int | None = None,
+        collar_bps: int = 0,
+        max_orders_per_second: int = 0,
+        fee_bps: int = 0,
+    ) -> ExecutionEngine: ...
+    def wait_logged_on(self, timeout_s: float) -> bool: ...
+    def on_quote(
+        self, symbol: str, bid: int, ask: int, bid_size: int, ask_size: int, ts_ns: int
+    ) -> None: ...
+    def submit(
+        self,
+        client_order_id: str,
+        symbol: str,
+        side: str,
+        order_type: str,
+        quantity: int,
+        limit_price: int | None = None,
+        time_in_force: str = "day",
+    ) -> dict[str, Any]: ...
+    def cancel(self, order_id: int, new_client_order_id: str) -> dict[str, Any]: ...
+    def replace(
+        self, order_id: int, new_client_order_id: str, quantity: int, limit_price: int | None
+    ) -> dict[str, Any]: ...
+    def orders(self) -> list[dict[str, Any]]: ...
+    def order(self, order_id: int) -> dict[str, Any] | None: ...
+    def positions(self) -> list[dict[str, Any]]: ...
+    def reports_since(self, sequence: int, max_reports: int = 1000) -> list[dict[str, Any]]: ...
+    def set_kill_switch(self, engaged: bool) -> list[int]: ...
+    def session(self) -> dict[str, Any]: ...
+    def stop(self) -> None: ...
 
 class FixFrameError(ValueError):
     """A byte sequence is not a well-framed FIX message."""

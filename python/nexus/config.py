@@ -26,6 +26,7 @@ from pydantic_settings import (
 
 __all__ = [
     "ConfigError",
+    "ExecutionConfig",
     "LogConfig",
     "MarketDataConfig",
     "ServerConfig",
@@ -124,6 +125,28 @@ class MarketDataConfig(_Section):
     default_batch_size: int = Field(default=1000, ge=1, le=65_536)
 
 
+class ExecutionConfig(_Section):
+    """The execution service: its paper venue (a simulator) and pre-trade limits."""
+
+    paper_instruments: tuple[str, ...] = Field(
+        default=("OANDA:EUR/USD",),
+        description="VENUE:SYMBOL of the data that prices the paper venue",
+    )
+    replay_speed: float = Field(
+        default=60.0, gt=0, description="how fast stored quotes drive the paper venue (x real time)"
+    )
+    quote_size: int = Field(
+        default=1_000_000, gt=0, description="size shown at each quote when the data has none"
+    )
+    fee_bps: int = Field(default=0, ge=0, le=1000, description="paper venue fee per fill, bps")
+    max_order_quantity: int | None = Field(default=10_000_000, ge=1)
+    max_position: int | None = Field(default=50_000_000, ge=1)
+    collar_bps: int = Field(
+        default=100, ge=0, description="price collar around the last quote; 0 off"
+    )
+    max_orders_per_second: int = Field(default=50, ge=0, description="order throttle; 0 off")
+
+
 class LogConfig(_Section):
     """Logging: JSON lines for services, text for people at a terminal."""
 
@@ -148,6 +171,7 @@ class Settings(BaseSettings):
     server: ServerConfig = ServerConfig()
     log: LogConfig = LogConfig()
     marketdata: MarketDataConfig = MarketDataConfig()
+    execution: ExecutionConfig = ExecutionConfig()
 
     @field_validator("services", mode="before")
     @classmethod

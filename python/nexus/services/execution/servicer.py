@@ -1,26 +1,81 @@
 """gRPC transport of execution (`nexus.execution.v1.ExecutionService`).
 
-Order requests are validated now, so that their rules are part of the
-contract; the FIX engine, order manager and paper venue behind them land with
-the execution issue.
+In paper mode (the embedded default) the service starts the Rust execution
+engine: the order manager with its pre-trade checks, a FIX 4.4 initiator,
+and the paper venue — a FIX acceptor that simulates a broker — priced by
+stored real quotes replayed at `execution.replay_speed`. Every order goes
+through the FIX session; fills come back as ExecutionReports and move the
+positions. Algos (TWAP, VWAP, implementation shortfall) answer UNIMPLEMENTED
+until they land.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 import grpc
 
+from nexus import engine
 from nexus.common.v1 import types_pb2
 from nexus.execution.v1 import execution_pb2 as ex
-from nexus.rpc import Unimplemented, pending
+from nexus.rpc import FailedPrecondition, InvalidArgument, NotFound, Unimplemented, pending
 from nexus.services.context import ServiceContext
+from nexus.services.marketdata.instruments import DataKind, InstrumentSpec, find_instrument
+from nexus.services.marketdata.store import TickStore
 from nexus.services.validation import Violations
 
 __all__ = ["ExecutionServicer", "validate_submit_order"]
 
+log = logging.getLogger("nexus.execution")
+
 _NEEDS_LIMIT = (ex.ORDER_TYPE_LIMIT, ex.ORDER_TYPE_STOP_LIMIT)
 _NEEDS_STOP = (ex.ORDER_TYPE_STOP, ex.ORDER_TYPE_STOP_LIMIT)
+_STATUS = {
+    "pending_new": ex.ORDER_STATUS_PENDING_NEW,
+    "new": ex.ORDER_STATUS_NEW,
+    "partially_filled": ex.ORDER_STATUS_PARTIALLY_FILLED,
+    "filled": ex.ORDER_STATUS_FILLED,
+    "canceled": ex.ORDER_STATUS_CANCELED,
+    "replaced": ex.ORDER_STATUS_REPLACED,
+    "rejected": ex.ORDER_STATUS_REJECTED,
+    "expired": ex.ORDER_STATUS_EXPIRED,
+}
+_EXEC_TYPE = {
+    "new": ex.EXEC_TYPE_NEW,
+    "trade": ex.EXEC_TYPE_TRADE,
+    "canceled": ex.EXEC_TYPE_CANCELED,
+    "replaced": ex.EXEC_TYPE_REPLACED,
+    "rejected": ex.EXEC_TYPE_REJECTED,
+    "expired": ex.EXEC_TYPE_EXPIRED,
+    "cancel_rejected": ex.EXEC_TYPE_CANCEL_REJECTED,
+}
+_REJECT = {
+    "max_quantity": ex.REJECT_REASON_MAX_QUANTITY,
+    "max_notional": ex.REJECT_REASON_MAX_NOTIONAL,
+    "price_collar": ex.REJECT_REASON_PRICE_COLLAR,
+    "position_limit": ex.REJECT_REASON_POSITION_LIMIT,
+    "throttle": ex.REJECT_REASON_THROTTLE,
+    "duplicate_order": ex.REJECT_REASON_DUPLICATE_ORDER,
+    "kill_switch": ex.REJECT_REASON_KILL_SWITCH,
+    "venue": ex.REJECT_REASON_VENUE,
+}
+_TIF = {
+    ex.TIME_IN_FORCE_UNSPECIFIED: "day",
+    ex.TIME_IN_FORCE_DAY: "day",
+    ex.TIME_IN_FORCE_GTC: "gtc",
+    ex.TIME_IN_FORCE_IOC: "ioc",
+    ex.TIME_IN_FORCE_FOK: "fok",
+}
+PAPER_VENUE = "PAPER"
+MAX_PAGE = 1_000
 
 
 def validate_submit_order(request: ex.SubmitOrderRequest) -> None:
@@ -54,18 +109,351 @@ def validate_submit_order(request: ex.SubmitOrderRequest) -> None:
     v.raise_if_any()
 
 
+def _mantissa(field: str, value: types_pb2.Decimal, scale: int) -> int:
+    """The value as a mantissa at `scale`, refusing extra precision."""
+    try:
+        exact = Decimal(value.mantissa).scaleb(-value.scale)
+        scaled = exact.scaleb(scale)
+    except InvalidOperation:
+        raise InvalidArgument([(field, "not a number")]) from None
+    if scaled != scaled.to_integral_value():
+        raise InvalidArgument([(field, f"more than {scale} decimal places for this instrument")])
+    return int(scaled)
+
+
+def _decimal(mantissa: int, scale: int) -> types_pb2.Decimal:
+    return types_pb2.Decimal(mantissa=int(mantissa), scale=scale)
+
+
 class ExecutionServicer:
-    """Validates order requests; routing them is the execution issue."""
+    """Orders, reports, positions and the kill switch over the Rust execution engine."""
 
     def __init__(self, context: ServiceContext) -> None:
         self._ctx = context
+        self._cfg = context.settings.execution
+        self.engine: Any = None
+        self.specs: dict[str, InstrumentSpec] = {}
+        self._stop = asyncio.Event()
+        self._feeder: asyncio.Task[None] | None = None
+        self.quotes_fed = 0
 
-    @pending
+    async def start(self) -> None:
+        """Starts the engine (paper venue, FIX session, order manager) and the quote replay."""
+        for entry in self._cfg.paper_instruments:
+            venue, _, symbol = entry.partition(":")
+            spec = find_instrument(symbol, venue)
+            if spec is None:
+                log.error("unknown paper instrument", extra={"instrument": entry})
+                continue
+            self.specs[spec.symbol] = spec
+        instruments = [
+            (s.symbol, s.price_scale, s.size_scale, int(s.tick_size.scaleb(s.price_scale)))
+            for s in self.specs.values()
+        ]
+        cfg = self._cfg
+        self.engine = await asyncio.to_thread(
+            engine.ExecutionEngine,
+            instruments,
+            max_order_quantity=cfg.max_order_quantity,
+            max_position=cfg.max_position,
+            collar_bps=cfg.collar_bps,
+            max_orders_per_second=cfg.max_orders_per_second,
+            fee_bps=cfg.fee_bps,
+        )
+        if not await asyncio.to_thread(self.engine.wait_logged_on, 10.0):
+            raise RuntimeError("the FIX session to the paper venue did not log on")
+        self._feeder = asyncio.create_task(self._feed_quotes())
+
+    async def stop(self) -> None:
+        """Stops the quote replay, logs out and stops the engine."""
+        self._stop.set()
+        if self._feeder is not None:
+            self._feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feeder
+        if self.engine is not None:
+            await asyncio.to_thread(self.engine.stop)
+
+    async def _feed_quotes(self) -> None:
+        """Replays stored quotes into the paper venue on the data's clock, looping."""
+        store_dir = self._ctx.settings.marketdata.store_dir or self._ctx.settings.data_dir / "store"
+        store = TickStore(Path(store_dir))
+        while not self._stop.is_set():
+            fed_any = False
+            for spec in self.specs.values():
+                wall0, data0 = time.monotonic(), None
+                for chunk in store.scan(DataKind.QUOTES, spec, 0, 2**62):
+                    ok = chunk["flags"] == 0
+                    rows = zip(
+                        chunk["ts_ns"][ok].tolist(),
+                        chunk["bid"][ok].tolist(),
+                        chunk["ask"][ok].tolist(),
+                        strict=True,
+                    )
+                    for ts, bid, ask in rows:
+                        data0 = ts if data0 is None else data0
+                        due = wall0 + (ts - data0) / 1e9 / self._cfg.replay_speed
+                        delay = due - time.monotonic()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                        size = self._cfg.quote_size
+                        self.engine.on_quote(spec.symbol, bid, ask, size, size, time.time_ns())
+                        self.quotes_fed += 1
+                        fed_any = True
+            if not fed_any:
+                await asyncio.sleep(1.0)  # nothing stored yet
+
+    # -- helpers -----------------------------------------------------------
+
+    def _ready(self) -> Any:
+        if self.engine is None:
+            raise FailedPrecondition("the execution engine is not running")
+        return self.engine
+
+    def _order(self, o: dict[str, Any]) -> ex.Order:
+        spec = self.specs[o["symbol"]]
+        order = ex.Order(
+            order_id=str(o["order_id"]),
+            client_order_id=o["client_order_id"],
+            instrument=types_pb2.InstrumentId(symbol=spec.symbol, venue=spec.venue),
+            side=types_pb2.SIDE_BUY if o["side"] == "buy" else types_pb2.SIDE_SELL,
+            order_type=ex.ORDER_TYPE_LIMIT if o["order_type"] == "limit" else ex.ORDER_TYPE_MARKET,
+            quantity=_decimal(o["quantity"], spec.size_scale),
+            status=_STATUS[o["status"]],
+            filled_quantity=_decimal(o["filled"], spec.size_scale),
+            leaves_quantity=_decimal(o["leaves"], spec.size_scale),
+            text=o.get("text") or "",
+            venue=PAPER_VENUE,
+        )
+        if o.get("limit_price") is not None:
+            order.limit_price.CopyFrom(_decimal(o["limit_price"], spec.price_scale))
+        if o.get("average_price") is not None:
+            order.average_price.CopyFrom(_decimal(o["average_price"], spec.price_scale))
+        if o.get("reject_reason"):
+            order.reject_reason = _REJECT.get(o["reject_reason"], ex.REJECT_REASON_VENUE)
+        return order
+
+    def _find(self, order_id: str, client_order_id: str) -> dict[str, Any]:
+        eng = self._ready()
+        if order_id:
+            if not order_id.isdigit():
+                raise InvalidArgument([("order_id", "not an order id this service issued")])
+            found = eng.order(int(order_id))
+        else:
+            found = next((o for o in eng.orders() if o["client_order_id"] == client_order_id), None)
+        if found is None:
+            raise NotFound(f"no order {order_id or client_order_id}")
+        return dict(found)
+
+    # -- orders ------------------------------------------------------------
+
     async def SubmitOrder(
         self, request: ex.SubmitOrderRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ex.SubmitOrderResponse:
-        """Places an order (validated; routing pending)."""
+        """Checks an order against the pre-trade limits and sends it to the paper venue."""
         validate_submit_order(request)
-        raise Unimplemented(
-            "ExecutionService/SubmitOrder lands with the FIX engine and paper venue"
+        if request.order_type not in (ex.ORDER_TYPE_MARKET, ex.ORDER_TYPE_LIMIT):
+            raise Unimplemented("stop orders are not supported by the paper venue yet")
+        if request.venue and request.venue != PAPER_VENUE:
+            raise FailedPrecondition(
+                f"venue {request.venue!r} is not connected; paper mode trades PAPER"
+            )
+        spec = self.specs.get(request.instrument.symbol)
+        if spec is None or spec.venue != request.instrument.venue:
+            raise NotFound(
+                f"instrument: {request.instrument.symbol} at {request.instrument.venue} "
+                "is not traded by the paper venue"
+            )
+        quantity = _mantissa("quantity", request.quantity, spec.size_scale)
+        limit = (
+            _mantissa("limit_price", request.limit_price, spec.price_scale)
+            if request.order_type == ex.ORDER_TYPE_LIMIT
+            else None
         )
+        eng = self._ready()
+        existing = next(
+            (o for o in eng.orders() if o["client_order_id"] == request.client_order_id), None
+        )
+        if existing is not None:  # the idempotency key: a retry gets the same order
+            return ex.SubmitOrderResponse(order=self._order(existing))
+        result = await asyncio.to_thread(
+            eng.submit,
+            request.client_order_id,
+            spec.symbol,
+            "buy" if request.side == types_pb2.SIDE_BUY else "sell",
+            "limit" if limit is not None else "market",
+            quantity,
+            limit,
+            _TIF.get(request.time_in_force, "day"),
+        )
+        return ex.SubmitOrderResponse(order=self._order(result))
+
+    async def CancelOrder(
+        self, request: ex.CancelOrderRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ex.CancelOrderResponse:
+        """Sends a cancel for an open order."""
+        if not (request.order_id or request.client_order_id):
+            raise InvalidArgument([("order_id", "order_id or client_order_id is required")])
+        found = self._find(request.order_id, request.client_order_id)
+        eng = self._ready()
+        try:
+            result = await asyncio.to_thread(
+                eng.cancel, int(found["order_id"]), f"C-{uuid.uuid4().hex[:12]}"
+            )
+        except ValueError as err:
+            raise FailedPrecondition(str(err)) from None
+        return ex.CancelOrderResponse(order=self._order(result))
+
+    async def ReplaceOrder(
+        self, request: ex.ReplaceOrderRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ex.ReplaceOrderResponse:
+        """Sends a cancel/replace with a new quantity and/or limit price."""
+        v = Violations()
+        v.identifier("new_client_order_id", request.new_client_order_id)
+        if not request.order_id:
+            v.add("order_id", "required")
+        v.raise_if_any()
+        found = self._find(request.order_id, "")
+        spec = self.specs[found["symbol"]]
+        quantity = (
+            _mantissa("quantity", request.quantity, spec.size_scale)
+            if request.HasField("quantity")
+            else int(found["quantity"])
+        )
+        limit = (
+            _mantissa("limit_price", request.limit_price, spec.price_scale)
+            if request.HasField("limit_price")
+            else found.get("limit_price")
+        )
+        eng = self._ready()
+        try:
+            result = await asyncio.to_thread(
+                eng.replace, int(found["order_id"]), request.new_client_order_id, quantity, limit
+            )
+        except ValueError as err:
+            raise FailedPrecondition(str(err)) from None
+        return ex.ReplaceOrderResponse(order=self._order(result))
+
+    async def GetOrders(
+        self, request: ex.GetOrdersRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ex.GetOrdersResponse:
+        """Lists orders, newest first, filtered by status and instrument."""
+        if request.page.page_size > MAX_PAGE:
+            raise InvalidArgument([("page.page_size", f"at most {MAX_PAGE}")])
+        orders = [self._order(o) for o in reversed(self._ready().orders())]
+        if request.statuses:
+            orders = [o for o in orders if o.status in request.statuses]
+        if request.HasField("instrument"):
+            orders = [o for o in orders if o.instrument == request.instrument]
+        start = int(request.page.page_token or 0)
+        size = request.page.page_size or 100
+        page = orders[start : start + size]
+        response = ex.GetOrdersResponse(orders=page)
+        if start + size < len(orders):
+            response.page.next_page_token = str(start + size)
+        return response
+
+    async def GetPositions(
+        self, request: ex.GetPositionsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ex.GetPositionsResponse:
+        """Returns the net position of every instrument traded."""
+        positions = []
+        for p in self._ready().positions():
+            spec = self.specs[p["symbol"]]
+            if p["quantity"] == 0 and not request.include_flat:
+                continue
+            position = ex.Position(
+                instrument=types_pb2.InstrumentId(symbol=spec.symbol, venue=spec.venue),
+                quantity=_decimal(p["quantity"], spec.size_scale),
+                realized_pnl=_decimal(p["realized"], spec.price_scale + spec.size_scale),
+                updated_ns=time.time_ns(),
+            )
+            if p.get("average_price") is not None:
+                position.average_price.CopyFrom(_decimal(p["average_price"], spec.price_scale))
+            positions.append(position)
+        return ex.GetPositionsResponse(positions=positions)
+
+    async def StreamExecutionReports(
+        self, request: ex.StreamExecutionReportsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[ex.StreamExecutionReportsResponse]:
+        """Replays reports from `from_sequence`, then streams new ones as they come."""
+        eng = self._ready()
+        # reports_since(n) returns the reports numbered above n.
+        after = max(request.from_sequence - 1, 0) if request.from_sequence else None
+        if after is None:  # live only: start after the newest report
+            latest = eng.reports_since(0, 1_000_000)
+            after = latest[-1]["sequence"] if latest else 0
+        while not self._stop.is_set():
+            reports = await asyncio.to_thread(eng.reports_since, after, 1000)
+            if not reports:
+                await asyncio.sleep(0.02)
+                continue
+            for r in reports:
+                after = r["sequence"]
+                order = self._order(r["order"])
+                if request.strategy_id and order.strategy_id != request.strategy_id:
+                    continue
+                spec = self.specs[r["order"]["symbol"]]
+                report = ex.ExecutionReport(
+                    sequence=r["sequence"],
+                    exec_id=r["exec_id"],
+                    exec_type=_EXEC_TYPE.get(r["exec_type"], ex.EXEC_TYPE_UNSPECIFIED),
+                    order=order,
+                    last_quantity=_decimal(r.get("last_quantity") or 0, spec.size_scale),
+                    ts_received_ns=time.time_ns(),
+                )
+                if r.get("last_price") is not None:
+                    report.last_price.CopyFrom(_decimal(r["last_price"], spec.price_scale))
+                if r.get("commission") is not None:
+                    report.commission.CopyFrom(_decimal(r["commission"], spec.price_scale))
+                yield ex.StreamExecutionReportsResponse(report=report)
+
+    async def SetKillSwitch(
+        self, request: ex.SetKillSwitchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ex.SetKillSwitchResponse:
+        """Engages (blocks new orders, cancels open ones) or releases the kill switch."""
+        v = Violations()
+        if not request.reason.strip():
+            v.add("reason", "required: it is recorded in the audit log")
+        if not request.operator.strip():
+            v.add("operator", "required: it is recorded in the audit log")
+        v.raise_if_any()
+        cancelled = await asyncio.to_thread(self._ready().set_kill_switch, request.engaged)
+        log.warning(
+            "kill switch",
+            extra={
+                "engaged": request.engaged,
+                "reason": request.reason,
+                "operator": request.operator,
+            },
+        )
+        return ex.SetKillSwitchResponse(
+            engaged=request.engaged, orders_cancelled=len(cancelled), changed_ns=time.time_ns()
+        )
+
+    async def GetSessions(
+        self, request: ex.GetSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ex.GetSessionsResponse:
+        """Returns the FIX session to the paper venue."""
+        s = self._ready().session()
+        return ex.GetSessionsResponse(
+            sessions=[
+                ex.FixSession(
+                    session_id=s["session_id"],
+                    venue=PAPER_VENUE,
+                    state=ex.SESSION_STATE_ACTIVE
+                    if s["logged_on"]
+                    else ex.SESSION_STATE_DISCONNECTED,
+                    next_sender_seq=s["next_sender_seq"],
+                    next_target_seq=s["next_target_seq"],
+                    simulated=True,
+                )
+            ]
+        )
+
+    @pending
+    async def ExecuteAlgo(
+        self, request: ex.ExecuteAlgoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ex.ExecuteAlgoResponse:
+        """Starts an algo order (lands with the execution algorithms)."""
+        raise Unimplemented("ExecutionService/ExecuteAlgo lands with the execution algorithms")
