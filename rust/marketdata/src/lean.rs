@@ -234,6 +234,19 @@ fn fields<const N: usize>(row: &[u8]) -> ([&[u8]; N], usize) {
     (out, count)
 }
 
+/// Splits a row into exactly three comma-separated fields (the quote-tick
+/// layout), or None when it has another number of fields.
+fn three_fields(row: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let first = memchr::memchr(b',', row)?;
+    let rest = &row[first + 1..];
+    let second = memchr::memchr(b',', rest)?;
+    let last = &rest[second + 1..];
+    if memchr::memchr(b',', last).is_some() {
+        return None;
+    }
+    Some((&row[..first], &rest[..second], last))
+}
+
 /// Parses milliseconds since midnight.
 fn parse_ms(bytes: &[u8]) -> Option<i64> {
     if bytes.is_empty() || bytes.len() > 9 || !bytes.iter().all(u8::is_ascii_digit) {
@@ -304,11 +317,10 @@ pub fn parse_quote_rows(
     out.ask.reserve(estimate);
     for (line, row) in rows(data) {
         report.rows += 1;
-        let ([ms, bid, ask], count) = fields::<3>(row);
-        if count != 3 {
+        let Some((ms, bid, ask)) = three_fields(row) else {
             report.bad(line, "wrong_field_count");
             continue;
-        }
+        };
         let Some(ms) = parse_ms(ms) else {
             report.bad(line, "bad_time");
             continue;

@@ -72,6 +72,45 @@ pub fn parse_mantissa(bytes: &[u8], scale: u8) -> Result<i64, MantissaError> {
     if scale > MAX_SCALE {
         return Err(MantissaError::BadScale);
     }
+    if let Some(value) = parse_short(bytes, scale) {
+        return Ok(value);
+    }
+    parse_checked(bytes, scale)
+}
+
+/// The fast path for the common case: unsigned, at most 18 bytes (so at
+/// most 18 digits: no overflow whatever the scale, as 10^18 * 10^12 would
+/// need more digits than that), one optional dot, no more decimals than
+/// `scale`. Returns None for anything else, which the checked path decides.
+fn parse_short(bytes: &[u8], scale: u8) -> Option<i64> {
+    if bytes.is_empty() || bytes.len() > 18 {
+        return None;
+    }
+    let mut mantissa: i64 = 0;
+    let mut decimals: Option<u8> = None;
+    let mut digits = 0u8;
+    for &b in bytes {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + i64::from(b - b'0');
+                digits += 1;
+                if let Some(d) = decimals.as_mut() {
+                    *d += 1;
+                }
+            }
+            b'.' if decimals.is_none() => decimals = Some(0),
+            _ => return None,
+        }
+    }
+    let decimals = decimals.unwrap_or(0);
+    if digits == 0 || decimals > scale {
+        return None; // the checked path explains (and allows trailing zeros)
+    }
+    mantissa.checked_mul(10i64.pow(u32::from(scale - decimals)))
+}
+
+/// The general path: signs, trailing zeros past the scale, overflow checks.
+fn parse_checked(bytes: &[u8], scale: u8) -> Result<i64, MantissaError> {
     let (negative, digits) = match bytes.first() {
         None => return Err(MantissaError::Empty),
         Some(b'-') => (true, &bytes[1..]),
@@ -271,6 +310,16 @@ mod property_tests {
         fn display_parse_round_trips(mantissa in -1_000_000_000_000i64..1_000_000_000_000, scale in 0u8..=MAX_SCALE) {
             let p = Price { mantissa, scale };
             prop_assert_eq!(Price::parse(&p.to_string(), scale), Ok(p));
+        }
+
+        #[test]
+        fn fast_and_checked_paths_agree(text in "[+-]?[0-9]{0,20}(\\.[0-9]{0,14})?", scale in 0u8..=MAX_SCALE) {
+            let fast = parse_short(text.as_bytes(), scale);
+            let checked = parse_checked(text.as_bytes(), scale);
+            if let Some(value) = fast {
+                prop_assert_eq!(Ok(value), checked);
+            }
+            prop_assert_eq!(parse_mantissa(text.as_bytes(), scale), checked);
         }
 
         #[test]
