@@ -30,6 +30,7 @@ __all__ = [
     "FixMessage",
     "FixParseError",
     "OrderBook",
+    "PaperVenueServer",
     "PriceError",
     "QuoteValidator",
     "__version__",
@@ -122,6 +123,8 @@ class ExecutionEngine:
         instruments: list[tuple[str, int, int, int]],
         *,
         venue_port: int = 0,
+        connect_to: tuple[str, int] | None = None,
+        heart_bt_int: int = 30,
         sender: str = "NEXUS",
         target: str = "PAPER",
         max_order_quantity: int | None = None,
@@ -155,6 +158,27 @@ class ExecutionEngine:
     def reports_since(self, sequence: int, max_reports: int = 1000) -> list[dict[str, Any]]: ...
     def set_kill_switch(self, engaged: bool) -> list[int]: ...
     def session(self) -> dict[str, Any]: ...
+    def stop(self) -> None: ...
+
+@final
+class PaperVenueServer:
+    """The paper venue (a simulator) behind a FIX 4.4 acceptor on 127.0.0.1."""
+
+    def __new__(
+        cls,
+        instruments: list[tuple[str, int, int, int]],
+        sessions: list[tuple[str, str]],
+        *,
+        port: int = 0,
+        fee_bps: int = 0,
+    ) -> PaperVenueServer: ...
+    @property
+    def port(self) -> int: ...
+    def on_quote(
+        self, symbol: str, bid: int, ask: int, bid_size: int, ask_size: int, ts_ns: int
+    ) -> int: ...
+    def is_logged_on(self, sender_comp_id: str, target_comp_id: str) -> bool: ...
+    def seq_nums(self, sender_comp_id: str, target_comp_id: str) -> tuple[int, int] | None: ...
     def stop(self) -> None: ...
 
 class FixFrameError(ValueError):

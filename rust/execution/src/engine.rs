@@ -97,8 +97,14 @@ impl InstrumentConfig {
 pub struct ExecutionConfig {
     /// Instruments traded.
     pub instruments: Vec<InstrumentConfig>,
-    /// Port of the venue's acceptor on 127.0.0.1; 0 picks a free one.
+    /// Port of the venue's acceptor on 127.0.0.1; 0 picks a free one. Unused
+    /// with [`Self::connect_to`].
     pub venue_port: u16,
+    /// An external FIX 4.4 acceptor to connect to instead of starting the
+    /// in-process paper venue (None: the paper venue).
+    pub connect_to: Option<SocketAddr>,
+    /// HeartBtInt (108) the initiator proposes, in seconds (> 0).
+    pub heart_bt_int: u32,
     /// Our SenderCompID (the venue's TargetCompID).
     pub sender_comp_id: String,
     /// The venue's SenderCompID (our TargetCompID).
@@ -114,6 +120,8 @@ impl Default for ExecutionConfig {
         Self {
             instruments: Vec::new(),
             venue_port: 0,
+            connect_to: None,
+            heart_bt_int: 30,
             sender_comp_id: "NEXUS".to_owned(),
             target_comp_id: "PAPER".to_owned(),
             limits: RiskLimits::default(),
@@ -262,7 +270,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct ExecutionEngine {
     instruments: Arc<HashMap<String, InstrumentConfig>>,
     order_of_instruments: Vec<String>,
-    venue: PaperVenue,
+    /// The in-process paper venue (None when connected to an external acceptor).
+    venue: Option<PaperVenue>,
     acceptor: Mutex<Option<Acceptor>>,
     initiator: Mutex<Option<Initiator>>,
     sender: SyncSender<OutgoingMessage>,
@@ -323,6 +332,11 @@ impl ExecutionEngine {
                 "sender and target must differ".into(),
             ));
         }
+        if config.heart_bt_int == 0 {
+            return Err(ExecutionError::Config(
+                "heart_bt_int must be positive".into(),
+            ));
+        }
         if config.fee_bps < 0 {
             return Err(ExecutionError::Config(format!(
                 "fee_bps must not be negative, got {}",
@@ -363,35 +377,19 @@ impl ExecutionEngine {
         let instruments = Arc::new(instruments);
 
         let dictionary = Arc::new(PaperVenue::dictionary()?);
-        let venue = PaperVenue::new(VenueConfig {
-            engine: EngineConfig {
-                slippage_ticks: 0,
-                fees: if config.fee_bps > 0 {
-                    FeeModel::Bps(config.fee_bps)
-                } else {
-                    FeeModel::None
-                },
-            },
-            instruments: config
-                .instruments
-                .iter()
-                .map(|s| InstrumentSpec::new(&s.symbol, s.price_scale, s.qty_scale, s.tick))
-                .collect(),
-            ..VenueConfig::default()
-        });
         let venue_session_id =
             SessionId::new(BEGIN_STRING, &config.target_comp_id, &config.sender_comp_id);
         let session_id =
             SessionId::new(BEGIN_STRING, &config.sender_comp_id, &config.target_comp_id);
-        let mut acceptor_config = AcceptorConfig::localhost();
-        acceptor_config.bind = SocketAddr::from(([127, 0, 0, 1], config.venue_port));
-        let venue_session = Session::new(
-            SessionConfig::new(venue_session_id.clone()),
-            Arc::clone(&dictionary),
-            Box::new(MemoryStore::new()),
-        );
-        let mut acceptor = venue.serve(acceptor_config, vec![venue_session])?;
-        let venue_addr = acceptor.local_addr();
+        let (venue, mut acceptor, venue_addr) = match config.connect_to {
+            Some(addr) => (None, None, addr),
+            None => {
+                let (venue, acceptor) =
+                    start_paper_venue(&config, &venue_session_id, Arc::clone(&dictionary))?;
+                let addr = acceptor.local_addr();
+                (Some(venue), Some(acceptor), addr)
+            }
+        };
 
         let mut oms = OrderManager::new(config.limits);
         for spec in &config.instruments {
@@ -419,21 +417,23 @@ impl ExecutionEngine {
         let applier = match applier {
             Ok(handle) => handle,
             Err(e) => {
-                acceptor.stop();
+                if let Some(a) = acceptor.as_mut() {
+                    a.stop();
+                }
                 return Err(ExecutionError::Spawn(e));
             }
         };
-        let session = Session::new(
-            SessionConfig::new(session_id.clone()),
-            dictionary,
-            Box::new(MemoryStore::new()),
-        );
+        let mut session_config = SessionConfig::new(session_id.clone());
+        session_config.heart_bt_int = config.heart_bt_int;
+        let session = Session::new(session_config, dictionary, Box::new(MemoryStore::new()));
         let mut initiator_config = InitiatorConfig::new(venue_addr);
         initiator_config.reconnect_min = Duration::from_millis(50);
         let initiator = match Initiator::start(initiator_config, session, Arc::new(app)) {
             Ok(i) => i,
             Err(e) => {
-                acceptor.stop();
+                if let Some(a) = acceptor.as_mut() {
+                    a.stop();
+                }
                 stop_flag.store(true, Ordering::Release);
                 let _ = applier.join();
                 return Err(e.into());
@@ -443,7 +443,7 @@ impl ExecutionEngine {
             instruments,
             order_of_instruments,
             venue,
-            acceptor: Mutex::new(Some(acceptor)),
+            acceptor: Mutex::new(acceptor),
             sender: initiator.sender(),
             initiator: Mutex::new(Some(initiator)),
             book,
@@ -459,16 +459,18 @@ impl ExecutionEngine {
         })
     }
 
-    /// Address of the venue's acceptor.
+    /// Address of the acceptor the initiator connects to (the paper venue's,
+    /// or the external one of [`ExecutionConfig::connect_to`]).
     #[must_use]
     pub fn venue_addr(&self) -> SocketAddr {
         self.venue_addr
     }
 
-    /// The paper venue (for inspection, e.g. its resting orders).
+    /// The in-process paper venue (for inspection, e.g. its resting orders);
+    /// None when connected to an external acceptor.
     #[must_use]
-    pub fn venue(&self) -> &PaperVenue {
-        &self.venue
+    pub fn venue(&self) -> Option<&PaperVenue> {
+        self.venue.as_ref()
     }
 
     fn is_logged_on(&self) -> bool {
@@ -476,9 +478,10 @@ impl ExecutionEngine {
             .as_ref()
             .is_some_and(Initiator::is_logged_on);
         initiator
-            && lock(&self.acceptor)
-                .as_ref()
-                .is_some_and(|a| a.is_logged_on(&self.venue_session_id))
+            && (self.venue.is_none()
+                || lock(&self.acceptor)
+                    .as_ref()
+                    .is_some_and(|a| a.is_logged_on(&self.venue_session_id)))
     }
 
     /// Waits until both ends of the session are logged on; false on timeout or
@@ -506,8 +509,8 @@ impl ExecutionEngine {
             .ok_or_else(|| ExecutionError::UnknownInstrument(symbol.to_owned()))
     }
 
-    /// Feeds a top of book to the venue (which may fill resting orders) and its
-    /// mid price to the risk engine as the last price.
+    /// Feeds a top of book to the paper venue, if in-process (it may fill resting
+    /// orders), and its mid price to the risk engine as the last price.
     ///
     /// # Errors
     /// [`ExecutionError::UnknownInstrument`], or the venue's refusal of a bad quote.
@@ -521,8 +524,13 @@ impl ExecutionEngine {
         ts_ns: i64,
     ) -> Result<(), ExecutionError> {
         self.spec(symbol)?;
-        self.venue
-            .on_quote(symbol, bid, ask, bid_size, ask_size, ts_ns)?;
+        if let Some(venue) = &self.venue {
+            venue.on_quote(symbol, bid, ask, bid_size, ask_size, ts_ns)?;
+        } else if bid <= 0 || ask <= 0 || bid > ask {
+            return Err(ExecutionError::Invalid(format!(
+                "bad quote: bid {bid}, ask {ask}"
+            )));
+        }
         let mid = (i128::from(bid) + i128::from(ask)) / 2;
         if let Ok(mid) = i64::try_from(mid) {
             lock(&self.book).oms.risk_mut().set_last_price(symbol, mid);
@@ -825,6 +833,39 @@ impl Drop for ExecutionEngine {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts the paper venue and its acceptor on 127.0.0.1 for `session_id`.
+fn start_paper_venue(
+    config: &ExecutionConfig,
+    session_id: &SessionId,
+    dictionary: Arc<nexus_fix::Dictionary>,
+) -> Result<(PaperVenue, Acceptor), ExecutionError> {
+    let venue = PaperVenue::new(VenueConfig {
+        engine: EngineConfig {
+            slippage_ticks: 0,
+            fees: if config.fee_bps > 0 {
+                FeeModel::Bps(config.fee_bps)
+            } else {
+                FeeModel::None
+            },
+        },
+        instruments: config
+            .instruments
+            .iter()
+            .map(|s| InstrumentSpec::new(&s.symbol, s.price_scale, s.qty_scale, s.tick))
+            .collect(),
+        ..VenueConfig::default()
+    });
+    let mut acceptor_config = AcceptorConfig::localhost();
+    acceptor_config.bind = SocketAddr::from(([127, 0, 0, 1], config.venue_port));
+    let session = Session::new(
+        SessionConfig::new(session_id.clone()),
+        dictionary,
+        Box::new(MemoryStore::new()),
+    );
+    let acceptor = venue.serve(acceptor_config, vec![session])?;
+    Ok((venue, acceptor))
 }
 
 fn apply_loop(

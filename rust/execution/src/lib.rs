@@ -9,6 +9,9 @@
 //! appended to a bounded, gap-free report log that callers poll
 //! ([`ExecutionEngine::reports_since`]).
 //!
+//! With [`ExecutionConfig::connect_to`] the initiator connects to an external
+//! FIX 4.4 acceptor (e.g. a QuickFIX one) instead, and no paper venue is started.
+//!
 //! Prices and quantities are fixed-point mantissas at the scales of each
 //! instrument ([`InstrumentConfig`]).
 

@@ -123,7 +123,13 @@ fn risk_rejected_order_never_reaches_the_venue() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(engine.reports_since(0, 10).is_empty());
     assert_eq!(engine.session_state().next_sender_seq, before);
-    assert_eq!(engine.venue().with_engine(|e| e.resting(SYM).len()), 0);
+    assert_eq!(
+        engine
+            .venue()
+            .unwrap()
+            .with_engine(|e| e.resting(SYM).len()),
+        0
+    );
     // Bad arguments are errors, not orders.
     assert!(matches!(
         engine.submit(limit("BIG", Side::Buy, 1, 10_000)),
@@ -188,7 +194,10 @@ fn resting_order_is_replaced_and_cancelled() {
     let reports = wait_reports(&engine, 2, |r| r.len() == 1);
     assert_eq!(reports[0].exec_type, ExecType::Canceled);
     assert_eq!(reports[0].order.status, OrderStatus::Canceled);
-    assert!(engine.venue().with_engine(|e| e.resting(SYM).is_empty()));
+    assert!(engine
+        .venue()
+        .unwrap()
+        .with_engine(|e| e.resting(SYM).is_empty()));
     // A closed order cannot be cancelled again.
     assert!(engine.cancel(order.order_id, "S4").is_err());
 }
@@ -260,6 +269,64 @@ fn bad_configuration_is_refused() {
     assert!(matches!(
         ExecutionEngine::start(ExecutionConfig {
             instruments: vec![InstrumentConfig::new(SYM, 2, 0, 0)],
+            ..ExecutionConfig::default()
+        }),
+        Err(ExecutionError::Config(_))
+    ));
+}
+
+#[test]
+fn connects_to_an_external_acceptor() {
+    use std::sync::Arc;
+
+    use nexus_fix::session::{AcceptorConfig, MemoryStore, Session, SessionConfig, SessionId};
+    use nexus_venue::{InstrumentSpec, PaperVenue, VenueConfig};
+
+    let _serial = serial();
+    let venue = PaperVenue::new(VenueConfig {
+        instruments: vec![InstrumentSpec::new(SYM, 2, 0, 25)],
+        ..VenueConfig::default()
+    });
+    let session = Session::new(
+        SessionConfig::new(SessionId::new("FIX.4.4", "BROKER", "NEXUS")),
+        Arc::new(PaperVenue::dictionary().unwrap()),
+        Box::new(MemoryStore::new()),
+    );
+    let mut acceptor = venue
+        .serve(AcceptorConfig::localhost(), vec![session])
+        .unwrap();
+    let engine = ExecutionEngine::start(ExecutionConfig {
+        instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
+        connect_to: Some(acceptor.local_addr()),
+        heart_bt_int: 5,
+        target_comp_id: "BROKER".into(),
+        ..ExecutionConfig::default()
+    })
+    .unwrap();
+    assert!(engine.wait_logged_on(Duration::from_secs(5)));
+    assert!(engine.venue().is_none());
+    assert_eq!(engine.venue_addr(), acceptor.local_addr());
+    // Only the risk engine sees the quote; the external venue is fed apart.
+    engine.on_quote(SYM, 10_000, 10_025, 5, 20, 1).unwrap();
+    assert!(engine.on_quote(SYM, 10_025, 10_000, 5, 20, 1).is_err());
+    venue.on_quote(SYM, 10_000, 10_025, 5, 20, 1).unwrap();
+    engine.submit(limit("X1", Side::Buy, 2, 10_025)).unwrap();
+    let reports = wait_reports(&engine, 0, |r| {
+        r.iter().any(|r| r.order.status == OrderStatus::Filled)
+    });
+    assert_eq!(reports[0].exec_type, ExecType::New);
+    assert_eq!(engine.positions()[0].1.quantity, 2);
+    engine.stop();
+    assert!(!engine.session_state().logged_on);
+    acceptor.stop();
+}
+
+#[test]
+fn zero_heartbeat_interval_is_refused() {
+    assert!(matches!(
+        ExecutionEngine::start(ExecutionConfig {
+            instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
+            heart_bt_int: 0,
             ..ExecutionConfig::default()
         }),
         Err(ExecutionError::Config(_))

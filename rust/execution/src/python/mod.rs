@@ -6,7 +6,9 @@
 //! instrument's scales).
 
 mod errors;
+mod venue;
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
@@ -102,6 +104,15 @@ fn non_negative<T: TryFrom<i64>>(name: &str, value: i64) -> PyResult<T> {
     T::try_from(value).map_err(|_| PyValueError::new_err(format!("{name} out of range: {value}")))
 }
 
+/// Resolves `host:port` to its first socket address.
+fn resolve(host: &str, port: u16) -> PyResult<SocketAddr> {
+    (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| PyValueError::new_err(format!("cannot resolve {host}:{port}")))
+}
+
 fn order_dict<'py>(py: Python<'py>, order: &Order) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("order_id", order.order_id)?;
@@ -172,12 +183,15 @@ pub struct PyExecutionEngine {
 impl PyExecutionEngine {
     /// Starts the engine. `instruments` is a list of `(symbol, price_scale,
     /// qty_scale, tick)`; the session logs on in the background
-    /// (see `wait_logged_on`).
+    /// (see `wait_logged_on`). With `connect_to=(host, port)` the initiator
+    /// connects to that external FIX 4.4 acceptor and no paper venue is started.
     #[new]
     #[pyo3(signature = (
         instruments,
         *,
         venue_port = 0,
+        connect_to = None,
+        heart_bt_int = 30,
         sender = "NEXUS",
         target = "PAPER",
         max_order_quantity = None,
@@ -192,6 +206,8 @@ impl PyExecutionEngine {
         py: Python<'_>,
         instruments: Vec<(String, i64, i64, i64)>,
         venue_port: i64,
+        connect_to: Option<(String, i64)>,
+        heart_bt_int: i64,
         sender: &str,
         target: &str,
         max_order_quantity: Option<i64>,
@@ -225,9 +241,14 @@ impl PyExecutionEngine {
                 )))
             }
         };
+        let connect_to = connect_to
+            .map(|(host, port)| resolve(&host, non_negative("port", port)?))
+            .transpose()?;
         let config = ExecutionConfig {
             instruments: specs,
             venue_port: non_negative("venue_port", venue_port)?,
+            connect_to,
+            heart_bt_int: non_negative("heart_bt_int", heart_bt_int)?,
             sender_comp_id: sender.to_owned(),
             target_comp_id: target.to_owned(),
             limits: RiskLimits {
@@ -260,7 +281,8 @@ impl PyExecutionEngine {
     }
 
     /// Feeds a top of book (mantissas; ts_ns since the Unix epoch) to the
-    /// venue, which may fill resting orders, and to the risk engine.
+    /// paper venue, if in-process (it may fill resting orders), and to the
+    /// risk engine.
     #[allow(clippy::too_many_arguments)] // mirrors the Python signature
     fn on_quote(
         &self,
@@ -408,6 +430,7 @@ impl PyExecutionEngine {
 /// Propagates the errors of adding them.
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyExecutionEngine>()?;
+    module.add_class::<venue::PyPaperVenueServer>()?;
     module.add("ExecutionError", module.py().get_type::<ExecutionError>())?;
     Ok(())
 }
