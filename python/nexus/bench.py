@@ -472,6 +472,119 @@ def bench_order_book(repeats: int) -> list[str]:
     ]
 
 
+# -- order round trip through gRPC ----------------------------------------
+
+
+def _percentiles(samples_us: list[float]) -> str:
+    import numpy as np  # noqa: PLC0415
+
+    p50, p99, p999 = np.percentile(samples_us, [50, 99, 99.9])
+    return f"p50 {p50:,.0f} us, p99 {p99:,.0f} us, p99.9 {p999:,.0f} us"
+
+
+def _bare_unary_latencies(count: int) -> list[float]:
+    """The baseline: a bare grpcio unary call on loopback, no work behind it."""
+    from concurrent import futures  # noqa: PLC0415
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
+        lambda request, context: request
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("bench.Echo", {"Call": handler}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                "/bench.Echo/Call"
+            )
+            payload = b"x" * 120
+            for _ in range(200):
+                call(payload)
+            out = []
+            for _ in range(count):
+                start = time.perf_counter()
+                call(payload)
+                out.append((time.perf_counter() - start) * 1e6)
+            return out
+    finally:
+        server.stop(0)
+
+
+def bench_order_roundtrip(repeats: int) -> list[str]:
+    """SubmitOrder over gRPC until its ExecutionReport (new) comes back from the
+    paper venue over FIX, seen on StreamExecutionReports; against a bare grpcio
+    unary call in the same run."""
+    import queue  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from nexus.common.v1 import types_pb2  # noqa: PLC0415 - generated code
+    from nexus.execution.v1 import execution_pb2 as ex  # noqa: PLC0415
+    from nexus.execution.v1 import execution_pb2_grpc  # noqa: PLC0415
+
+    count = int(os.environ.get("NEXUS_BENCH_ORDERS", "2000"))
+    with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
+        root = Path(tmp)
+        env = dict(
+            os.environ,
+            NEXUS_DATA_DIR=str(root / "data"),
+            NEXUS_LOG__LEVEL="WARNING",
+            NEXUS_SERVER__METRICS_PORT="0",
+            NEXUS_EXECUTION__COLLAR_BPS="0",
+            NEXUS_EXECUTION__MAX_ORDERS_PER_SECOND="0",
+        )
+        serve = [sys.executable, "-m", "nexus", "serve", "--services", "marketdata,execution"]
+        port_file = root / "nexus.port"
+        with (
+            _process(
+                [*serve, "--port", "0", "--port-file", str(port_file)], env, port_file
+            ) as port,
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+        ):
+            stub = execution_pb2_grpc.ExecutionServiceStub(channel)
+            news: queue.Queue[tuple[str, float]] = queue.Queue()
+            stream = stub.StreamExecutionReports(ex.StreamExecutionReportsRequest())
+
+            def listen() -> None:
+                with contextlib.suppress(grpc.RpcError):
+                    for message in stream:
+                        if message.report.exec_type == ex.EXEC_TYPE_NEW:
+                            news.put((message.report.order.client_order_id, time.perf_counter()))
+
+            listener = threading.Thread(target=listen, daemon=True)
+            listener.start()
+            time.sleep(0.5)
+            latencies = []
+            for i in range(count + 100):
+                request = ex.SubmitOrderRequest(
+                    client_order_id=f"rt-{i}",
+                    instrument=types_pb2.InstrumentId(symbol="EUR/USD", venue="OANDA"),
+                    side=types_pb2.SIDE_BUY,
+                    order_type=ex.ORDER_TYPE_LIMIT,
+                    quantity=types_pb2.Decimal(mantissa=1000, scale=0),
+                    limit_price=types_pb2.Decimal(
+                        mantissa=100_000, scale=5
+                    ),  # far below the market
+                )
+                start = time.perf_counter()
+                stub.SubmitOrder(request, timeout=10)
+                while True:
+                    client_id, seen = news.get(timeout=10)
+                    if client_id == request.client_order_id:
+                        break
+                if i >= 100:  # the first 100 warm up
+                    latencies.append((seen - start) * 1e6)
+            stream.cancel()
+    bare = _bare_unary_latencies(count)
+    return [
+        f"order-roundtrip (gRPC SubmitOrder -> FIX -> paper venue -> ExecutionReport new on the "
+        f"stream): {_percentiles(latencies)} | bare grpcio unary: {_percentiles(bare)} "
+        f"({count:,} orders; repeats ignored)"
+    ]
+
+
 @dataclass(frozen=True)
 class Benchmark:
     """A named benchmark: what it measures and how to run it."""
@@ -487,6 +600,10 @@ BENCHMARKS: dict[str, Benchmark] = {
     "fix-codec": Benchmark(
         "FIX NewOrderSingle parse/encode from Python vs QuickFIX's Python binding",
         bench_fix_codec,
+    ),
+    "order-roundtrip": Benchmark(
+        "Order round trip through gRPC and FIX to the paper venue vs a bare grpcio unary call",
+        bench_order_roundtrip,
     ),
     "order-book": Benchmark(
         "L2 book updates through the batch API vs a sortedcontainers book (Binance BTCUSDT)",
