@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -276,6 +276,8 @@ pub struct ExecutionEngine {
     initiator: Mutex<Option<Initiator>>,
     sender: SyncSender<OutgoingMessage>,
     book: Arc<Mutex<Book>>,
+    /// Notified (with `book`) each time the applier has handled a venue message.
+    reported: Arc<Condvar>,
     /// Held from the order-manager update to the send, so that requests leave in
     /// the order the order manager saw them.
     send_lock: Mutex<()>,
@@ -406,13 +408,15 @@ impl ExecutionEngine {
 
         let (app, rx) = ChannelApplication::new(EVENT_CAPACITY);
         let stop_flag = Arc::new(AtomicBool::new(false));
+        let reported = Arc::new(Condvar::new());
         let applier = {
             let book = Arc::clone(&book);
+            let reported = Arc::clone(&reported);
             let instruments = Arc::clone(&instruments);
             let stop_flag = Arc::clone(&stop_flag);
             std::thread::Builder::new()
                 .name("nexus-execution".to_owned())
-                .spawn(move || apply_loop(&rx, &book, &instruments, &stop_flag))
+                .spawn(move || apply_loop(&rx, &book, &reported, &instruments, &stop_flag))
         };
         let applier = match applier {
             Ok(handle) => handle,
@@ -447,6 +451,7 @@ impl ExecutionEngine {
             sender: initiator.sender(),
             initiator: Mutex::new(Some(initiator)),
             book,
+            reported,
             send_lock: Mutex::new(()),
             applier: Mutex::new(Some(applier)),
             stop_flag,
@@ -733,6 +738,27 @@ impl ExecutionEngine {
         book.log.iter().skip(skip).take(max).cloned().collect()
     }
 
+    /// Waits until the log holds a report with a sequence number above `sequence`,
+    /// or `timeout` passes; returns the sequence number of the latest logged report
+    /// (at most `sequence` when none came in time). Wakes as the report is logged,
+    /// without polling.
+    #[must_use]
+    pub fn wait_report_after(&self, sequence: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut book = lock(&self.book);
+        loop {
+            let last = book.next_sequence - 1;
+            let now = Instant::now();
+            if last > sequence || now >= deadline {
+                return last;
+            }
+            book = match self.reported.wait_timeout(book, deadline - now) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
     /// Sequence number of the latest logged report (0 before the first).
     #[must_use]
     pub fn last_sequence(&self) -> u64 {
@@ -871,12 +897,16 @@ fn start_paper_venue(
 fn apply_loop(
     rx: &Receiver<AppEvent>,
     book: &Mutex<Book>,
+    reported: &Condvar,
     instruments: &HashMap<String, InstrumentConfig>,
     stop: &AtomicBool,
 ) {
     loop {
         match rx.recv_timeout(POLL) {
-            Ok(AppEvent::Message(_, bytes)) => apply(&bytes, book, instruments),
+            Ok(AppEvent::Message(_, bytes)) => {
+                apply(&bytes, book, instruments);
+                reported.notify_all();
+            }
             Ok(AppEvent::Logon(_) | AppEvent::Logout(_)) => {}
             Err(RecvTimeoutError::Timeout) => {
                 if stop.load(Ordering::Acquire) {

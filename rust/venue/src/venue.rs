@@ -23,9 +23,10 @@
 //! attach ([`PaperVenue::pending_reports`]).
 //!
 //! Ordering: replies to a request go out on the session thread at once, unsolicited
-//! reports on its next poll of the channel (within about 20 ms). A request racing a
-//! quote may therefore be answered before the fill that the quote made is reported
-//! (e.g. a cancel rejected as too late before the fill that completed the order);
+//! reports as soon as the connection's writer thread takes them from the channel. A
+//! request racing a quote may therefore still be answered before the fill that the
+//! quote made is reported (e.g. a cancel rejected as too late before the fill that
+//! completed the order);
 //! the state the venue reports is consistent, only the arrival order may differ.
 //! Simulated latency ([`VenueConfig::latency`]) sleeps on the session thread before
 //! replies and on the quote-feeding thread before unsolicited reports.

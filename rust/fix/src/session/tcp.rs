@@ -5,13 +5,21 @@
 //! reads, and writes what the session produces. Messages the application wants to
 //! send outside its callbacks go through a bounded channel per session
 //! ([`Acceptor::sender`], [`Initiator::sender`]); a full channel blocks the sender
-//! (back-pressure). Events go to an optional bounded channel and are dropped when it
-//! is full. Every thread is joined by `stop` (or on drop).
+//! (back-pressure). Each connection has a writer thread that blocks on that channel
+//! and sends what arrives at once (no wait for the reader's poll). Events go to an
+//! optional bounded channel and are dropped when it is full. Every thread is joined
+//! by `stop` (or on drop).
+//!
+//! Ordering: the reader and the writer both hold the session lock from the moment
+//! the session numbers (and stores) a message until its bytes are written to the
+//! socket, so messages leave in sequence-number order; only the writer (or, when it
+//! could not be spawned, the reader) takes from the channel, so they leave in the
+//! order they were queued.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -60,11 +68,18 @@ pub fn now_nanos() -> i64 {
 /// Events of all sessions, tagged with the session id.
 pub type EventSender = SyncSender<(SessionId, SessionEvent)>;
 
+/// The consuming end of a session's outgoing channel, with the message taken from
+/// it but not sent yet (the session was not logged on), which goes first next time.
+struct Outgoing {
+    receiver: Receiver<OutgoingMessage>,
+    held: Option<OutgoingMessage>,
+}
+
 struct Slot {
     id: SessionId,
     session: Mutex<Session>,
     connected: AtomicBool,
-    outgoing: Mutex<Receiver<OutgoingMessage>>,
+    outgoing: Mutex<Outgoing>,
     sender: SyncSender<OutgoingMessage>,
 }
 
@@ -75,7 +90,10 @@ impl Slot {
             id: session.id().clone(),
             session: Mutex::new(session),
             connected: AtomicBool::new(false),
-            outgoing: Mutex::new(receiver),
+            outgoing: Mutex::new(Outgoing {
+                receiver,
+                held: None,
+            }),
             sender,
         }
     }
@@ -85,6 +103,84 @@ impl Slot {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    fn outgoing(&self) -> MutexGuard<'_, Outgoing> {
+        self.outgoing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Moves queued application messages into the session (numbered, stored) while it
+/// is logged on and not logging out. Called with the session locked.
+fn drain_outgoing(outgoing: &mut Outgoing, session: &mut Session, now: i64, out: &mut Outbox) {
+    while session.is_logged_on() && !session.is_logging_out() {
+        let msg = match outgoing.held.take() {
+            Some(m) => m,
+            None => match outgoing.receiver.try_recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+        };
+        session.send(msg, now, out);
+    }
+}
+
+/// How long the writer waits between checks while a message waits for a logon.
+const HELD_RETRY: Duration = Duration::from_millis(1);
+
+/// The writer of one connection: takes application messages from the slot's
+/// channel as soon as they arrive and sends them through `stream` (a clone of the
+/// connection's socket), numbering and writing each under the session lock. Holds
+/// the channel's consuming end until `done`. On a failed write it shuts the socket
+/// down, which ends the reader too.
+fn writer_loop(slot: &Slot, shared: &Shared, mut stream: TcpStream, done: &AtomicBool) {
+    let mut outgoing = slot.outgoing();
+    let mut out = Outbox::new();
+    while !done.load(Ordering::Acquire) {
+        if outgoing.held.is_none() {
+            match outgoing.receiver.recv_timeout(POLL) {
+                Ok(m) => outgoing.held = Some(m),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let mut session = slot.session();
+        if done.load(Ordering::Acquire) {
+            break;
+        }
+        if !session.is_logged_on() || session.is_logging_out() {
+            drop(session);
+            std::thread::sleep(HELD_RETRY);
+            continue;
+        }
+        drain_outgoing(&mut outgoing, &mut session, now_nanos(), &mut out);
+        shared.emit(&slot.id, &mut out);
+        let failed = !write_all(&mut stream, &mut out) || out.disconnect;
+        drop(session);
+        if failed {
+            let _ = stream.shutdown(Shutdown::Both);
+            break;
+        }
+    }
+}
+
+/// Spawns the writer thread of a connection; None when the socket cannot be
+/// cloned or the thread spawned (the reader then sends queued messages itself).
+fn spawn_writer(
+    slot: &Arc<Slot>,
+    shared: &Arc<Shared>,
+    stream: &TcpStream,
+    done: &Arc<AtomicBool>,
+) -> Option<JoinHandle<()>> {
+    let stream = stream.try_clone().ok()?;
+    let slot = Arc::clone(slot);
+    let shared = Arc::clone(shared);
+    let done = Arc::clone(done);
+    std::thread::Builder::new()
+        .name("fix-writer".to_owned())
+        .spawn(move || writer_loop(&slot, &shared, stream, &done))
+        .ok()
 }
 
 struct Shared {
@@ -124,7 +220,7 @@ fn serve(
     mut stream: TcpStream,
     mut slot: Option<Arc<Slot>>,
     registry: &[Arc<Slot>],
-    shared: &Shared,
+    shared: &Arc<Shared>,
     initiate: bool,
 ) {
     let _ = stream.set_read_timeout(Some(POLL));
@@ -134,6 +230,8 @@ fn serve(
     let mut out = Outbox::new();
     let mut buf = vec![0u8; 16 * 1024];
     let mut claimed = false;
+    let writer_done = Arc::new(AtomicBool::new(false));
+    let mut writer: Option<JoinHandle<()>> = None;
     if let Some(s) = &slot {
         if s.connected.swap(true, Ordering::AcqRel) {
             return;
@@ -145,12 +243,12 @@ fn serve(
         if initiate {
             session.start_logon(now_nanos(), &mut out);
         }
-        let id = session.id().clone();
-        drop(session);
-        shared.emit(&id, &mut out);
+        shared.emit(&s.id, &mut out);
         if !write_all(&mut stream, &mut out) {
             out.disconnect = true;
         }
+        drop(session);
+        writer = spawn_writer(s, shared, &stream, &writer_done);
     }
     let mut stop_logout_sent = false;
     let connected_at = std::time::Instant::now();
@@ -178,18 +276,20 @@ fn serve(
                         session.check_period(&shared.schedule, now_nanos(), &mut out);
                         session.on_connect(now_nanos());
                         drop(session);
+                        writer = spawn_writer(&s, shared, &stream, &writer_done);
                         slot = Some(s);
                     }
                     _ => break 'conn,
                 }
             }
             let Some(s) = &slot else { break 'conn };
+            // Written under the session lock: the writer thread may be sending too.
             let mut session = s.session();
             session.on_frame(&frame, now_nanos(), shared.app.as_ref(), &mut out);
-            let id = session.id().clone();
+            shared.emit(&s.id, &mut out);
+            let written = write_all(&mut stream, &mut out);
             drop(session);
-            shared.emit(&id, &mut out);
-            if !write_all(&mut stream, &mut out) || out.disconnect {
+            if !written || out.disconnect {
                 break 'conn;
             }
         }
@@ -209,23 +309,25 @@ fn serve(
                     out.disconnect = true;
                 }
             }
-            if let Ok(outgoing) = s.outgoing.lock() {
-                while session.is_logged_on() && !session.is_logging_out() {
-                    let Ok(msg) = outgoing.try_recv() else { break };
-                    session.send(msg, now, &mut out);
-                }
+            if writer.is_none() {
+                // No writer thread: send what is queued here, as each poll ends.
+                drain_outgoing(&mut s.outgoing(), &mut session, now, &mut out);
             }
             session.tick(now, &mut out);
-            let id = session.id().clone();
+            shared.emit(&s.id, &mut out);
+            let written = write_all(&mut stream, &mut out);
             drop(session);
-            shared.emit(&id, &mut out);
-            if !write_all(&mut stream, &mut out) {
+            if !written {
                 break;
             }
         } else if shared.stop.load(Ordering::Acquire) || connected_at.elapsed() > LOGON_WAIT {
             // Stopping, or no Logon arrived on a new connection in time.
             break;
         }
+    }
+    writer_done.store(true, Ordering::Release);
+    if let Some(w) = writer {
+        let _ = w.join();
     }
     let _ = write_all(&mut stream, &mut out);
     let _ = stream.flush();
@@ -578,7 +680,7 @@ fn sleep_unless_stopped(shared: &Shared, total: Duration) {
     }
 }
 
-fn connect_loop(config: &InitiatorConfig, shared: &Shared, slot: &Arc<Slot>) {
+fn connect_loop(config: &InitiatorConfig, shared: &Arc<Shared>, slot: &Arc<Slot>) {
     let mut backoff = config.reconnect_min;
     while !shared.stop.load(Ordering::Acquire) {
         if !shared.schedule.contains(now_nanos()) {

@@ -1,0 +1,147 @@
+//! Round-trip latency of the execution engine: submit a resting limit order to the
+//! in-process paper venue over FIX on 127.0.0.1 and wait until its ExecutionReport
+//! New is applied to the order manager. As the floor, the same run measures a bare
+//! TCP echo of a same-sized FIX message between two threads on 127.0.0.1.
+//!
+//! `cargo bench -p nexus-execution --bench roundtrip`; `NEXUS_BENCH_ORDERS` sets the
+//! number of orders (default 100 000).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use nexus_execution::{
+    ExecType, ExecutionConfig, ExecutionEngine, InstrumentConfig, OrderRequest, OrderStatus,
+    OrderType, Side, TimeInForce,
+};
+
+const SYM: &str = "ESZ6";
+
+/// A NewOrderSingle of the size the engine sends (the echo payload).
+const FIX_MSG: &[u8] = b"8=FIX.4.4\x019=148\x0135=D\x0134=12345\x0149=NEXUS\x0152=20261121-06:00:00.000000000\x0156=PAPER\x0111=ORD0000012345\x0121=1\x0138=1\x0140=2\x0144=50.00\x0154=1\x0155=ESZ6\x0159=0\x0160=20261121-06:00:00.000\x0110=123\x01";
+
+fn percentiles(name: &str, samples: &mut [u64]) -> [f64; 4] {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples[i.min(samples.len() - 1)] as f64 / 1000.0
+    };
+    let p = [
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        samples[samples.len() - 1] as f64 / 1000.0,
+    ];
+    println!(
+        "{name:<28} n={:<7} p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  max {:>9.1} us",
+        samples.len(),
+        p[0],
+        p[1],
+        p[2],
+        p[3]
+    );
+    p
+}
+
+/// Per order: submit to New applied, and the part of it spent in `submit` itself
+/// (risk checks and order-manager bookkeeping before the message is queued).
+fn engine_roundtrips(n: usize) -> (Vec<u64>, Vec<u64>) {
+    let engine = ExecutionEngine::start(ExecutionConfig {
+        instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
+        ..ExecutionConfig::default()
+    })
+    .expect("engine starts");
+    assert!(engine.wait_logged_on(Duration::from_secs(5)), "logon");
+    engine
+        .on_quote(SYM, 10_000, 10_025, 5, 20, 1_700_000_000_000_000_000)
+        .expect("quote");
+    let mut samples = Vec::with_capacity(n);
+    let mut in_submit = Vec::with_capacity(n);
+    let mut last = engine.last_sequence();
+    for i in 0..n {
+        let request = OrderRequest {
+            client_order_id: format!("B{i}"),
+            symbol: SYM.to_owned(),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            quantity: 1,
+            limit_price: Some(5_000),
+            time_in_force: TimeInForce::Day,
+        };
+        let started = Instant::now();
+        let order = engine.submit(request).expect("submit");
+        in_submit.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        assert_eq!(order.status, OrderStatus::PendingNew);
+        let seq = engine.wait_report_after(last, Duration::from_secs(5));
+        let elapsed = started.elapsed();
+        assert!(seq > last, "no report for order {i}");
+        let reports = engine.reports_since(last, 1);
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].exec_type, ExecType::New, "{:?}", reports[0]);
+        assert_eq!(reports[0].order.order_id, order.order_id);
+        samples.push(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+        last = seq;
+    }
+    engine.stop();
+    (samples, in_submit)
+}
+
+fn echo_roundtrips(n: usize) -> Vec<u64> {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let len = FIX_MSG.len();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_nodelay(true).expect("nodelay");
+        let mut buf = vec![0u8; len];
+        while s.read_exact(&mut buf).is_ok() {
+            if s.write_all(&buf).is_err() {
+                break;
+            }
+        }
+    });
+    let mut c = TcpStream::connect(addr).expect("connect");
+    c.set_nodelay(true).expect("nodelay");
+    let mut buf = vec![0u8; len];
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        c.write_all(FIX_MSG).expect("write");
+        c.read_exact(&mut buf).expect("read");
+        samples.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+    }
+    drop(c);
+    server.join().expect("echo thread");
+    samples
+}
+
+fn main() {
+    let n = std::env::var("NEXUS_BENCH_ORDERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(100_000);
+    println!("round trips: {n} (NEXUS_BENCH_ORDERS)");
+    let (mut ours, mut in_submit) = engine_roundtrips(n);
+    let mut floor = echo_roundtrips(n);
+    let mut after_submit: Vec<u64> = ours
+        .iter()
+        .zip(&in_submit)
+        .map(|(t, s)| t.saturating_sub(*s))
+        .collect();
+    let mut first: Vec<u64> = ours.iter().take(1000).copied().collect();
+    let a = percentiles("engine submit -> New", &mut ours);
+    percentiles("  of which in submit()", &mut in_submit);
+    percentiles("  queued -> New applied", &mut after_submit);
+    percentiles("  first 1000 orders", &mut first);
+    let b = percentiles("tcp echo (floor)", &mut floor);
+    println!(
+        "{:<28} p50 {:>8.2}x    p99 {:>8.2}x    p99.9 {:>8.2}x    max {:>9.2}x",
+        "ratio engine / floor",
+        a[0] / b[0],
+        a[1] / b[1],
+        a[2] / b[2],
+        a[3] / b[3]
+    );
+}
