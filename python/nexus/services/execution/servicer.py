@@ -136,6 +136,7 @@ class ExecutionServicer:
         self._stop = asyncio.Event()
         self._feeder: asyncio.Task[None] | None = None
         self.quotes_fed = 0
+        self._by_client_id: dict[str, int] = {}  # the idempotency index of SubmitOrder
 
     async def start(self) -> None:
         """Starts the engine (paper venue, FIX session, order manager) and the quote replay."""
@@ -271,12 +272,12 @@ class ExecutionServicer:
             else None
         )
         eng = self._ready()
-        existing = next(
-            (o for o in eng.orders() if o["client_order_id"] == request.client_order_id), None
-        )
-        if existing is not None:  # the idempotency key: a retry gets the same order
-            return ex.SubmitOrderResponse(order=self._order(existing))
-        result = await asyncio.to_thread(
+        known = self._by_client_id.get(request.client_order_id)
+        if known is not None:  # the idempotency key: a retry gets the same order
+            existing = eng.order(known)
+            if existing is not None:
+                return ex.SubmitOrderResponse(order=self._order(existing))
+        submit = asyncio.to_thread(
             eng.submit,
             request.client_order_id,
             spec.symbol,
@@ -286,6 +287,13 @@ class ExecutionServicer:
             limit,
             _TIF.get(request.time_in_force, "day"),
         )
+        try:
+            result = await submit
+        except engine.ExecutionError as err:  # session down, engine stopped
+            raise FailedPrecondition(str(err)) from None
+        except ValueError as err:  # the engine's argument checks (e.g. a reused ClOrdID)
+            raise InvalidArgument([("", str(err))]) from None
+        self._by_client_id[request.client_order_id] = int(result["order_id"])
         return ex.SubmitOrderResponse(order=self._order(result))
 
     async def CancelOrder(
