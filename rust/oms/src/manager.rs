@@ -177,6 +177,8 @@ pub struct OrderManager {
     by_client_id: HashMap<String, u64>,
     exec_ids: HashSet<String>,
     positions: HashMap<String, Position>,
+    /// Leaves quantity of the open orders, per instrument and side.
+    working: HashMap<(String, Side), i64>,
     risk: RiskEngine,
     next_id: u64,
 }
@@ -225,12 +227,14 @@ impl OrderManager {
         all
     }
 
+    /// Quantity still working on one side of an instrument: a running total
+    /// kept by `submit` and `on_execution_report`, so the check costs the
+    /// same with ten open orders as with a hundred thousand.
     fn working_same_side(&self, instrument: &str, side: Side) -> i64 {
-        self.orders
-            .values()
-            .filter(|o| o.instrument == instrument && o.side == side && o.is_open())
-            .map(Order::leaves)
-            .sum()
+        self.working
+            .get(&(instrument.to_owned(), side))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Checks and records a new order. A refused order is recorded too, with
@@ -288,6 +292,10 @@ impl OrderManager {
             risk_reject: verdict.err(),
         };
         self.by_client_id.insert(new.client_order_id, order_id);
+        *self
+            .working
+            .entry((order.instrument.clone(), order.side))
+            .or_insert(0) += order.leaves();
         Ok(self.orders.entry(order_id).or_insert(order))
     }
 
@@ -381,6 +389,24 @@ impl OrderManager {
             .by_client_id
             .get(&report.client_order_id)
             .ok_or_else(|| ManagerError::UnknownOrder(report.client_order_id.clone()))?;
+        let (key, before) = self
+            .orders
+            .get(&order_id)
+            .map(|o| ((o.instrument.clone(), o.side), o.leaves()))
+            .ok_or_else(|| ManagerError::UnknownOrder(report.client_order_id.clone()))?;
+        let applied = self.apply_report(order_id, report);
+        let after = self.orders.get(&order_id).map_or(0, Order::leaves);
+        *self.working.entry(key).or_insert(0) += after - before;
+        applied?;
+        self.exec_ids.insert(report.exec_id.clone());
+        Ok(true)
+    }
+
+    fn apply_report(
+        &mut self,
+        order_id: u64,
+        report: &ExecutionReport,
+    ) -> Result<(), ManagerError> {
         let order = self
             .orders
             .get_mut(&order_id)
@@ -428,8 +454,7 @@ impl OrderManager {
                 order.reject = Some(text.clone());
             }
         }
-        self.exec_ids.insert(report.exec_id.clone());
-        Ok(true)
+        Ok(())
     }
 
     /// Engages or releases the kill switch. Engaging returns the ids of the
@@ -630,6 +655,78 @@ mod tests {
         m.set_kill_switch(false);
         let allowed = m.submit(limit("D", Side::Buy, 1, 100)).expect("ok");
         assert_eq!(allowed.status, OrderStatus::PendingNew);
+    }
+
+    fn naive_working(m: &OrderManager, instrument: &str, side: Side) -> i64 {
+        m.orders()
+            .iter()
+            .filter(|o| o.instrument == instrument && o.side == side && o.is_open())
+            .map(|o| o.leaves())
+            .sum()
+    }
+
+    #[test]
+    fn running_working_total_equals_the_naive_sum() {
+        let mut m = OrderManager::new(RiskLimits::default());
+        let check = |m: &OrderManager| {
+            for side in [Side::Buy, Side::Sell] {
+                assert_eq!(
+                    m.working_same_side("EURUSD", side),
+                    naive_working(m, "EURUSD", side)
+                );
+            }
+        };
+        let a = m
+            .submit(limit("A", Side::Buy, 100, 10))
+            .expect("ok")
+            .order_id;
+        let b = m
+            .submit(limit("B", Side::Buy, 50, 10))
+            .expect("ok")
+            .order_id;
+        m.submit(limit("C", Side::Sell, 70, 11)).expect("ok");
+        check(&m);
+        m.on_execution_report(&report("A", "e1", ExecKind::New))
+            .expect("fits");
+        m.on_execution_report(&report(
+            "A",
+            "e2",
+            ExecKind::Trade {
+                quantity: 30,
+                price: 10,
+            },
+        ))
+        .expect("fits");
+        check(&m);
+        m.replace(a, "A2", 120, Some(10)).expect("sent");
+        m.on_execution_report(&report("A2", "e3", ExecKind::Replaced))
+            .expect("fits");
+        check(&m);
+        assert_eq!(m.working_same_side("EURUSD", Side::Buy), 90 + 50);
+        m.on_execution_report(&report("B", "e3b", ExecKind::New))
+            .expect("fits");
+        m.cancel(b, "B2").expect("sent");
+        m.on_execution_report(&report("B2", "e4", ExecKind::Canceled))
+            .expect("fits");
+        m.on_execution_report(&report("C", "e5", ExecKind::Rejected("no".into())))
+            .expect("fits");
+        // A report that does not fit changes nothing.
+        assert!(m
+            .on_execution_report(&report("C", "e6", ExecKind::New))
+            .is_err());
+        check(&m);
+        assert_eq!(m.working_same_side("EURUSD", Side::Sell), 0);
+        m.on_execution_report(&report(
+            "A2",
+            "e7",
+            ExecKind::Trade {
+                quantity: 90,
+                price: 10,
+            },
+        ))
+        .expect("fits");
+        check(&m);
+        assert_eq!(m.working_same_side("EURUSD", Side::Buy), 0);
     }
 
     #[test]
