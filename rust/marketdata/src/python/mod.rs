@@ -146,6 +146,25 @@ fn same_length<'a>(
     Ok((ts, b, a))
 }
 
+/// The per-row flags as a slice (empty when absent), or a `ValueError` when
+/// their length differs from the other columns'.
+fn flag_column<'a>(
+    flags: Option<&'a PyReadonlyArray1<'_, u32>>,
+    rows: usize,
+) -> PyResult<&'a [u32]> {
+    let values: &[u32] = match flags {
+        Some(f) => f.as_slice()?,
+        None => &[],
+    };
+    if !values.is_empty() && values.len() != rows {
+        return Err(PyValueError::new_err(format!(
+            "flags has {} rows, the other columns {rows}",
+            values.len()
+        )));
+    }
+    Ok(values)
+}
+
 fn report_dict<'py>(py: Python<'py>, report: &ReadReport) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     dict.set_item("rows", report.rows)?;
@@ -322,17 +341,7 @@ fn encode_stream_ticks<'py>(
     end_of_replay: bool,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let (ts, b, a) = same_length(&ts_ns, &bid, &ask)?;
-    let flag_values: &[u32] = match &flags {
-        Some(f) => f.as_slice()?,
-        None => &[],
-    };
-    if !flag_values.is_empty() && flag_values.len() != ts.len() {
-        return Err(PyValueError::new_err(format!(
-            "flags has {} rows, the other columns {}",
-            flag_values.len(),
-            ts.len()
-        )));
-    }
+    let flag_values = flag_column(flags.as_ref(), ts.len())?;
     let bytes = py.detach(|| {
         let columns = wire::QuoteColumns {
             symbol,
@@ -374,17 +383,7 @@ fn encode_stream_ticks_batches<'py>(
     dropped_ticks: u64,
 ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
     let (ts, b, a) = same_length(&ts_ns, &bid, &ask)?;
-    let flag_values: &[u32] = match &flags {
-        Some(f) => f.as_slice()?,
-        None => &[],
-    };
-    if !flag_values.is_empty() && flag_values.len() != ts.len() {
-        return Err(PyValueError::new_err(format!(
-            "flags has {} rows, the other columns {}",
-            flag_values.len(),
-            ts.len()
-        )));
-    }
+    let flag_values = flag_column(flags.as_ref(), ts.len())?;
     if batch_size == 0 {
         return Err(PyValueError::new_err("batch_size must be positive"));
     }
