@@ -86,14 +86,22 @@ def _python_verify(msg: bytes) -> str:
     return fields[2][3:].decode()
 
 
-def _rate(fn: Callable[[bytes], object], items: list[bytes], repeats: int) -> float:
-    rates = []
+def _median_rate(run: Callable[[], object], count: int, repeats: int) -> float:
+    """Items per second of `run` (which handles `count` items), over the median time."""
+    times = []
     for _ in range(repeats):
         start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return count / statistics.median(times)
+
+
+def _rate(fn: Callable[[bytes], object], items: list[bytes], repeats: int) -> float:
+    def run() -> None:
         for item in items:
             fn(item)
-        rates.append(len(items) / (time.perf_counter() - start))
-    return statistics.median(rates)
+
+    return _median_rate(run, len(items), repeats)
 
 
 def bench_fix_frame(repeats: int) -> list[str]:
@@ -171,12 +179,7 @@ def bench_fix_codec(repeats: int) -> list[str]:
             message.toString()
 
     def rate(fn: Callable[[], None]) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return len(raws) / statistics.median(times)
+        return _median_rate(fn, len(raws), repeats)
 
     lines = []
     for what, ours_fn, theirs_fn in (
@@ -261,13 +264,11 @@ def bench_pipeline(repeats: int) -> list[str]:
             raise AssertionError(f"{f.name}: {rust_bars} bars from Rust, {pandas_bars} from pandas")
 
     def rate(fn: Callable[[tuple[Path, bytes, int]], object]) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
+        def run() -> None:
             for day in days:
                 fn(day)
-            times.append(time.perf_counter() - start)
-        return ticks / statistics.median(times)
+
+        return _median_rate(run, ticks, repeats)
 
     lines = []
     for what, ours_fn, theirs_fn in (

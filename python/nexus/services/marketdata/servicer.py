@@ -35,6 +35,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 
 from nexus import engine
 from nexus.common.v1 import types_pb2
@@ -140,6 +141,27 @@ def _quote_batch(spec: InstrumentSpec, chunk: Chunk, with_flags: bool) -> md.Quo
     return batch
 
 
+_Int64s = npt.NDArray[np.int64]
+_EncoderColumns = tuple[
+    str, str, int, int, _Int64s, _Int64s, _Int64s, npt.NDArray[np.uint32] | None
+]
+
+
+def _columns(spec: InstrumentSpec, chunk: Chunk, *, with_flags: bool) -> _EncoderColumns:
+    """The instrument and column arguments of the Rust stream encoders."""
+    flags = chunk["flags"] if with_flags and np.any(chunk["flags"]) else None
+    return (
+        spec.symbol,
+        spec.venue,
+        spec.price_scale,
+        spec.size_scale,
+        np.ascontiguousarray(chunk["ts_ns"]),
+        np.ascontiguousarray(chunk["bid"]),
+        np.ascontiguousarray(chunk["ask"]),
+        None if flags is None else np.ascontiguousarray(flags),
+    )
+
+
 def _encoded(
     spec: InstrumentSpec | None,
     chunk: Chunk | None,
@@ -150,33 +172,13 @@ def _encoded(
     end: bool = False,
 ) -> bytes:
     """A serialized StreamTicksResponse, written by the Rust engine."""
-    empty = np.zeros(0, dtype=np.int64)
     if spec is None or chunk is None:
-        return engine.encode_stream_ticks(
-            "",
-            "",
-            0,
-            0,
-            empty,
-            empty,
-            empty,
-            sequence=sequence,
-            dropped_ticks=dropped,
-            end_of_replay=end,
-        )
-    flags = chunk["flags"] if with_flags and np.any(chunk["flags"]) else None
+        empty = np.zeros(0, dtype=np.int64)
+        args: _EncoderColumns = ("", "", 0, 0, empty, empty, empty, None)
+    else:
+        args = _columns(spec, chunk, with_flags=with_flags)
     return engine.encode_stream_ticks(
-        spec.symbol,
-        spec.venue,
-        spec.price_scale,
-        spec.size_scale,
-        np.ascontiguousarray(chunk["ts_ns"]),
-        np.ascontiguousarray(chunk["bid"]),
-        np.ascontiguousarray(chunk["ask"]),
-        None if flags is None else np.ascontiguousarray(flags),
-        sequence=sequence,
-        dropped_ticks=dropped,
-        end_of_replay=end,
+        *args, sequence=sequence, dropped_ticks=dropped, end_of_replay=end
     )
 
 
@@ -685,19 +687,9 @@ class MarketDataServicer:
             chunk = self._prepare(raw, request)
             if not len(chunk["ts_ns"]):
                 continue
-            flags = chunk["flags"] if request.include_rejected and np.any(chunk["flags"]) else None
             # One Rust call splits a merged slice into messages of `batch` ticks.
             messages = engine.encode_stream_ticks_batches(
-                spec.symbol,
-                spec.venue,
-                spec.price_scale,
-                spec.size_scale,
-                np.ascontiguousarray(chunk["ts_ns"]),
-                np.ascontiguousarray(chunk["bid"]),
-                np.ascontiguousarray(chunk["ask"]),
-                None if flags is None else np.ascontiguousarray(flags),
-                batch,
-                sequence,
+                *_columns(spec, chunk, with_flags=request.include_rejected), batch, sequence
             )
             sequence += len(messages)
             yield from messages
