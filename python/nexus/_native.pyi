@@ -116,7 +116,7 @@ class ExecutionError(ValueError):
 
 @final
 class ExecutionEngine:
-    """Order manager, FIX initiator and paper venue (a simulator), in process."""
+    """Order manager, FIX initiators and paper venues (simulators), in process."""
 
     def __new__(
         cls,
@@ -133,6 +133,8 @@ class ExecutionEngine:
         collar_bps: int = 0,
         max_orders_per_second: int = 0,
         fee_bps: int = 0,
+        venues: list[tuple[str, int, float]] | None = None,
+        latency_cost_bps_per_ms: float = 0.1,
     ) -> ExecutionEngine: ...
     def wait_logged_on(self, timeout_s: float) -> bool: ...
     def on_quote(
@@ -147,6 +149,7 @@ class ExecutionEngine:
         quantity: int,
         limit_price: int | None = None,
         time_in_force: str = "day",
+        venues: list[str] | None = None,
     ) -> dict[str, Any]: ...
     def cancel(self, order_id: int, new_client_order_id: str) -> dict[str, Any]: ...
     def replace(
@@ -158,6 +161,8 @@ class ExecutionEngine:
     def reports_since(self, sequence: int, max_reports: int = 1000) -> list[dict[str, Any]]: ...
     def set_kill_switch(self, engaged: bool) -> list[int]: ...
     def session(self) -> dict[str, Any]: ...
+    def sessions(self) -> list[dict[str, Any]]: ...
+    def venue_stats(self) -> list[dict[str, Any]]: ...
     def stop(self) -> None: ...
 
 @final

@@ -29,6 +29,7 @@ __all__ = [
     "ExecutionConfig",
     "LogConfig",
     "MarketDataConfig",
+    "PaperVenueConfig",
     "ServerConfig",
     "ServiceName",
     "Settings",
@@ -125,8 +126,21 @@ class MarketDataConfig(_Section):
     default_batch_size: int = Field(default=1000, ge=1, le=65_536)
 
 
+class PaperVenueConfig(_Section):
+    """One paper venue (a simulator): its name, fees and simulated latency."""
+
+    name: str = Field(
+        pattern=r"^[!-~]{1,32}$",
+        description="the venue's name and FIX SenderCompID (printable ASCII, no spaces)",
+    )
+    fee_bps: int = Field(default=0, ge=0, le=1000, description="fee per fill, bps of notional")
+    latency_ms: float = Field(
+        default=0.0, ge=0, le=10_000, description="simulated latency of each answer, ms"
+    )
+
+
 class ExecutionConfig(_Section):
-    """The execution service: its paper venue (a simulator) and pre-trade limits."""
+    """The execution service: its paper venues (simulators), venue selection and limits."""
 
     paper_instruments: tuple[str, ...] = Field(
         default=("OANDA:EUR/USD",),
@@ -138,13 +152,42 @@ class ExecutionConfig(_Section):
     quote_size: int = Field(
         default=1_000_000, gt=0, description="size shown at each quote when the data has none"
     )
-    fee_bps: int = Field(default=0, ge=0, le=1000, description="paper venue fee per fill, bps")
+    venues: tuple[PaperVenueConfig, ...] = Field(
+        default=(
+            PaperVenueConfig(name="PAPER", fee_bps=1, latency_ms=0.0),
+            PaperVenueConfig(name="PAPER-SLOW", fee_bps=0, latency_ms=20.0),
+        ),
+        min_length=1,
+        description="the paper venues orders are routed between, each over its own FIX session",
+    )
+    algo_slice_s: float = Field(
+        default=10.0,
+        ge=0.05,
+        le=3600,
+        description="algo orders: interval between child orders when the request sets none, s",
+    )
+    latency_cost_bps_per_ms: float = Field(
+        default=0.1,
+        ge=0,
+        le=100,
+        description="venue selection: cost charged per ms of a venue's measured ack time, bps",
+    )
     max_order_quantity: int | None = Field(default=10_000_000, ge=1)
     max_position: int | None = Field(default=50_000_000, ge=1)
     collar_bps: int = Field(
         default=100, ge=0, description="price collar around the last quote; 0 off"
     )
     max_orders_per_second: int = Field(default=50, ge=0, description="order throttle; 0 off")
+
+    @field_validator("venues")
+    @classmethod
+    def _venue_names_unique(cls, value: tuple[PaperVenueConfig, ...]) -> Any:
+        names = [v.name for v in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"venue names must be unique, got {names}")
+        if "NEXUS" in names:
+            raise ValueError("NEXUS is our own SenderCompID, not a venue name")
+        return value
 
 
 class LogConfig(_Section):

@@ -28,7 +28,11 @@ def paper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
             "server": {"port": 0, "grace_period_s": 0.5, "metrics_port": None},
             "data_dir": str(tmp_path_factory.mktemp("paper")),
             "services": "hub,marketdata,execution",
-            "execution": {"replay_speed": 600.0, "max_order_quantity": 5_000_000},
+            "execution": {
+                "replay_speed": 600.0,
+                "max_order_quantity": 5_000_000,
+                "algo_slice_s": 0.25,
+            },
         }
     )
     server = ThreadedServer(settings)
@@ -131,9 +135,10 @@ def test_risk_refusal_and_kill_switch(client: NexusClient) -> None:
 
 
 def test_session_and_bad_requests(client: NexusClient, tmp_path: Path) -> None:
-    (session,) = client.execution.GetSessions(ex.GetSessionsRequest()).sessions
-    assert session.simulated
-    assert session.state == ex.SESSION_STATE_ACTIVE
+    sessions = client.execution.GetSessions(ex.GetSessionsRequest()).sessions
+    assert [s.venue for s in sessions] == ["PAPER", "PAPER-SLOW"]
+    assert [s.session_id for s in sessions] == ["FIX.4.4:NEXUS->PAPER", "FIX.4.4:NEXUS->PAPER-SLOW"]
+    assert all(s.simulated and s.state == ex.SESSION_STATE_ACTIVE for s in sessions)
     with pytest.raises(grpc.RpcError) as info:
         client.execution.SubmitOrder(_order("frac-1", "0.5"))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -145,4 +150,174 @@ def test_session_and_bad_requests(client: NexusClient, tmp_path: Path) -> None:
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.RpcError) as info:
         client.execution.CancelOrder(ex.CancelOrderRequest(order_id="999999"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+# -- venue selection ------------------------------------------------------
+
+
+def test_orders_route_to_the_cheaper_venue_or_the_one_named(client: NexusClient) -> None:
+    # PAPER: 1 bp, no latency; PAPER-SLOW: no fee, 20 ms (the defaults). At
+    # 0.1 bp per millisecond the slow venue costs about 2 bp, so PAPER wins.
+    chosen = client.execution.SubmitOrder(_order("route-1", "1000")).order
+    assert chosen.venue == "PAPER"
+    named = client.execution.SubmitOrder(_order("route-2", "1000", venue="PAPER-SLOW")).order
+    assert named.venue == "PAPER-SLOW"
+    filled = _wait_status(client, named.order_id, ex.ORDER_STATUS_FILLED)
+    assert filled.venue == "PAPER-SLOW"
+    with pytest.raises(grpc.RpcError) as info:
+        client.execution.SubmitOrder(_order("route-3", "1000", venue="NYSE"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "PAPER-SLOW" in str(info.value.details())
+
+
+# -- algos ------------------------------------------------------------------
+
+
+def _algo(
+    client_id: str, kind: int, quantity: str, seconds: float, **kw: object
+) -> ex.ExecuteAlgoRequest:
+    return ex.ExecuteAlgoRequest(
+        client_algo_id=client_id,
+        kind=kind,  # type: ignore[arg-type]
+        instrument=EURUSD,
+        side=types_pb2.SIDE_BUY,
+        quantity=to_decimal(quantity),
+        window=types_pb2.TimeRange(end_ns=time.time_ns() + int(seconds * 1e9)),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _wait_algo(client: NexusClient, algo_id: str, timeout_s: float = 20) -> ex.AlgoExecution:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        execution = client.execution.GetAlgoExecution(
+            ex.GetAlgoExecutionRequest(algo_id=algo_id)
+        ).execution
+        if execution.status != ex.ALGO_STATUS_RUNNING:
+            return execution
+        time.sleep(0.05)
+    raise AssertionError(f"algo {algo_id} still running: {execution}")
+
+
+def test_twap_slices_the_parent_and_reports_its_costs(client: NexusClient) -> None:
+    request = _algo(
+        "twap-1", ex.ALGO_KIND_TWAP, "400000", 2.0, twap=ex.TwapParams(slices=4), venues=["PAPER"]
+    )
+    started = client.execution.ExecuteAlgo(request).execution
+    assert started.status == ex.ALGO_STATUS_RUNNING
+    # The idempotency key: a retry returns the same parent.
+    again = client.execution.ExecuteAlgo(request).execution
+    assert again.algo_id == started.algo_id
+    done = _wait_algo(client, started.algo_id)
+    assert done.status == ex.ALGO_STATUS_COMPLETED, done.error.message
+    assert from_decimal(done.filled_quantity) == Decimal(400000)
+    children = list(done.child_orders)
+    assert [from_decimal(c.quantity) for c in children] == [Decimal(100000)] * 4
+    assert all(c.algo_id == done.algo_id and c.venue == "PAPER" for c in children)
+    assert all(c.status == ex.ORDER_STATUS_FILLED for c in children)
+    tca = done.tca
+    assert tca.fill_rate == 1.0
+    # The average price is the fill-weighted mean of the children's averages.
+    notional = sum(
+        (
+            Decimal(from_decimal(c.average_price)) * from_decimal(c.filled_quantity)
+            for c in children
+        ),
+        Decimal(0),
+    )
+    assert abs(from_decimal(tca.average_price) - notional / 400000) < Decimal("0.000001")
+    arrival = from_decimal(tca.arrival_price)
+    expected_bps = (from_decimal(tca.average_price) - arrival) / arrival * 10_000
+    assert abs(Decimal(tca.slippage_bps) - expected_bps) < Decimal("0.01")
+    assert abs(tca.slippage_bps) < 100  # EUR/USD does not move 1% in two seconds of replay
+    # PAPER charges 1 bp of each fill's notional, rounded per fill to the price scale.
+    assert abs(from_decimal(tca.fees) - notional / 10_000) <= Decimal("0.00001") * 4
+    assert from_decimal(tca.market_vwap) > 0
+
+
+def test_implementation_shortfall_trades_faster_at_the_start(client: NexusClient) -> None:
+    request = _algo(
+        "is-1",
+        ex.ALGO_KIND_IMPLEMENTATION_SHORTFALL,
+        "500000",
+        2.0,
+        implementation_shortfall=ex.ImplementationShortfallParams(
+            risk_aversion=50.0, temporary_impact=1e-6, permanent_impact=0.0
+        ),
+    )
+    done = _wait_algo(client, client.execution.ExecuteAlgo(request).execution.algo_id)
+    assert done.status == ex.ALGO_STATUS_COMPLETED, done.error.message
+    sizes = [from_decimal(c.quantity) for c in done.child_orders]
+    assert sum(sizes) == 500000
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[0] > sizes[-1]
+
+
+def test_vwap_runs_on_the_stored_profile(client: NexusClient) -> None:
+    request = _algo("vwap-1", ex.ALGO_KIND_VWAP, "300000", 1.5, vwap=ex.VwapParams(profile_days=3))
+    done = _wait_algo(client, client.execution.ExecuteAlgo(request).execution.algo_id)
+    assert done.status == ex.ALGO_STATUS_COMPLETED, done.error.message
+    assert sum(from_decimal(c.filled_quantity) for c in done.child_orders) == 300000
+
+
+def test_limit_price_beyond_the_market_leaves_the_parent_unfilled(client: NexusClient) -> None:
+    request = _algo(
+        "limit-1",
+        ex.ALGO_KIND_TWAP,
+        "100000",
+        1.0,
+        twap=ex.TwapParams(slices=2),
+        limit_price=to_decimal("0.5"),  # EUR/USD near 1.39: never reachable for a buy
+    )
+    done = _wait_algo(client, client.execution.ExecuteAlgo(request).execution.algo_id)
+    assert done.status == ex.ALGO_STATUS_EXPIRED
+    assert not done.child_orders
+    assert done.tca.fill_rate == 0.0
+
+
+def test_cancel_and_kill_switch_stop_a_parent(client: NexusClient) -> None:
+    slow = _algo("cancel-1", ex.ALGO_KIND_TWAP, "1000000", 60.0, twap=ex.TwapParams(slices=10))
+    started = client.execution.ExecuteAlgo(slow).execution
+    cancelled = client.execution.CancelAlgo(ex.CancelAlgoRequest(algo_id=started.algo_id)).execution
+    assert cancelled.status == ex.ALGO_STATUS_CANCELED
+    count = len(cancelled.child_orders)
+    time.sleep(0.3)
+    later = client.execution.GetAlgoExecution(ex.GetAlgoExecutionRequest(algo_id=started.algo_id))
+    assert len(later.execution.child_orders) == count  # nothing sent after the cancel
+
+    other = client.execution.ExecuteAlgo(
+        _algo("kill-1", ex.ALGO_KIND_TWAP, "1000000", 60.0, twap=ex.TwapParams(slices=10))
+    ).execution
+    client.execution.SetKillSwitch(
+        ex.SetKillSwitchRequest(engaged=True, reason="algo test", operator="pytest")
+    )
+    try:
+        stopped = _wait_algo(client, other.algo_id, timeout_s=5)
+        assert stopped.status == ex.ALGO_STATUS_CANCELED
+        assert "kill switch" in stopped.error.message
+    finally:
+        client.execution.SetKillSwitch(
+            ex.SetKillSwitchRequest(engaged=False, reason="algo test over", operator="pytest")
+        )
+
+
+def test_bad_algo_requests_name_their_fields(client: NexusClient) -> None:
+    cases = {
+        "kind": _algo("bad-1", ex.ALGO_KIND_UNSPECIFIED, "1000", 5.0),
+        "window.end_ns": _algo("bad-2", ex.ALGO_KIND_TWAP, "1000", -5.0),
+        "vwap": _algo("bad-3", ex.ALGO_KIND_TWAP, "1000", 5.0, vwap=ex.VwapParams()),
+        "venues[0]": _algo("bad-4", ex.ALGO_KIND_TWAP, "1000", 5.0, venues=["NYSE"]),
+        "twap.jitter": _algo(
+            "bad-5", ex.ALGO_KIND_TWAP, "1000", 5.0, twap=ex.TwapParams(jitter=1.5)
+        ),
+        "quantity": _algo("bad-6", ex.ALGO_KIND_TWAP, "0", 5.0),
+    }
+    for field, request in cases.items():
+        with pytest.raises(grpc.RpcError) as info:
+            client.execution.ExecuteAlgo(request)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert field in str(info.value.details()), (field, info.value.details())
+    with pytest.raises(grpc.RpcError) as info:
+        client.execution.GetAlgoExecution(ex.GetAlgoExecutionRequest(algo_id="A999"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND

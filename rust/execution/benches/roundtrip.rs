@@ -68,6 +68,7 @@ fn engine_roundtrips(n: usize) -> (Vec<u64>, Vec<u64>) {
             quantity: 1,
             limit_price: Some(5_000),
             time_in_force: TimeInForce::Day,
+            venues: Vec::new(),
         };
         let started = Instant::now();
         let order = engine.submit(request).expect("submit");

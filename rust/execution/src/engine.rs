@@ -1,5 +1,6 @@
-//! The engine: a paper venue, a FIX initiator connected to it, the order
-//! manager, and the thread that applies the venue's reports.
+//! The engine: one or more venues (in-process paper venues or external FIX
+//! acceptors), a FIX initiator connected to each, the order manager they share,
+//! venue selection, and the thread that applies the venues' reports.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -92,40 +93,78 @@ impl InstrumentConfig {
     }
 }
 
+/// One venue the engine trades with, over a FIX 4.4 session of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VenueSetup {
+    /// The venue's name: its SenderCompID (our TargetCompID); unique.
+    pub name: String,
+    /// Port of the in-process paper venue's acceptor on 127.0.0.1; 0 picks a
+    /// free one. Unused with [`Self::connect_to`].
+    pub port: u16,
+    /// An external FIX 4.4 acceptor to connect to instead of starting an
+    /// in-process paper venue (None: a paper venue).
+    pub connect_to: Option<SocketAddr>,
+    /// Fees in basis points of the fill notional: what the paper venue charges,
+    /// and what venue selection assumes for an external venue.
+    pub fee_bps: i64,
+    /// Simulated latency of the paper venue: how long it waits before each
+    /// answer. Also the prior of the measured acknowledgement time.
+    pub latency: Duration,
+}
+
+impl VenueSetup {
+    /// An in-process paper venue named `name`, on a free port, without fees or
+    /// latency.
+    #[must_use]
+    pub fn paper(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            port: 0,
+            connect_to: None,
+            fee_bps: 0,
+            latency: Duration::ZERO,
+        }
+    }
+
+    /// An external FIX 4.4 acceptor at `addr` whose SenderCompID is `name`.
+    #[must_use]
+    pub fn external(name: &str, addr: SocketAddr) -> Self {
+        Self {
+            connect_to: Some(addr),
+            ..Self::paper(name)
+        }
+    }
+}
+
 /// Settings of an [`ExecutionEngine`].
 #[derive(Debug, Clone)]
 pub struct ExecutionConfig {
     /// Instruments traded.
     pub instruments: Vec<InstrumentConfig>,
-    /// Port of the venue's acceptor on 127.0.0.1; 0 picks a free one. Unused
-    /// with [`Self::connect_to`].
-    pub venue_port: u16,
-    /// An external FIX 4.4 acceptor to connect to instead of starting the
-    /// in-process paper venue (None: the paper venue).
-    pub connect_to: Option<SocketAddr>,
-    /// HeartBtInt (108) the initiator proposes, in seconds (> 0).
+    /// The venues, at least one; an order goes to the one it names, or to the
+    /// one venue selection picks (see [`ExecutionEngine::submit`]).
+    pub venues: Vec<VenueSetup>,
+    /// HeartBtInt (108) the initiators propose, in seconds (> 0).
     pub heart_bt_int: u32,
-    /// Our SenderCompID (the venue's TargetCompID).
+    /// Our SenderCompID (each venue's TargetCompID).
     pub sender_comp_id: String,
-    /// The venue's SenderCompID (our TargetCompID).
-    pub target_comp_id: String,
     /// Pre-trade risk limits, for every instrument.
     pub limits: RiskLimits,
-    /// Venue fees in basis points of the fill notional.
-    pub fee_bps: i64,
+    /// What venue selection charges for each millisecond of a venue's measured
+    /// acknowledgement time, in basis points (the cost of the market moving
+    /// while the order travels). Finite and not negative.
+    pub latency_cost_bps_per_ms: f64,
 }
 
 impl Default for ExecutionConfig {
     fn default() -> Self {
         Self {
             instruments: Vec::new(),
-            venue_port: 0,
-            connect_to: None,
+            venues: vec![VenueSetup::paper("PAPER")],
             heart_bt_int: 30,
             sender_comp_id: "NEXUS".to_owned(),
-            target_comp_id: "PAPER".to_owned(),
             limits: RiskLimits::default(),
-            fee_bps: 0,
+            latency_cost_bps_per_ms: 0.1,
         }
     }
 }
@@ -161,6 +200,9 @@ pub struct OrderRequest {
     pub limit_price: Option<i64>,
     /// Time in force.
     pub time_in_force: TimeInForce,
+    /// Venues the order may go to: empty for any, one to route it there, several
+    /// to let venue selection choose among them.
+    pub venues: Vec<String>,
 }
 
 /// The kind of a logged report.
@@ -215,11 +257,17 @@ pub struct ReportRecord {
     pub last_price: Option<i64>,
     /// Commission of a trade (price mantissa).
     pub commission: Option<i64>,
+    /// The venue the order went to.
+    pub venue: String,
 }
 
-/// The state of the FIX session.
+/// The state of one FIX session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionState {
+    /// The venue at the other end.
+    pub venue: String,
+    /// Whether the venue is the in-process paper venue (a simulator).
+    pub simulated: bool,
     /// The session id, e.g. `FIX.4.4:NEXUS->PAPER`.
     pub session_id: String,
     /// Whether it is logged on.
@@ -230,6 +278,9 @@ pub struct SessionState {
     pub next_target_seq: u64,
 }
 
+/// Weight of a new acknowledgement time in its moving average.
+const LATENCY_EWMA_ALPHA: f64 = 0.1;
+
 /// Orders and the report log, behind one mutex.
 #[derive(Debug)]
 struct Book {
@@ -239,9 +290,49 @@ struct Book {
     next_sequence: u64,
     dropped: u64,
     unapplied: Vec<String>,
+    /// Venue (index) of every order.
+    venue_of: HashMap<u64, usize>,
+    /// When each order not yet answered was sent.
+    sent_at: HashMap<u64, Instant>,
+    /// Moving average of each venue's time from NewOrderSingle to its first
+    /// report, in milliseconds.
+    ack_ms: Vec<f64>,
+    /// Orders routed to each venue.
+    routed: Vec<u64>,
 }
 
 impl Book {
+    fn new(oms: OrderManager, venues: &[VenueSetup]) -> Self {
+        Self {
+            oms,
+            tifs: HashMap::new(),
+            log: VecDeque::new(),
+            next_sequence: 1,
+            dropped: 0,
+            unapplied: Vec::new(),
+            venue_of: HashMap::new(),
+            sent_at: HashMap::new(),
+            ack_ms: venues
+                .iter()
+                .map(|v| v.latency.as_secs_f64() * 1e3)
+                .collect(),
+            routed: vec![0; venues.len()],
+        }
+    }
+
+    fn observe_ack(&mut self, order_id: u64) {
+        let Some(sent) = self.sent_at.remove(&order_id) else {
+            return;
+        };
+        let Some(&venue) = self.venue_of.get(&order_id) else {
+            return;
+        };
+        if let Some(avg) = self.ack_ms.get_mut(venue) {
+            let ms = sent.elapsed().as_secs_f64() * 1e3;
+            *avg += LATENCY_EWMA_ALPHA * (ms - *avg);
+        }
+    }
+
     fn push(&mut self, mut record: ReportRecord) {
         record.sequence = self.next_sequence;
         self.next_sequence += 1;
@@ -264,17 +355,99 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// One venue and the FIX session to it.
+struct VenueLink {
+    setup: VenueSetup,
+    /// The in-process paper venue (None when connected to an external acceptor).
+    paper: Option<PaperVenue>,
+    acceptor: Mutex<Option<Acceptor>>,
+    initiator: Mutex<Option<Initiator>>,
+    sender: SyncSender<OutgoingMessage>,
+    session_id: SessionId,
+    venue_session_id: SessionId,
+    addr: SocketAddr,
+    /// Sequence numbers of the session when it was stopped.
+    final_seq_nums: Mutex<(u64, u64)>,
+}
+
+impl VenueLink {
+    fn is_logged_on(&self) -> bool {
+        let initiator = lock(&self.initiator)
+            .as_ref()
+            .is_some_and(Initiator::is_logged_on);
+        initiator
+            && (self.paper.is_none()
+                || lock(&self.acceptor)
+                    .as_ref()
+                    .is_some_and(|a| a.is_logged_on(&self.venue_session_id)))
+    }
+
+    fn send(&self, msgs: Vec<OutgoingMessage>) -> Result<(), ExecutionError> {
+        for msg in msgs {
+            self.sender.send(msg).map_err(|_| ExecutionError::Stopped)?;
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> SessionState {
+        let initiator = lock(&self.initiator);
+        let (logged_on, (next_sender_seq, next_target_seq)) = match initiator.as_ref() {
+            Some(i) => (i.is_logged_on(), i.seq_nums()),
+            None => (false, *lock(&self.final_seq_nums)),
+        };
+        SessionState {
+            venue: self.setup.name.clone(),
+            simulated: self.paper.is_some(),
+            session_id: self.session_id.to_string(),
+            logged_on,
+            next_sender_seq,
+            next_target_seq,
+        }
+    }
+
+    fn stop(&self) {
+        let initiator = lock(&self.initiator).take();
+        if let Some(mut initiator) = initiator {
+            initiator.stop();
+            *lock(&self.final_seq_nums) = initiator.seq_nums();
+        }
+    }
+
+    fn stop_acceptor(&self) {
+        let acceptor = lock(&self.acceptor).take();
+        if let Some(mut acceptor) = acceptor {
+            acceptor.stop();
+        }
+    }
+}
+
+/// How venue selection saw one venue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VenueStats {
+    /// The venue's name.
+    pub name: String,
+    /// Its fees, basis points.
+    pub fee_bps: i64,
+    /// Moving average of its acknowledgement time, milliseconds.
+    pub ack_ms: f64,
+    /// What venue selection charges for it now: fees plus latency cost, bps.
+    pub cost_bps: f64,
+    /// Orders routed to it.
+    pub routed: u64,
+    /// Whether its session is logged on.
+    pub logged_on: bool,
+    /// Whether it is an in-process paper venue (a simulator).
+    pub simulated: bool,
+}
+
 /// The execution engine. See the crate documentation.
 ///
 /// Every method takes `&self`; the engine is `Send + Sync`.
 pub struct ExecutionEngine {
     instruments: Arc<HashMap<String, InstrumentConfig>>,
     order_of_instruments: Vec<String>,
-    /// The in-process paper venue (None when connected to an external acceptor).
-    venue: Option<PaperVenue>,
-    acceptor: Mutex<Option<Acceptor>>,
-    initiator: Mutex<Option<Initiator>>,
-    sender: SyncSender<OutgoingMessage>,
+    venues: Vec<VenueLink>,
+    latency_cost_bps_per_ms: f64,
     book: Arc<Mutex<Book>>,
     /// Notified (with `book`) each time the applier has handled a venue message.
     reported: Arc<Condvar>,
@@ -284,19 +457,18 @@ pub struct ExecutionEngine {
     applier: Mutex<Option<JoinHandle<()>>>,
     stop_flag: Arc<AtomicBool>,
     stopped: AtomicBool,
-    session_id: SessionId,
-    venue_session_id: SessionId,
-    venue_addr: SocketAddr,
     kill_counter: AtomicU64,
-    /// Sequence numbers of the session when it was stopped.
-    final_seq_nums: Mutex<(u64, u64)>,
 }
 
 impl std::fmt::Debug for ExecutionEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let venues: Vec<_> = self
+            .venues
+            .iter()
+            .map(|v| (&v.setup.name, v.addr))
+            .collect();
         f.debug_struct("ExecutionEngine")
-            .field("session_id", &self.session_id)
-            .field("venue_addr", &self.venue_addr)
+            .field("venues", &venues)
             .finish_non_exhaustive()
     }
 }
@@ -320,30 +492,49 @@ fn check_client_order_id(id: &str) -> Result<(), ExecutionError> {
 }
 
 impl ExecutionEngine {
-    /// Starts the venue, the initiator and the applier thread. The session logs on
-    /// in the background: see [`Self::wait_logged_on`].
+    /// Starts the venues, an initiator to each and the applier thread. The
+    /// sessions log on in the background: see [`Self::wait_logged_on`].
     ///
     /// # Errors
     /// [`ExecutionError::Config`] for an invalid configuration, and the errors of
-    /// starting the venue, the FIX endpoints or the thread.
+    /// starting a venue, the FIX endpoints or the thread.
     pub fn start(config: ExecutionConfig) -> Result<Self, ExecutionError> {
         check_comp_id("sender", &config.sender_comp_id)?;
-        check_comp_id("target", &config.target_comp_id)?;
-        if config.sender_comp_id == config.target_comp_id {
-            return Err(ExecutionError::Config(
-                "sender and target must differ".into(),
-            ));
+        if config.venues.is_empty() {
+            return Err(ExecutionError::Config("no venues".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for venue in &config.venues {
+            check_comp_id("venue name", &venue.name)?;
+            if venue.name == config.sender_comp_id {
+                return Err(ExecutionError::Config(format!(
+                    "venue {} has our own SenderCompID",
+                    venue.name
+                )));
+            }
+            if !names.insert(venue.name.as_str()) {
+                return Err(ExecutionError::Config(format!(
+                    "venue {} configured twice",
+                    venue.name
+                )));
+            }
+            if venue.fee_bps < 0 {
+                return Err(ExecutionError::Config(format!(
+                    "fee_bps of {} must not be negative, got {}",
+                    venue.name, venue.fee_bps
+                )));
+            }
+        }
+        if !(config.latency_cost_bps_per_ms.is_finite() && config.latency_cost_bps_per_ms >= 0.0) {
+            return Err(ExecutionError::Config(format!(
+                "latency_cost_bps_per_ms must be finite and not negative, got {}",
+                config.latency_cost_bps_per_ms
+            )));
         }
         if config.heart_bt_int == 0 {
             return Err(ExecutionError::Config(
                 "heart_bt_int must be positive".into(),
             ));
-        }
-        if config.fee_bps < 0 {
-            return Err(ExecutionError::Config(format!(
-                "fee_bps must not be negative, got {}",
-                config.fee_bps
-            )));
         }
         let mut instruments = HashMap::new();
         let mut order_of_instruments = Vec::new();
@@ -378,33 +569,13 @@ impl ExecutionEngine {
         }
         let instruments = Arc::new(instruments);
 
-        let dictionary = Arc::new(PaperVenue::dictionary()?);
-        let venue_session_id =
-            SessionId::new(BEGIN_STRING, &config.target_comp_id, &config.sender_comp_id);
-        let session_id =
-            SessionId::new(BEGIN_STRING, &config.sender_comp_id, &config.target_comp_id);
-        let (venue, mut acceptor, venue_addr) = match config.connect_to {
-            Some(addr) => (None, None, addr),
-            None => {
-                let (venue, acceptor) =
-                    start_paper_venue(&config, &venue_session_id, Arc::clone(&dictionary))?;
-                let addr = acceptor.local_addr();
-                (Some(venue), Some(acceptor), addr)
-            }
-        };
-
         let mut oms = OrderManager::new(config.limits);
         for spec in &config.instruments {
             oms.risk_mut().set_limits(&spec.symbol, config.limits);
         }
-        let book = Arc::new(Mutex::new(Book {
-            oms,
-            tifs: HashMap::new(),
-            log: VecDeque::new(),
-            next_sequence: 1,
-            dropped: 0,
-            unapplied: Vec::new(),
-        }));
+        let book = Arc::new(Mutex::new(Book::new(oms, &config.venues)));
+        let venue_names: Arc<Vec<String>> =
+            Arc::new(config.venues.iter().map(|v| v.name.clone()).collect());
 
         let (app, rx) = ChannelApplication::new(EVENT_CAPACITY);
         let stop_flag = Arc::new(AtomicBool::new(false));
@@ -414,90 +585,76 @@ impl ExecutionEngine {
             let reported = Arc::clone(&reported);
             let instruments = Arc::clone(&instruments);
             let stop_flag = Arc::clone(&stop_flag);
+            let names = Arc::clone(&venue_names);
             std::thread::Builder::new()
                 .name("nexus-execution".to_owned())
-                .spawn(move || apply_loop(&rx, &book, &reported, &instruments, &stop_flag))
+                .spawn(move || apply_loop(&rx, &book, &reported, &instruments, &names, &stop_flag))
+                .map_err(ExecutionError::Spawn)?
         };
-        let applier = match applier {
-            Ok(handle) => handle,
-            Err(e) => {
-                if let Some(a) = acceptor.as_mut() {
-                    a.stop();
+        let app: Arc<ChannelApplication> = Arc::new(app);
+        let dictionary = Arc::new(PaperVenue::dictionary()?);
+        let mut venues: Vec<VenueLink> = Vec::with_capacity(config.venues.len());
+        for setup in &config.venues {
+            match start_link(&config, setup, &dictionary, &app) {
+                Ok(link) => venues.push(link),
+                Err(e) => {
+                    for link in &venues {
+                        link.stop();
+                        link.stop_acceptor();
+                    }
+                    stop_flag.store(true, Ordering::Release);
+                    let _ = applier.join();
+                    return Err(e);
                 }
-                return Err(ExecutionError::Spawn(e));
             }
-        };
-        let mut session_config = SessionConfig::new(session_id.clone());
-        session_config.heart_bt_int = config.heart_bt_int;
-        let session = Session::new(session_config, dictionary, Box::new(MemoryStore::new()));
-        let mut initiator_config = InitiatorConfig::new(venue_addr);
-        initiator_config.reconnect_min = Duration::from_millis(50);
-        let initiator = match Initiator::start(initiator_config, session, Arc::new(app)) {
-            Ok(i) => i,
-            Err(e) => {
-                if let Some(a) = acceptor.as_mut() {
-                    a.stop();
-                }
-                stop_flag.store(true, Ordering::Release);
-                let _ = applier.join();
-                return Err(e.into());
-            }
-        };
+        }
         Ok(Self {
             instruments,
             order_of_instruments,
-            venue,
-            acceptor: Mutex::new(acceptor),
-            sender: initiator.sender(),
-            initiator: Mutex::new(Some(initiator)),
+            venues,
+            latency_cost_bps_per_ms: config.latency_cost_bps_per_ms,
             book,
             reported,
             send_lock: Mutex::new(()),
             applier: Mutex::new(Some(applier)),
             stop_flag,
             stopped: AtomicBool::new(false),
-            session_id,
-            venue_session_id,
-            venue_addr,
             kill_counter: AtomicU64::new(1),
-            final_seq_nums: Mutex::new((1, 1)),
         })
     }
 
-    /// Address of the acceptor the initiator connects to (the paper venue's,
-    /// or the external one of [`ExecutionConfig::connect_to`]).
+    /// Address of the first venue's acceptor (the paper venue's, or the external
+    /// one of [`VenueSetup::connect_to`]).
     #[must_use]
     pub fn venue_addr(&self) -> SocketAddr {
-        self.venue_addr
+        self.venues[0].addr
     }
 
-    /// The in-process paper venue (for inspection, e.g. its resting orders);
-    /// None when connected to an external acceptor.
+    /// The first venue's in-process paper venue (for inspection, e.g. its
+    /// resting orders); None when it is an external acceptor.
     #[must_use]
     pub fn venue(&self) -> Option<&PaperVenue> {
-        self.venue.as_ref()
+        self.venues[0].paper.as_ref()
     }
 
-    fn is_logged_on(&self) -> bool {
-        let initiator = lock(&self.initiator)
-            .as_ref()
-            .is_some_and(Initiator::is_logged_on);
-        initiator
-            && (self.venue.is_none()
-                || lock(&self.acceptor)
-                    .as_ref()
-                    .is_some_and(|a| a.is_logged_on(&self.venue_session_id)))
+    /// The in-process paper venue named `name`, if there is one.
+    #[must_use]
+    pub fn paper_venue(&self, name: &str) -> Option<&PaperVenue> {
+        self.venues
+            .iter()
+            .find(|v| v.setup.name == name)
+            .and_then(|v| v.paper.as_ref())
     }
 
-    /// Waits until both ends of the session are logged on; false on timeout or
-    /// when stopped.
+    /// Waits until both ends of every session are logged on; false on timeout
+    /// or when stopped.
     pub fn wait_logged_on(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if self.stopped.load(Ordering::Acquire) {
                 return false;
             }
-            if self.is_logged_on() {
+            if self.venues.iter().all(VenueLink::is_logged_on) {
                 return true;
             }
             let now = Instant::now();
@@ -514,11 +671,12 @@ impl ExecutionEngine {
             .ok_or_else(|| ExecutionError::UnknownInstrument(symbol.to_owned()))
     }
 
-    /// Feeds a top of book to the paper venue, if in-process (it may fill resting
+    /// Feeds a top of book to every in-process paper venue (it may fill resting
     /// orders), and its mid price to the risk engine as the last price.
     ///
     /// # Errors
-    /// [`ExecutionError::UnknownInstrument`], or the venue's refusal of a bad quote.
+    /// [`ExecutionError::UnknownInstrument`], or a bad quote (non-positive or
+    /// crossed prices; the paper venues' own refusals).
     pub fn on_quote(
         &self,
         symbol: &str,
@@ -529,12 +687,15 @@ impl ExecutionEngine {
         ts_ns: i64,
     ) -> Result<(), ExecutionError> {
         self.spec(symbol)?;
-        if let Some(venue) = &self.venue {
-            venue.on_quote(symbol, bid, ask, bid_size, ask_size, ts_ns)?;
-        } else if bid <= 0 || ask <= 0 || bid > ask {
+        if bid <= 0 || ask <= 0 || bid > ask {
             return Err(ExecutionError::Invalid(format!(
                 "bad quote: bid {bid}, ask {ask}"
             )));
+        }
+        for link in &self.venues {
+            if let Some(venue) = &link.paper {
+                venue.on_quote(symbol, bid, ask, bid_size, ask_size, ts_ns)?;
+            }
         }
         let mid = (i128::from(bid) + i128::from(ask)) / 2;
         if let Ok(mid) = i64::try_from(mid) {
@@ -547,27 +708,76 @@ impl ExecutionEngine {
         if self.stopped.load(Ordering::Acquire) {
             return Err(ExecutionError::Stopped);
         }
-        if !self.is_logged_on() {
-            return Err(ExecutionError::NotLoggedOn);
-        }
         Ok(())
     }
 
-    fn send(&self, msgs: Vec<OutgoingMessage>) -> Result<(), ExecutionError> {
-        for msg in msgs {
-            self.sender.send(msg).map_err(|_| ExecutionError::Stopped)?;
+    fn venue_index(&self, name: &str) -> Result<usize, ExecutionError> {
+        self.venues
+            .iter()
+            .position(|v| v.setup.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.venues.iter().map(|v| v.setup.name.as_str()).collect();
+                ExecutionError::Invalid(format!(
+                    "unknown venue {name:?}; configured: {}",
+                    known.join(", ")
+                ))
+            })
+    }
+
+    fn cost_bps(&self, book: &Book, venue: usize) -> f64 {
+        #[allow(clippy::cast_precision_loss)] // fees are a few bps
+        let fee = self.venues[venue].setup.fee_bps as f64;
+        fee + self.latency_cost_bps_per_ms * book.ack_ms[venue]
+    }
+
+    /// Venue selection: among the venues asked for (all when none), those
+    /// logged on; the one with the lowest fees plus latency cost, the first
+    /// configured on a tie.
+    fn select_venue(&self, book: &Book, asked: &[String]) -> Result<usize, ExecutionError> {
+        let candidates: Vec<usize> = if asked.is_empty() {
+            (0..self.venues.len()).collect()
+        } else {
+            asked
+                .iter()
+                .map(|name| self.venue_index(name))
+                .collect::<Result<_, _>>()?
+        };
+        candidates
+            .into_iter()
+            .filter(|&i| self.venues[i].is_logged_on())
+            .min_by(|&a, &b| {
+                self.cost_bps(book, a)
+                    .total_cmp(&self.cost_bps(book, b))
+                    .then(a.cmp(&b))
+            })
+            .ok_or(ExecutionError::NotLoggedOn)
+    }
+
+    /// The venue of an order, which must be logged on to take a cancel or replace.
+    fn link_of(&self, book: &Book, order_id: u64) -> Result<&VenueLink, ExecutionError> {
+        let link = book
+            .venue_of
+            .get(&order_id)
+            .and_then(|&i| self.venues.get(i))
+            .ok_or_else(|| ManagerError::UnknownOrder(order_id.to_string()))?;
+        if !link.is_logged_on() {
+            return Err(ExecutionError::NotLoggedOn);
         }
-        Ok(())
+        Ok(link)
     }
 
     /// Checks and records a new order; if the risk checks pass, sends it as a
-    /// NewOrderSingle. Returns the order: PendingNew when sent, Rejected (with
-    /// its risk reason) when refused, and then never sent.
+    /// NewOrderSingle to the venue it names, or the one venue selection picks
+    /// (see [`OrderRequest::venues`]: the lowest fees plus
+    /// [`ExecutionConfig::latency_cost_bps_per_ms`] times the venue's measured
+    /// acknowledgement time, among the venues logged on). Returns the order:
+    /// PendingNew when sent, Rejected (with its risk reason) when refused, and
+    /// then never sent.
     ///
     /// # Errors
-    /// Invalid requests (unknown instrument, bad ClOrdID, reused ClOrdID,
-    /// quantity, price), [`ExecutionError::NotLoggedOn`] or
-    /// [`ExecutionError::Stopped`].
+    /// Invalid requests (unknown instrument or venue, bad ClOrdID, reused
+    /// ClOrdID, quantity, price), [`ExecutionError::NotLoggedOn`] when no venue
+    /// asked for is logged on, or [`ExecutionError::Stopped`].
     pub fn submit(&self, request: OrderRequest) -> Result<Order, ExecutionError> {
         check_client_order_id(&request.client_order_id)?;
         let spec = self.spec(&request.symbol)?.clone();
@@ -580,8 +790,9 @@ impl ExecutionEngine {
         }
         self.check_running()?;
         let _send = lock(&self.send_lock);
-        let (order, msg) = {
+        let (order, msg, venue) = {
             let mut book = lock(&self.book);
+            let venue = self.select_venue(&book, &request.venues)?;
             let order = book
                 .oms
                 .submit(NewOrder {
@@ -595,12 +806,16 @@ impl ExecutionEngine {
                 })?
                 .clone();
             book.tifs.insert(order.order_id, request.time_in_force);
-            let msg = (order.status == nexus_oms::OrderStatus::PendingNew)
-                .then(|| wire::new_order_single(&order, &spec, request.time_in_force));
-            (order, msg)
+            book.venue_of.insert(order.order_id, venue);
+            let msg = (order.status == nexus_oms::OrderStatus::PendingNew).then(|| {
+                book.routed[venue] += 1;
+                book.sent_at.insert(order.order_id, Instant::now());
+                wire::new_order_single(&order, &spec, request.time_in_force)
+            });
+            (order, msg, venue)
         };
         if let Some(msg) = msg {
-            self.send(vec![msg])?;
+            self.venues[venue].send(vec![msg])?;
         }
         Ok(order)
     }
@@ -619,19 +834,20 @@ impl ExecutionEngine {
         check_client_order_id(new_client_order_id)?;
         self.check_running()?;
         let _send = lock(&self.send_lock);
-        let (order, msg) = {
+        let (order, msg, link) = {
             let mut book = lock(&self.book);
             let orig = book
                 .oms
                 .order(order_id)
                 .map(|o| o.client_order_id().to_owned())
                 .ok_or_else(|| ManagerError::UnknownOrder(order_id.to_string()))?;
+            let link = self.link_of(&book, order_id)?;
             let order = book.oms.cancel(order_id, new_client_order_id)?.clone();
             let spec = self.spec(&order.instrument)?;
             let msg = wire::cancel_request(&order, &orig, new_client_order_id, spec);
-            (order, msg)
+            (order, msg, link)
         };
-        self.send(vec![msg])?;
+        link.send(vec![msg])?;
         Ok(order)
     }
 
@@ -657,7 +873,7 @@ impl ExecutionEngine {
         }
         self.check_running()?;
         let _send = lock(&self.send_lock);
-        let (order, msg) = {
+        let (order, msg, link) = {
             let mut book = lock(&self.book);
             let current = book
                 .oms
@@ -682,6 +898,7 @@ impl ExecutionEngine {
                 _ => {}
             }
             let orig = current.client_order_id().to_owned();
+            let link = self.link_of(&book, order_id)?;
             let tif = book.tifs.get(&order_id).copied().unwrap_or_default();
             let order = book
                 .oms
@@ -697,9 +914,9 @@ impl ExecutionEngine {
                 spec,
                 tif,
             );
-            (order, msg)
+            (order, msg, link)
         };
-        self.send(vec![msg])?;
+        link.send(vec![msg])?;
         Ok(order)
     }
 
@@ -709,10 +926,38 @@ impl ExecutionEngine {
         lock(&self.book).oms.orders().into_iter().cloned().collect()
     }
 
+    /// Every order by id, with the name of the venue it went to.
+    #[must_use]
+    pub fn orders_with_venues(&self) -> Vec<(Order, String)> {
+        let book = lock(&self.book);
+        book.oms
+            .orders()
+            .into_iter()
+            .map(|o| (o.clone(), self.venue_name(&book, o.order_id)))
+            .collect()
+    }
+
+    fn venue_name(&self, book: &Book, order_id: u64) -> String {
+        book.venue_of
+            .get(&order_id)
+            .and_then(|&i| self.venues.get(i))
+            .map(|v| v.setup.name.clone())
+            .unwrap_or_default()
+    }
+
     /// One order by id.
     #[must_use]
     pub fn order(&self, order_id: u64) -> Option<Order> {
         lock(&self.book).oms.order(order_id).cloned()
+    }
+
+    /// One order by id, with the name of the venue it went to.
+    #[must_use]
+    pub fn order_with_venue(&self, order_id: u64) -> Option<(Order, String)> {
+        let book = lock(&self.book);
+        let order = book.oms.order(order_id)?.clone();
+        let venue = self.venue_name(&book, order_id);
+        Some((order, venue))
     }
 
     /// The position of every configured instrument, in configuration order.
@@ -722,6 +967,25 @@ impl ExecutionEngine {
         self.order_of_instruments
             .iter()
             .map(|s| (s.clone(), book.oms.position(s)))
+            .collect()
+    }
+
+    /// How venue selection sees each venue now, in configuration order.
+    #[must_use]
+    pub fn venue_stats(&self) -> Vec<VenueStats> {
+        let book = lock(&self.book);
+        self.venues
+            .iter()
+            .enumerate()
+            .map(|(i, v)| VenueStats {
+                name: v.setup.name.clone(),
+                fee_bps: v.setup.fee_bps,
+                ack_ms: book.ack_ms[i],
+                cost_bps: self.cost_bps(&book, i),
+                routed: book.routed[i],
+                logged_on: v.is_logged_on(),
+                simulated: v.paper.is_some(),
+            })
             .collect()
     }
 
@@ -780,8 +1044,9 @@ impl ExecutionEngine {
     }
 
     /// Engages or releases the kill switch. Engaging blocks new orders and sends
-    /// a cancel for every open order; returns their ids (an order with a replace
-    /// in flight cannot be cancelled until it is answered and is left out).
+    /// a cancel for every open order, to its venue; returns their ids (an order
+    /// with a replace in flight cannot be cancelled until it is answered and is
+    /// left out).
     ///
     /// # Errors
     /// [`ExecutionError::Stopped`] when the cancels cannot be sent.
@@ -791,9 +1056,12 @@ impl ExecutionEngine {
             let mut book = lock(&self.book);
             let open = book.oms.set_kill_switch(engaged);
             let mut ids = Vec::with_capacity(open.len());
-            let mut msgs = Vec::with_capacity(open.len());
+            let mut msgs: Vec<Vec<OutgoingMessage>> = vec![Vec::new(); self.venues.len()];
             for id in open {
                 let Some(orig) = book.oms.order(id).map(|o| o.client_order_id().to_owned()) else {
+                    continue;
+                };
+                let Some(&venue) = book.venue_of.get(&id) else {
                     continue;
                 };
                 let n = self.kill_counter.fetch_add(1, Ordering::Relaxed);
@@ -804,53 +1072,48 @@ impl ExecutionEngine {
                 let Some(spec) = self.instruments.get(&order.instrument) else {
                     continue;
                 };
-                msgs.push(wire::cancel_request(order, &orig, &cl_ord_id, spec));
+                msgs[venue].push(wire::cancel_request(order, &orig, &cl_ord_id, spec));
                 ids.push(id);
             }
             (ids, msgs)
         };
-        if !msgs.is_empty() {
-            if self.stopped.load(Ordering::Acquire) {
-                return Err(ExecutionError::Stopped);
+        if msgs.iter().any(|m| !m.is_empty()) && self.stopped.load(Ordering::Acquire) {
+            return Err(ExecutionError::Stopped);
+        }
+        for (link, msgs) in self.venues.iter().zip(msgs) {
+            if !msgs.is_empty() {
+                link.send(msgs)?;
             }
-            self.send(msgs)?;
         }
         Ok(ids)
     }
 
-    /// The state of the FIX session.
+    /// The state of the first venue's FIX session.
     #[must_use]
     pub fn session_state(&self) -> SessionState {
-        let initiator = lock(&self.initiator);
-        let (logged_on, (next_sender_seq, next_target_seq)) = match initiator.as_ref() {
-            Some(i) => (i.is_logged_on(), i.seq_nums()),
-            None => (false, *lock(&self.final_seq_nums)),
-        };
-        SessionState {
-            session_id: self.session_id.to_string(),
-            logged_on,
-            next_sender_seq,
-            next_target_seq,
-        }
+        self.venues[0].state()
     }
 
-    /// Logs out, stops the initiator, the applier thread and the venue, and joins
-    /// their threads. Idempotent; also done on drop.
+    /// The state of every FIX session, in configuration order.
+    #[must_use]
+    pub fn sessions(&self) -> Vec<SessionState> {
+        self.venues.iter().map(VenueLink::state).collect()
+    }
+
+    /// Logs out, stops the initiators, the applier thread and the venues, and
+    /// joins their threads. Idempotent; also done on drop.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
-        let initiator = lock(&self.initiator).take();
-        if let Some(mut initiator) = initiator {
-            initiator.stop();
-            *lock(&self.final_seq_nums) = initiator.seq_nums();
+        for link in &self.venues {
+            link.stop();
         }
         self.stop_flag.store(true, Ordering::Release);
         let applier = lock(&self.applier).take();
         if let Some(handle) = applier {
             let _ = handle.join();
         }
-        let acceptor = lock(&self.acceptor).take();
-        if let Some(mut acceptor) = acceptor {
-            acceptor.stop();
+        for link in &self.venues {
+            link.stop_acceptor();
         }
     }
 }
@@ -861,37 +1124,78 @@ impl Drop for ExecutionEngine {
     }
 }
 
-/// Starts the paper venue and its acceptor on 127.0.0.1 for `session_id`.
-fn start_paper_venue(
+/// Starts one venue (a paper venue and its acceptor on 127.0.0.1, unless the
+/// setup names an external acceptor) and the initiator connected to it.
+fn start_link(
     config: &ExecutionConfig,
-    session_id: &SessionId,
-    dictionary: Arc<nexus_fix::Dictionary>,
-) -> Result<(PaperVenue, Acceptor), ExecutionError> {
-    let venue = PaperVenue::new(VenueConfig {
-        engine: EngineConfig {
-            slippage_ticks: 0,
-            fees: if config.fee_bps > 0 {
-                FeeModel::Bps(config.fee_bps)
-            } else {
-                FeeModel::None
-            },
-        },
-        instruments: config
-            .instruments
-            .iter()
-            .map(|s| InstrumentSpec::new(&s.symbol, s.price_scale, s.qty_scale, s.tick))
-            .collect(),
-        ..VenueConfig::default()
-    });
-    let mut acceptor_config = AcceptorConfig::localhost();
-    acceptor_config.bind = SocketAddr::from(([127, 0, 0, 1], config.venue_port));
+    setup: &VenueSetup,
+    dictionary: &Arc<nexus_fix::Dictionary>,
+    app: &Arc<ChannelApplication>,
+) -> Result<VenueLink, ExecutionError> {
+    let venue_session_id = SessionId::new(BEGIN_STRING, &setup.name, &config.sender_comp_id);
+    let session_id = SessionId::new(BEGIN_STRING, &config.sender_comp_id, &setup.name);
+    let (paper, mut acceptor, addr) = match setup.connect_to {
+        Some(addr) => (None, None, addr),
+        None => {
+            let venue = PaperVenue::new(VenueConfig {
+                engine: EngineConfig {
+                    slippage_ticks: 0,
+                    fees: if setup.fee_bps > 0 {
+                        FeeModel::Bps(setup.fee_bps)
+                    } else {
+                        FeeModel::None
+                    },
+                },
+                instruments: config
+                    .instruments
+                    .iter()
+                    .map(|s| InstrumentSpec::new(&s.symbol, s.price_scale, s.qty_scale, s.tick))
+                    .collect(),
+                latency: setup.latency,
+                id_prefix: setup.name.clone(),
+            });
+            let mut acceptor_config = AcceptorConfig::localhost();
+            acceptor_config.bind = SocketAddr::from(([127, 0, 0, 1], setup.port));
+            let session = Session::new(
+                SessionConfig::new(venue_session_id.clone()),
+                Arc::clone(dictionary),
+                Box::new(MemoryStore::new()),
+            );
+            let acceptor = venue.serve(acceptor_config, vec![session])?;
+            let addr = acceptor.local_addr();
+            (Some(venue), Some(acceptor), addr)
+        }
+    };
+    let mut session_config = SessionConfig::new(session_id.clone());
+    session_config.heart_bt_int = config.heart_bt_int;
     let session = Session::new(
-        SessionConfig::new(session_id.clone()),
-        dictionary,
+        session_config,
+        Arc::clone(dictionary),
         Box::new(MemoryStore::new()),
     );
-    let acceptor = venue.serve(acceptor_config, vec![session])?;
-    Ok((venue, acceptor))
+    let mut initiator_config = InitiatorConfig::new(addr);
+    initiator_config.reconnect_min = Duration::from_millis(50);
+    let app: Arc<ChannelApplication> = Arc::clone(app);
+    let initiator = match Initiator::start(initiator_config, session, app) {
+        Ok(i) => i,
+        Err(e) => {
+            if let Some(a) = acceptor.as_mut() {
+                a.stop();
+            }
+            return Err(e.into());
+        }
+    };
+    Ok(VenueLink {
+        setup: setup.clone(),
+        paper,
+        acceptor: Mutex::new(acceptor),
+        sender: initiator.sender(),
+        initiator: Mutex::new(Some(initiator)),
+        session_id,
+        venue_session_id,
+        addr,
+        final_seq_nums: Mutex::new((1, 1)),
+    })
 }
 
 fn apply_loop(
@@ -899,12 +1203,14 @@ fn apply_loop(
     book: &Mutex<Book>,
     reported: &Condvar,
     instruments: &HashMap<String, InstrumentConfig>,
+    venues: &[String],
     stop: &AtomicBool,
 ) {
     loop {
         match rx.recv_timeout(POLL) {
-            Ok(AppEvent::Message(_, bytes)) => {
-                apply(&bytes, book, instruments);
+            Ok(AppEvent::Message(session, bytes)) => {
+                let venue = venues.iter().position(|v| *v == session.target_comp_id);
+                apply(&bytes, venue, book, instruments, venues);
                 reported.notify_all();
             }
             Ok(AppEvent::Logon(_) | AppEvent::Logout(_)) => {}
@@ -918,7 +1224,15 @@ fn apply_loop(
     }
 }
 
-fn apply(bytes: &[u8], book: &Mutex<Book>, instruments: &HashMap<String, InstrumentConfig>) {
+/// Applies one venue message to the order manager and logs the report. A report
+/// from another venue than the one the order went to is not applied (noted).
+fn apply(
+    bytes: &[u8],
+    venue: Option<usize>,
+    book: &Mutex<Book>,
+    instruments: &HashMap<String, InstrumentConfig>,
+    venues: &[String],
+) {
     let mut book = lock(book);
     let msg = match Message::parse(bytes) {
         Ok(m) => m,
@@ -935,6 +1249,23 @@ fn apply(bytes: &[u8], book: &Mutex<Book>, instruments: &HashMap<String, Instrum
             return;
         }
     };
+    let routed = book
+        .oms
+        .order_by_client_id(&translated.report.client_order_id)
+        .and_then(|o| book.venue_of.get(&o.order_id).copied());
+    if let (Some(routed), Some(from)) = (routed, venue) {
+        if routed != from {
+            let why = format!(
+                "{} (ExecID {}): reported by {} but routed to {}",
+                translated.report.client_order_id,
+                translated.report.exec_id,
+                venues[from],
+                venues[routed]
+            );
+            book.note_unapplied(why);
+            return;
+        }
+    }
     match book.oms.on_execution_report(&translated.report) {
         Ok(true) => {
             let Some(order) = book
@@ -944,6 +1275,11 @@ fn apply(bytes: &[u8], book: &Mutex<Book>, instruments: &HashMap<String, Instrum
             else {
                 return;
             };
+            book.observe_ack(order.order_id);
+            let venue = routed
+                .and_then(|i| venues.get(i))
+                .cloned()
+                .unwrap_or_default();
             book.push(ReportRecord {
                 sequence: 0,
                 exec_id: translated.report.exec_id,
@@ -952,6 +1288,7 @@ fn apply(bytes: &[u8], book: &Mutex<Book>, instruments: &HashMap<String, Instrum
                 last_quantity: translated.last_quantity,
                 last_price: translated.last_price,
                 commission: translated.commission,
+                venue,
             });
         }
         Ok(false) => {}
@@ -989,19 +1326,16 @@ mod tests {
             last_quantity: 0,
             last_price: None,
             commission: None,
+            venue: "PAPER".into(),
         }
     }
 
     #[test]
     fn report_log_is_bounded_and_gap_free() {
-        let mut book = Book {
-            oms: OrderManager::new(RiskLimits::default()),
-            tifs: HashMap::new(),
-            log: VecDeque::new(),
-            next_sequence: 1,
-            dropped: 0,
-            unapplied: Vec::new(),
-        };
+        let mut book = Book::new(
+            OrderManager::new(RiskLimits::default()),
+            &[VenueSetup::paper("PAPER")],
+        );
         let r = record();
         for _ in 0..REPORT_LOG_CAPACITY + 5 {
             book.push(r.clone());

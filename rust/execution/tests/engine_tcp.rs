@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nexus_execution::{
     ExecType, ExecutionConfig, ExecutionEngine, ExecutionError, InstrumentConfig, OrderRequest,
-    OrderStatus, OrderType, ReportRecord, RiskLimits, RiskReason, Side, TimeInForce,
+    OrderStatus, OrderType, ReportRecord, RiskLimits, RiskReason, Side, TimeInForce, VenueSetup,
 };
 
 const SYM: &str = "ESZ6";
@@ -43,6 +43,7 @@ fn limit(id: &str, side: Side, quantity: i64, price: i64) -> OrderRequest {
         quantity,
         limit_price: Some(price),
         time_in_force: TimeInForce::Day,
+        venues: Vec::new(),
     }
 }
 
@@ -297,9 +298,8 @@ fn connects_to_an_external_acceptor() {
         .unwrap();
     let engine = ExecutionEngine::start(ExecutionConfig {
         instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
-        connect_to: Some(acceptor.local_addr()),
+        venues: vec![VenueSetup::external("BROKER", acceptor.local_addr())],
         heart_bt_int: 5,
-        target_comp_id: "BROKER".into(),
         ..ExecutionConfig::default()
     })
     .unwrap();
@@ -331,4 +331,123 @@ fn zero_heartbeat_interval_is_refused() {
         }),
         Err(ExecutionError::Config(_))
     ));
+}
+
+fn two_venues(latency_cost_bps_per_ms: f64, slow_latency: Duration) -> ExecutionEngine {
+    let engine = ExecutionEngine::start(ExecutionConfig {
+        instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
+        venues: vec![
+            VenueSetup {
+                fee_bps: 3,
+                ..VenueSetup::paper("FAST")
+            },
+            VenueSetup {
+                fee_bps: 1,
+                latency: slow_latency,
+                ..VenueSetup::paper("CHEAP")
+            },
+        ],
+        latency_cost_bps_per_ms,
+        ..ExecutionConfig::default()
+    })
+    .unwrap();
+    assert!(engine.wait_logged_on(Duration::from_secs(5)));
+    engine
+}
+
+#[test]
+fn venue_selection_weighs_fees_against_latency() {
+    let _serial = serial();
+    // Latency free: the cheaper venue wins on fees.
+    let engine = two_venues(0.0, Duration::from_millis(30));
+    engine.on_quote(SYM, 10_000, 10_025, 50, 50, 1).unwrap();
+    engine.submit(limit("R1", Side::Buy, 1, 10_025)).unwrap();
+    let reports = wait_reports(&engine, 0, |r| {
+        r.iter().any(|r| r.order.status == OrderStatus::Filled)
+    });
+    assert!(reports.iter().all(|r| r.venue == "CHEAP"));
+    let fill = reports
+        .iter()
+        .find(|r| r.exec_type == ExecType::Trade)
+        .unwrap();
+    // CHEAP's 1 bp of 1 x 100.25 is 0.010025: 1 hundredth.
+    assert_eq!(fill.commission, Some(1));
+    let stats = engine.venue_stats();
+    assert_eq!(stats[1].routed, 1);
+    assert!(
+        stats[1].ack_ms > 0.0,
+        "the acknowledgement time was measured"
+    );
+    engine.stop();
+
+    // At 1 bp per millisecond, 30 ms of latency outweighs 2 bp of fees.
+    let engine = two_venues(1.0, Duration::from_millis(30));
+    engine.on_quote(SYM, 10_000, 10_025, 50, 50, 1).unwrap();
+    let order = engine.submit(limit("R2", Side::Buy, 1, 10_025)).unwrap();
+    let reports = wait_reports(&engine, 0, |r| {
+        r.iter().any(|r| r.order.status == OrderStatus::Filled)
+    });
+    assert!(reports.iter().all(|r| r.venue == "FAST"));
+    // FAST's 3 bp: 0.030075, 3 hundredths.
+    assert!(reports
+        .iter()
+        .any(|r| r.exec_type == ExecType::Trade && r.commission == Some(3)));
+    assert_eq!(
+        engine.order_with_venue(order.order_id).map(|(_, v)| v),
+        Some("FAST".to_owned())
+    );
+    // A venue named on the order wins over selection; an unknown one is refused.
+    let named = OrderRequest {
+        venues: vec!["CHEAP".into()],
+        ..limit("R3", Side::Buy, 1, 10_025)
+    };
+    let named = engine.submit(named).unwrap();
+    let unknown = OrderRequest {
+        venues: vec!["NOWHERE".into()],
+        ..limit("R4", Side::Buy, 1, 10_025)
+    };
+    assert!(matches!(
+        engine.submit(unknown),
+        Err(ExecutionError::Invalid(why)) if why.contains("NOWHERE") && why.contains("CHEAP")
+    ));
+    let reports = wait_reports(&engine, 0, |r| {
+        r.iter()
+            .filter(|r| r.order.status == OrderStatus::Filled)
+            .count()
+            == 2
+    });
+    assert!(reports
+        .iter()
+        .filter(|r| r.order.order_id == named.order_id)
+        .all(|r| r.venue == "CHEAP"));
+    // One order manager: the position adds up over both venues.
+    assert_eq!(engine.positions()[0].1.quantity, 2);
+    let sessions = engine.sessions();
+    assert_eq!(sessions.len(), 2);
+    assert!(sessions.iter().all(|s| s.logged_on && s.simulated));
+    assert_eq!(sessions[1].session_id, "FIX.4.4:NEXUS->CHEAP");
+    engine.stop();
+}
+
+#[test]
+fn venues_must_be_distinct_and_not_ourselves() {
+    let config = |venues: Vec<VenueSetup>| ExecutionConfig {
+        instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
+        venues,
+        ..ExecutionConfig::default()
+    };
+    for venues in [
+        vec![],
+        vec![VenueSetup::paper("A"), VenueSetup::paper("A")],
+        vec![VenueSetup::paper("NEXUS")],
+        vec![VenueSetup {
+            fee_bps: -1,
+            ..VenueSetup::paper("A")
+        }],
+    ] {
+        assert!(matches!(
+            ExecutionEngine::start(config(venues)),
+            Err(ExecutionError::Config(_))
+        ));
+    }
 }

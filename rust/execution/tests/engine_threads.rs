@@ -35,6 +35,7 @@ fn stop_leaves_no_threads() {
             quantity: 1,
             limit_price: Some(10_025),
             time_in_force: TimeInForce::Ioc,
+            venues: Vec::new(),
         })
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -1,17 +1,21 @@
 """gRPC transport of execution (`nexus.execution.v1.ExecutionService`).
 
 In paper mode (the embedded default) the service starts the Rust execution
-engine: the order manager with its pre-trade checks, a FIX 4.4 initiator,
-and the paper venue — a FIX acceptor that simulates a broker — priced by
-stored real quotes replayed at `execution.replay_speed`. Every order goes
-through the FIX session; fills come back as ExecutionReports and move the
-positions. Algos (TWAP, VWAP, implementation shortfall) answer UNIMPLEMENTED
-until they land.
+engine: the order manager with its pre-trade checks, and for each configured
+paper venue — a FIX acceptor that simulates a broker, with its own fees and
+latency — a FIX 4.4 initiator; the venues are priced by stored real quotes
+replayed at `execution.replay_speed`. Every order goes through a FIX session,
+to the venue it names or the one venue selection picks; fills come back as
+ExecutionReports and move the positions. Algo orders (TWAP, VWAP,
+implementation shortfall; `algos.py`) slice a parent into child orders that
+take the same path, with transaction-cost analysis per parent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import calendar as _calendar
+import collections
 import contextlib
 import logging
 import time
@@ -26,8 +30,15 @@ import grpc
 from nexus import engine
 from nexus.common.v1 import types_pb2
 from nexus.execution.v1 import execution_pb2 as ex
-from nexus.rpc import FailedPrecondition, InvalidArgument, NotFound, Unimplemented, pending
+from nexus.rpc import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unimplemented,
+)
 from nexus.services.context import ServiceContext
+from nexus.services.execution import algos
 from nexus.services.marketdata.instruments import DataKind, InstrumentSpec, find_instrument
 from nexus.services.marketdata.store import TickStore
 from nexus.services.validation import Violations
@@ -74,8 +85,30 @@ _TIF = {
     ex.TIME_IN_FORCE_IOC: "ioc",
     ex.TIME_IN_FORCE_FOK: "fok",
 }
-PAPER_VENUE = "PAPER"
 MAX_PAGE = 1_000
+#: Most algo orders running at once; more answer RESOURCE_EXHAUSTED.
+MAX_RUNNING_ALGOS = 100
+#: Quotes per instrument kept for the volatility of implementation shortfall.
+QUOTE_HISTORY = 512
+#: Time-of-day bucket of the VWAP volume profile, seconds.
+PROFILE_BUCKET_S = 300
+_ALGO_KIND = {
+    ex.ALGO_KIND_TWAP: algos.AlgoKind.TWAP,
+    ex.ALGO_KIND_VWAP: algos.AlgoKind.VWAP,
+    ex.ALGO_KIND_IMPLEMENTATION_SHORTFALL: algos.AlgoKind.IMPLEMENTATION_SHORTFALL,
+}
+_ALGO_PARAMS = {
+    ex.ALGO_KIND_TWAP: "twap",
+    ex.ALGO_KIND_VWAP: "vwap",
+    ex.ALGO_KIND_IMPLEMENTATION_SHORTFALL: "implementation_shortfall",
+}
+_ALGO_STATUS = {
+    algos.AlgoState.RUNNING: ex.ALGO_STATUS_RUNNING,
+    algos.AlgoState.COMPLETED: ex.ALGO_STATUS_COMPLETED,
+    algos.AlgoState.CANCELED: ex.ALGO_STATUS_CANCELED,
+    algos.AlgoState.EXPIRED: ex.ALGO_STATUS_EXPIRED,
+    algos.AlgoState.FAILED: ex.ALGO_STATUS_FAILED,
+}
 
 
 def validate_submit_order(request: ex.SubmitOrderRequest) -> None:
@@ -137,6 +170,12 @@ class ExecutionServicer:
         self._feeder: asyncio.Task[None] | None = None
         self.quotes_fed = 0
         self._by_client_id: dict[str, int] = {}  # the idempotency index of SubmitOrder
+        self.venues: tuple[str, ...] = ()
+        self._quotes: dict[str, collections.deque[algos.Quote]] = {}
+        self._algos: dict[str, algos.AlgoOrder] = {}
+        self._algo_requests: dict[str, ex.ExecuteAlgoRequest] = {}
+        self._algo_by_client_id: dict[str, str] = {}
+        self._algo_of_order: dict[int, str] = {}
 
     async def start(self) -> None:
         """Starts the engine (paper venue, FIX session, order manager) and the quote replay."""
@@ -159,14 +198,18 @@ class ExecutionServicer:
             max_position=cfg.max_position,
             collar_bps=cfg.collar_bps,
             max_orders_per_second=cfg.max_orders_per_second,
-            fee_bps=cfg.fee_bps,
+            venues=[(v.name, v.fee_bps, v.latency_ms) for v in cfg.venues],
+            latency_cost_bps_per_ms=cfg.latency_cost_bps_per_ms,
         )
+        self.venues = tuple(v.name for v in cfg.venues)
         if not await asyncio.to_thread(self.engine.wait_logged_on, 10.0):
-            raise RuntimeError("the FIX session to the paper venue did not log on")
+            raise RuntimeError("the FIX sessions to the paper venues did not log on")
         self._feeder = asyncio.create_task(self._feed_quotes())
 
     async def stop(self) -> None:
-        """Stops the quote replay, logs out and stops the engine."""
+        """Stops the algos and the quote replay, logs out and stops the engine."""
+        for algo in list(self._algos.values()):
+            await algo.cancel("the service is stopping")
         self._stop.set()
         if self._feeder is not None:
             self._feeder.cancel()
@@ -198,11 +241,28 @@ class ExecutionServicer:
                         if delay > 0:
                             await asyncio.sleep(delay)
                         size = self._cfg.quote_size
-                        self.engine.on_quote(spec.symbol, bid, ask, size, size, time.time_ns())
+                        now = time.time_ns()
+                        self.engine.on_quote(spec.symbol, bid, ask, size, size, now)
+                        self._on_quote(spec.symbol, algos.Quote(bid, ask, now, size, size))
                         self.quotes_fed += 1
                         fed_any = True
             if not fed_any:
                 await asyncio.sleep(1.0)  # nothing stored yet
+
+    def _on_quote(self, symbol: str, quote: algos.Quote) -> None:
+        """Keeps the recent quotes of `symbol` and shows the quote to its running algos."""
+        history = self._quotes.get(symbol)
+        if history is None:
+            history = self._quotes[symbol] = collections.deque(maxlen=QUOTE_HISTORY)
+        history.append(quote)
+        for algo in self._algos.values():
+            if algo.spec.symbol == symbol:
+                algo.on_quote(quote)
+
+    def last_quote(self, symbol: str) -> algos.Quote | None:
+        """The latest quote fed to the venues for `symbol`."""
+        history = self._quotes.get(symbol)
+        return history[-1] if history else None
 
     # -- helpers -----------------------------------------------------------
 
@@ -224,7 +284,8 @@ class ExecutionServicer:
             filled_quantity=_decimal(o["filled"], spec.size_scale),
             leaves_quantity=_decimal(o["leaves"], spec.size_scale),
             text=o.get("text") or "",
-            venue=PAPER_VENUE,
+            venue=o.get("venue") or "",
+            algo_id=self._algo_of_order.get(int(o["order_id"]), ""),
         )
         if o.get("limit_price") is not None:
             order.limit_price.CopyFrom(_decimal(o["limit_price"], spec.price_scale))
@@ -255,9 +316,14 @@ class ExecutionServicer:
         validate_submit_order(request)
         if request.order_type not in (ex.ORDER_TYPE_MARKET, ex.ORDER_TYPE_LIMIT):
             raise Unimplemented("stop orders are not supported by the paper venue yet")
-        if request.venue and request.venue != PAPER_VENUE:
-            raise FailedPrecondition(
-                f"venue {request.venue!r} is not connected; paper mode trades PAPER"
+        if request.venue and request.venue not in self.venues:
+            raise InvalidArgument(
+                [
+                    (
+                        "venue",
+                        f"unknown venue {request.venue!r}; configured: {', '.join(self.venues)}",
+                    )
+                ]
             )
         spec = self.specs.get(request.instrument.symbol)
         if spec is None or spec.venue != request.instrument.venue:
@@ -286,6 +352,7 @@ class ExecutionServicer:
             quantity,
             limit,
             _TIF.get(request.time_in_force, "day"),
+            [request.venue] if request.venue else None,
         )
         try:
             result = await submit
@@ -430,6 +497,9 @@ class ExecutionServicer:
             v.add("operator", "required: it is recorded in the audit log")
         v.raise_if_any()
         cancelled = await asyncio.to_thread(self._ready().set_kill_switch, request.engaged)
+        if request.engaged:
+            for algo in list(self._algos.values()):
+                await algo.cancel("the kill switch is engaged")
         log.warning(
             "kill switch",
             extra={
@@ -445,26 +515,263 @@ class ExecutionServicer:
     async def GetSessions(
         self, request: ex.GetSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ex.GetSessionsResponse:
-        """Returns the FIX session to the paper venue."""
-        s = self._ready().session()
+        """Returns the FIX session to each venue."""
         return ex.GetSessionsResponse(
             sessions=[
                 ex.FixSession(
                     session_id=s["session_id"],
-                    venue=PAPER_VENUE,
+                    venue=s["venue"],
                     state=ex.SESSION_STATE_ACTIVE
                     if s["logged_on"]
                     else ex.SESSION_STATE_DISCONNECTED,
                     next_sender_seq=s["next_sender_seq"],
                     next_target_seq=s["next_target_seq"],
-                    simulated=True,
+                    simulated=s["simulated"],
                 )
+                for s in self._ready().sessions()
             ]
         )
 
-    @pending
+    # -- algos -------------------------------------------------------------
+
+    def _validate_algo(self, request: ex.ExecuteAlgoRequest, now_ns: int) -> InstrumentSpec:
+        v = Violations()
+        v.identifier("client_algo_id", request.client_algo_id)
+        if len(request.client_algo_id) > 40:
+            v.add("client_algo_id", "at most 40 characters (child ids add a suffix)")
+        if request.kind not in _ALGO_KIND:
+            v.add("kind", "required: TWAP, VWAP or IMPLEMENTATION_SHORTFALL")
+        else:
+            params = request.WhichOneof("params")
+            if params is not None and params != _ALGO_PARAMS[request.kind]:
+                v.add(params, f"does not match kind {ex.AlgoKind.Name(request.kind)}")
+        v.instrument("instrument", request.instrument, present=request.HasField("instrument"))
+        v.enum("side", request.side, types_pb2.Side.DESCRIPTOR)
+        v.decimal("quantity", request.quantity, present=request.HasField("quantity"), positive=True)
+        if request.HasField("limit_price"):
+            v.decimal("limit_price", request.limit_price, present=True, positive=True)
+        window = request.window
+        if window.end_ns <= max(window.start_ns, now_ns):
+            v.add("window.end_ns", "required, in the future and after window.start_ns")
+        for i, venue in enumerate(request.venues):
+            if venue not in self.venues:
+                v.add(
+                    f"venues[{i}]", f"unknown venue {venue!r}; configured: {', '.join(self.venues)}"
+                )
+        _validate_algo_params(request, v)
+        v.raise_if_any()
+        spec = self.specs.get(request.instrument.symbol)
+        if spec is None or spec.venue != request.instrument.venue:
+            raise NotFound(
+                f"instrument: {request.instrument.symbol} at {request.instrument.venue} "
+                "is not traded by the paper venues"
+            )
+        return spec
+
+    def _schedule(
+        self, request: ex.ExecuteAlgoRequest, spec: InstrumentSpec, quantity: int, start_ns: int
+    ) -> tuple[list[int], list[int]]:
+        """Slice times and quantities of a parent order."""
+        end_ns = request.window.end_ns
+        seconds = (end_ns - start_ns) / 1e9
+        asked = request.twap.slices if request.HasField("twap") else 0
+        slices = asked or max(1, min(int(seconds / self._cfg.algo_slice_s), 500))
+        slices = max(1, min(slices, quantity))
+        jitter = request.twap.jitter if request.HasField("twap") else 0.0
+        times = algos.twap_times(start_ns, end_ns, slices, jitter)
+        if request.kind == ex.ALGO_KIND_VWAP:
+            profile = self._volume_profile(spec, request.vwap.profile_days or 5)
+            weights = algos.profile_weights(profile, times, end_ns)
+        elif request.kind == ex.ALGO_KIND_IMPLEMENTATION_SHORTFALL:
+            ish = request.implementation_shortfall
+            history = list(self._quotes.get(spec.symbol, ()))
+            try:
+                weights = algos.implementation_shortfall_weights(
+                    slices,
+                    seconds,
+                    sigma=algos.volatility_per_sqrt_second(history),
+                    risk_aversion=ish.risk_aversion,
+                    temporary_impact=ish.temporary_impact or 1e-6,
+                    permanent_impact=ish.permanent_impact,
+                )
+            except ValueError as err:
+                raise InvalidArgument([("implementation_shortfall", str(err))]) from None
+        else:
+            weights = [1.0] * slices
+        return times, algos.allocate(quantity, weights)
+
+    def _volume_profile(self, spec: InstrumentSpec, days: int) -> list[float]:
+        """Intraday profile from the last `days` stored days (tick counts for quotes)."""
+        store_dir = self._ctx.settings.marketdata.store_dir or self._ctx.settings.data_dir / "store"
+        store = TickStore(Path(store_dir))
+        stored = store.days(DataKind.QUOTES, spec)[-days:]
+        times: list[int] = []
+        for day in stored:
+            start = calendar_ns(day)
+            for chunk in store.scan(DataKind.QUOTES, spec, start, start + 86_400 * 10**9):
+                times.extend(chunk["ts_ns"][chunk["flags"] == 0].tolist())
+        if not times:
+            return [1.0] * (86_400 // PROFILE_BUCKET_S)  # no history: flat
+        return algos.intraday_profile(times, [1.0] * len(times), PROFILE_BUCKET_S)
+
+    def _execution(self, algo: algos.AlgoOrder) -> ex.AlgoExecution:
+        spec = self.specs[algo.spec.symbol]
+        price = spec.price_scale
+        tca = ex.TransactionCostAnalysis(
+            slippage_bps=algo.slippage_bps,
+            fill_rate=algo.fill_rate,
+            fees=_decimal(algo.fees, price),
+        )
+        for name, value in (
+            ("arrival_price", algo.arrival_mid),
+            ("average_price", algo.average_price),
+            ("market_vwap", algo.market_mid),
+        ):
+            if value is not None:
+                # One more digit than the instrument's: a mean of mantissas.
+                getattr(tca, name).CopyFrom(_decimal(round(value * 10), price + 1))
+        execution = ex.AlgoExecution(
+            algo_id=algo.spec.algo_id,
+            client_algo_id=self._algo_requests[algo.spec.algo_id].client_algo_id,
+            request=self._algo_requests[algo.spec.algo_id],
+            status=_ALGO_STATUS[algo.state],
+            filled_quantity=_decimal(algo.filled, spec.size_scale),
+            tca=tca,
+        )
+        eng = self._ready()
+        for order_id in algo.children:
+            child = eng.order(order_id)
+            if child is not None:
+                execution.child_orders.append(self._order(child))
+        if algo.error and algo.state is not algos.AlgoState.COMPLETED:
+            code = (
+                grpc.StatusCode.ABORTED
+                if algo.state is algos.AlgoState.FAILED
+                else grpc.StatusCode.CANCELLED
+            )
+            execution.error.code = code.value[0]
+            execution.error.message = algo.error
+        return execution
+
     async def ExecuteAlgo(
         self, request: ex.ExecuteAlgoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ex.ExecuteAlgoResponse:
-        """Starts an algo order (lands with the execution algorithms)."""
-        raise Unimplemented("ExecutionService/ExecuteAlgo lands with the execution algorithms")
+        """Starts a parent order that slices child orders over its window."""
+        now = time.time_ns()
+        spec = self._validate_algo(request, now)
+        self._ready()
+        known = self._algo_by_client_id.get(request.client_algo_id)
+        if known is not None:  # the idempotency key: a retry gets the same parent
+            return ex.ExecuteAlgoResponse(execution=self._execution(self._algos[known]))
+        running = sum(a.state is algos.AlgoState.RUNNING for a in self._algos.values())
+        if running >= MAX_RUNNING_ALGOS:
+            raise ResourceExhausted(
+                f"{running} algo orders are running (at most {MAX_RUNNING_ALGOS})"
+            )
+        quantity = _mantissa("quantity", request.quantity, spec.size_scale)
+        limit = (
+            _mantissa("limit_price", request.limit_price, spec.price_scale)
+            if request.HasField("limit_price")
+            else None
+        )
+        start = max(request.window.start_ns, now)
+        times, quantities = self._schedule(request, spec, quantity, start)
+        algo_id = f"A{len(self._algos) + 1}-{uuid.uuid4().hex[:8]}"
+        algo = algos.AlgoOrder(
+            spec=algos.AlgoSpec(
+                algo_id=algo_id,
+                kind=_ALGO_KIND[request.kind],
+                symbol=spec.symbol,
+                side="buy" if request.side == types_pb2.SIDE_BUY else "sell",
+                quantity=quantity,
+                slice_times_ns=tuple(times),
+                slice_quantities=tuple(quantities),
+                end_ns=request.window.end_ns,
+                limit_price=limit,
+                venues=tuple(request.venues),
+                max_participation=request.vwap.max_participation
+                if request.HasField("vwap")
+                else 0.0,
+            ),
+            engine=_ChildIndex(self._ready(), self._algo_of_order, algo_id),
+            quote=lambda: self.last_quote(spec.symbol),
+        )
+        accepted = ex.ExecuteAlgoRequest()
+        accepted.CopyFrom(request)
+        accepted.window.start_ns = start
+        self._algos[algo_id] = algo
+        self._algo_requests[algo_id] = accepted
+        self._algo_by_client_id[request.client_algo_id] = algo_id
+        algo.start()
+        log.info(
+            "algo started",
+            extra={"algo_id": algo_id, "kind": algo.spec.kind.value, "slices": len(times)},
+        )
+        return ex.ExecuteAlgoResponse(execution=self._execution(algo))
+
+    def _algo(self, algo_id: str) -> algos.AlgoOrder:
+        if not algo_id:
+            raise InvalidArgument([("algo_id", "required")])
+        algo = self._algos.get(algo_id)
+        if algo is None:
+            raise NotFound(f"no algo order {algo_id}")
+        return algo
+
+    async def GetAlgoExecution(
+        self, request: ex.GetAlgoExecutionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ex.GetAlgoExecutionResponse:
+        """Returns a parent order's progress, children and costs."""
+        return ex.GetAlgoExecutionResponse(execution=self._execution(self._algo(request.algo_id)))
+
+    async def CancelAlgo(
+        self, request: ex.CancelAlgoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ex.CancelAlgoResponse:
+        """Stops a parent order: no more children (a finished one is returned as it is)."""
+        algo = self._algo(request.algo_id)
+        await algo.cancel("cancelled by CancelAlgo")
+        return ex.CancelAlgoResponse(execution=self._execution(algo))
+
+
+def _validate_algo_params(request: ex.ExecuteAlgoRequest, v: Violations) -> None:
+    """Adds the violations of an algo request's algorithm parameters to `v`."""
+    twap, vwap, ish = request.twap, request.vwap, request.implementation_shortfall
+    if request.HasField("twap"):
+        if twap.slices > 10_000:
+            v.add("twap.slices", "at most 10000")
+        if not 0.0 <= twap.jitter < 1.0:
+            v.add("twap.jitter", "must be in [0, 1)")
+    if request.HasField("vwap"):
+        if vwap.profile_days > 365:
+            v.add("vwap.profile_days", "at most 365")
+        if not 0.0 <= vwap.max_participation <= 1.0:
+            v.add("vwap.max_participation", "must be in (0, 1], or 0 for no cap")
+    if request.HasField("implementation_shortfall"):
+        for name in ("risk_aversion", "temporary_impact", "permanent_impact"):
+            value = getattr(ish, name)
+            if not (value >= 0 and value < float("inf")):
+                v.add(f"implementation_shortfall.{name}", "must be finite and not negative")
+
+
+class _ChildIndex:
+    """The engine as an algo sees it: records which algo each child belongs to."""
+
+    def __init__(self, engine: Any, index: dict[int, str], algo_id: str) -> None:
+        self._engine = engine
+        self._index = index
+        self._algo_id = algo_id
+
+    def submit(self, *args: Any) -> dict[str, Any]:
+        order: dict[str, Any] = self._engine.submit(*args)
+        self._index[int(order["order_id"])] = self._algo_id
+        return order
+
+    def order(self, order_id: int) -> Any:
+        return self._engine.order(order_id)
+
+    def reports_since(self, sequence: int, max_reports: int) -> Any:
+        return self._engine.reports_since(sequence, max_reports)
+
+
+def calendar_ns(day: Any) -> int:
+    """Midnight UTC of a date, in nanoseconds since the Unix epoch."""
+    return int(_calendar.timegm(day.timetuple())) * 1_000_000_000

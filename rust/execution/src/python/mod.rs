@@ -19,7 +19,7 @@ pub use errors::ExecutionError;
 
 use crate::engine::{
     ExecutionConfig, ExecutionEngine, InstrumentConfig, OrderRequest, ReportRecord, SessionState,
-    TimeInForce,
+    TimeInForce, VenueSetup, VenueStats,
 };
 use nexus_oms::{Order, OrderStatus, OrderType, Position, RiskLimits, RiskReason, Side};
 
@@ -113,8 +113,9 @@ fn resolve(host: &str, port: u16) -> PyResult<SocketAddr> {
         .ok_or_else(|| PyValueError::new_err(format!("cannot resolve {host}:{port}")))
 }
 
-fn order_dict<'py>(py: Python<'py>, order: &Order) -> PyResult<Bound<'py, PyDict>> {
+fn order_dict<'py>(py: Python<'py>, order: &Order, venue: &str) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
+    d.set_item("venue", venue)?;
     d.set_item("order_id", order.order_id)?;
     d.set_item("client_order_id", order.client_order_id())?;
     d.set_item("symbol", &order.instrument)?;
@@ -141,7 +142,7 @@ fn report_dict<'py>(py: Python<'py>, report: &ReportRecord) -> PyResult<Bound<'p
     d.set_item("sequence", report.sequence)?;
     d.set_item("exec_id", &report.exec_id)?;
     d.set_item("exec_type", report.exec_type.name())?;
-    d.set_item("order", order_dict(py, &report.order)?)?;
+    d.set_item("order", order_dict(py, &report.order, &report.venue)?)?;
     d.set_item("last_quantity", report.last_quantity)?;
     d.set_item("last_price", report.last_price)?;
     d.set_item("commission", report.commission)?;
@@ -163,6 +164,8 @@ fn position_dict<'py>(
 
 fn session_dict<'py>(py: Python<'py>, state: &SessionState) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
+    d.set_item("venue", &state.venue)?;
+    d.set_item("simulated", state.simulated)?;
     d.set_item("session_id", &state.session_id)?;
     d.set_item("logged_on", state.logged_on)?;
     d.set_item("next_sender_seq", state.next_sender_seq)?;
@@ -170,21 +173,48 @@ fn session_dict<'py>(py: Python<'py>, state: &SessionState) -> PyResult<Bound<'p
     Ok(d)
 }
 
-/// The execution engine: a paper venue, a FIX 4.4 session to it and the order
-/// manager, in-process. Prices and quantities are int mantissas at the scales
-/// of each instrument.
+fn venue_stats_dict<'py>(py: Python<'py>, stats: &VenueStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("name", &stats.name)?;
+    d.set_item("fee_bps", stats.fee_bps)?;
+    d.set_item("ack_ms", stats.ack_ms)?;
+    d.set_item("cost_bps", stats.cost_bps)?;
+    d.set_item("routed", stats.routed)?;
+    d.set_item("logged_on", stats.logged_on)?;
+    d.set_item("simulated", stats.simulated)?;
+    Ok(d)
+}
+
+/// The execution engine: paper venues (or external FIX 4.4 acceptors), a FIX
+/// 4.4 session to each and the order manager they share, in-process. Prices
+/// and quantities are int mantissas at the scales of each instrument.
 #[pyclass(name = "ExecutionEngine", module = "nexus._native", frozen)]
 #[derive(Debug)]
 pub struct PyExecutionEngine {
     inner: ExecutionEngine,
 }
 
+impl PyExecutionEngine {
+    fn with_venue(&self, order: Order) -> (Order, String) {
+        let venue = self
+            .inner
+            .order_with_venue(order.order_id)
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        (order, venue)
+    }
+}
+
 #[pymethods]
 impl PyExecutionEngine {
     /// Starts the engine. `instruments` is a list of `(symbol, price_scale,
-    /// qty_scale, tick)`; the session logs on in the background
-    /// (see `wait_logged_on`). With `connect_to=(host, port)` the initiator
-    /// connects to that external FIX 4.4 acceptor and no paper venue is started.
+    /// qty_scale, tick)`; the sessions log on in the background
+    /// (see `wait_logged_on`). One venue named `target` by default: a paper
+    /// venue charging `fee_bps` on `venue_port`, or, with `connect_to=(host,
+    /// port)`, that external FIX 4.4 acceptor. `venues=[(name, fee_bps,
+    /// latency_ms), ...]` starts several paper venues instead, between which
+    /// venue selection chooses (fees plus `latency_cost_bps_per_ms` times the
+    /// measured acknowledgement time).
     #[new]
     #[pyo3(signature = (
         instruments,
@@ -199,7 +229,9 @@ impl PyExecutionEngine {
         max_position = None,
         collar_bps = 0,
         max_orders_per_second = 0,
-        fee_bps = 0
+        fee_bps = 0,
+        venues = None,
+        latency_cost_bps_per_ms = 0.1
     ))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python signature
     fn new(
@@ -216,6 +248,8 @@ impl PyExecutionEngine {
         collar_bps: i64,
         max_orders_per_second: i64,
         fee_bps: i64,
+        venues: Option<Vec<(String, i64, f64)>>,
+        latency_cost_bps_per_ms: f64,
     ) -> PyResult<Self> {
         let mut specs = Vec::with_capacity(instruments.len());
         for (symbol, price_scale, qty_scale, tick) in instruments {
@@ -244,13 +278,40 @@ impl PyExecutionEngine {
         let connect_to = connect_to
             .map(|(host, port)| resolve(&host, non_negative("port", port)?))
             .transpose()?;
+        let venues = match venues {
+            None => vec![VenueSetup {
+                port: non_negative("venue_port", venue_port)?,
+                connect_to,
+                fee_bps,
+                ..VenueSetup::paper(target)
+            }],
+            Some(_) if connect_to.is_some() => {
+                return Err(PyValueError::new_err(
+                    "connect_to names one external venue; it cannot be combined with venues",
+                ))
+            }
+            Some(list) => list
+                .into_iter()
+                .map(|(name, fee_bps, latency_ms)| {
+                    let latency = Duration::try_from_secs_f64(latency_ms / 1e3).map_err(|_| {
+                        PyValueError::new_err(format!(
+                            "latency of venue {name} must be finite and not negative, got {latency_ms} ms"
+                        ))
+                    })?;
+                    Ok(VenueSetup {
+                        fee_bps,
+                        latency,
+                        ..VenueSetup::paper(&name)
+                    })
+                })
+                .collect::<PyResult<_>>()?,
+        };
         let config = ExecutionConfig {
             instruments: specs,
-            venue_port: non_negative("venue_port", venue_port)?,
-            connect_to,
+            venues,
+            latency_cost_bps_per_ms,
             heart_bt_int: non_negative("heart_bt_int", heart_bt_int)?,
             sender_comp_id: sender.to_owned(),
-            target_comp_id: target.to_owned(),
             limits: RiskLimits {
                 max_order_quantity: positive("max_order_quantity", max_order_quantity)?,
                 max_notional,
@@ -263,7 +324,6 @@ impl PyExecutionEngine {
                 throttle_window_ns: 1_000_000_000,
                 ..RiskLimits::default()
             },
-            fee_bps: non_negative("fee_bps", fee_bps)?,
         };
         let inner = py
             .detach(|| ExecutionEngine::start(config))
@@ -280,9 +340,9 @@ impl PyExecutionEngine {
         Ok(py.detach(|| self.inner.wait_logged_on(timeout)))
     }
 
-    /// Feeds a top of book (mantissas; ts_ns since the Unix epoch) to the
-    /// paper venue, if in-process (it may fill resting orders), and to the
-    /// risk engine.
+    /// Feeds a top of book (mantissas; ts_ns since the Unix epoch) to every
+    /// in-process paper venue (it may fill resting orders), and to the risk
+    /// engine.
     #[allow(clippy::too_many_arguments)] // mirrors the Python signature
     fn on_quote(
         &self,
@@ -303,7 +363,9 @@ impl PyExecutionEngine {
 
     /// Checks and sends a new order; returns its dict (status "pending_new"
     /// when sent, "rejected" with its reason when a risk check refused it).
-    #[pyo3(signature = (client_order_id, symbol, side, order_type, quantity, limit_price = None, time_in_force = "day"))]
+    /// `venues`: where it may go (None or empty: any; one: there; several:
+    /// venue selection chooses among them).
+    #[pyo3(signature = (client_order_id, symbol, side, order_type, quantity, limit_price = None, time_in_force = "day", venues = None))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python signature
     fn submit<'py>(
         &self,
@@ -315,8 +377,10 @@ impl PyExecutionEngine {
         quantity: i64,
         limit_price: Option<i64>,
         time_in_force: &str,
+        venues: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let request = OrderRequest {
+            venues: venues.unwrap_or_default(),
             client_order_id: client_order_id.to_owned(),
             symbol: symbol.to_owned(),
             side: parse_side(side)?,
@@ -325,10 +389,13 @@ impl PyExecutionEngine {
             limit_price,
             time_in_force: parse_tif(time_in_force)?,
         };
-        let order = py
-            .detach(|| self.inner.submit(request))
+        let (order, venue) = py
+            .detach(|| -> Result<_, crate::engine::ExecutionError> {
+                let order = self.inner.submit(request)?;
+                Ok(self.with_venue(order))
+            })
             .map_err(errors::to_py)?;
-        order_dict(py, &order)
+        order_dict(py, &order, &venue)
     }
 
     /// Sends a cancel of `order_id` under `new_client_order_id`; returns the
@@ -340,10 +407,13 @@ impl PyExecutionEngine {
         new_client_order_id: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
         let id = self::order_id(order_id)?;
-        let order = py
-            .detach(|| self.inner.cancel(id, new_client_order_id))
+        let (order, venue) = py
+            .detach(|| -> Result<_, crate::engine::ExecutionError> {
+                let order = self.inner.cancel(id, new_client_order_id)?;
+                Ok(self.with_venue(order))
+            })
             .map_err(errors::to_py)?;
-        order_dict(py, &order)
+        order_dict(py, &order, &venue)
     }
 
     /// Sends a cancel/replace of `order_id` to `quantity` at `limit_price`
@@ -357,19 +427,21 @@ impl PyExecutionEngine {
         limit_price: Option<i64>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let id = self::order_id(order_id)?;
-        let order = py
-            .detach(|| {
-                self.inner
-                    .replace(id, new_client_order_id, quantity, limit_price)
+        let (order, venue) = py
+            .detach(|| -> Result<_, crate::engine::ExecutionError> {
+                let order = self
+                    .inner
+                    .replace(id, new_client_order_id, quantity, limit_price)?;
+                Ok(self.with_venue(order))
             })
             .map_err(errors::to_py)?;
-        order_dict(py, &order)
+        order_dict(py, &order, &venue)
     }
 
     /// Every order, by id.
     fn orders<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
-        let orders = py.detach(|| self.inner.orders());
-        orders.iter().map(|o| order_dict(py, o)).collect()
+        let orders = py.detach(|| self.inner.orders_with_venues());
+        orders.iter().map(|(o, v)| order_dict(py, o, v)).collect()
     }
 
     /// One order by id, or None.
@@ -377,8 +449,8 @@ impl PyExecutionEngine {
         let Ok(id) = u64::try_from(order_id) else {
             return Ok(None);
         };
-        let order = py.detach(|| self.inner.order(id));
-        order.map(|o| order_dict(py, &o)).transpose()
+        let order = py.detach(|| self.inner.order_with_venue(id));
+        order.map(|(o, v)| order_dict(py, &o, &v)).transpose()
     }
 
     /// The position of every instrument.
@@ -412,10 +484,25 @@ impl PyExecutionEngine {
             .map_err(errors::to_py)
     }
 
-    /// The FIX session: session_id, logged_on, next_sender_seq, next_target_seq.
+    /// The first venue's FIX session: venue, simulated, session_id, logged_on,
+    /// next_sender_seq, next_target_seq.
     fn session<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let state = py.detach(|| self.inner.session_state());
         session_dict(py, &state)
+    }
+
+    /// Every venue's FIX session, in configuration order (as `session`).
+    fn sessions<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let states = py.detach(|| self.inner.sessions());
+        states.iter().map(|s| session_dict(py, s)).collect()
+    }
+
+    /// How venue selection sees each venue: name, fee_bps, ack_ms (moving
+    /// average of the acknowledgement time), cost_bps, routed, logged_on,
+    /// simulated.
+    fn venue_stats<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let stats = py.detach(|| self.inner.venue_stats());
+        stats.iter().map(|s| venue_stats_dict(py, s)).collect()
     }
 
     /// Logs out and stops every thread of the engine. Idempotent.
