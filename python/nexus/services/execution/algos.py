@@ -262,7 +262,7 @@ class AlgoOrder:
     """A running parent order: sends its children through `engine`.
 
     `engine` is the Rust ExecutionEngine (or anything with its `submit`,
-    `order` and `reports_since` methods); `quote` returns the latest top of
+    `order`, `reports_since` and `last_sequence` methods); `quote` returns the latest top of
     book of the symbol, or None.
     """
 
@@ -320,8 +320,7 @@ class AlgoOrder:
 
     def engine_last_sequence(self) -> int:
         """The report log's latest sequence number."""
-        latest = self.engine.reports_since(0, 1_000_000)
-        return int(latest[-1]["sequence"]) if latest else 0
+        return int(self.engine.last_sequence())
 
     async def cancel(self, why: str = "cancelled") -> None:
         """Stops sending children; the parent ends CANCELED (if still running)."""

@@ -17,7 +17,9 @@ import asyncio
 import calendar as _calendar
 import collections
 import contextlib
+import functools
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -176,6 +178,9 @@ class ExecutionServicer:
         self._algo_requests: dict[str, ex.ExecuteAlgoRequest] = {}
         self._algo_by_client_id: dict[str, str] = {}
         self._algo_of_order: dict[int, str] = {}
+        self._reports = _ReportSignal()
+        self._watcher_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     async def start(self) -> None:
         """Starts the engine (paper venue, FIX session, order manager) and the quote replay."""
@@ -205,6 +210,13 @@ class ExecutionServicer:
         if not await asyncio.to_thread(self.engine.wait_logged_on, 10.0):
             raise RuntimeError("the FIX sessions to the paper venues did not log on")
         self._feeder = asyncio.create_task(self._feed_quotes())
+        self._watcher = threading.Thread(
+            target=self._reports.watch,
+            args=(self.engine, asyncio.get_running_loop(), self._watcher_stop),
+            name="nexus-report-watcher",
+            daemon=True,
+        )
+        self._watcher.start()
 
     async def stop(self) -> None:
         """Stops the algos and the quote replay, logs out and stops the engine."""
@@ -215,6 +227,9 @@ class ExecutionServicer:
             self._feeder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._feeder
+        self._watcher_stop.set()
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.join)
         if self.engine is not None:
             await asyncio.to_thread(self.engine.stop)
 
@@ -343,7 +358,9 @@ class ExecutionServicer:
             existing = eng.order(known)
             if existing is not None:
                 return ex.SubmitOrderResponse(order=self._order(existing))
-        submit = asyncio.to_thread(
+        # Called on the loop, not through a thread: the engine releases the GIL,
+        # checks and hands the message to the session's bounded channel.
+        submit = functools.partial(
             eng.submit,
             request.client_order_id,
             spec.symbol,
@@ -355,7 +372,7 @@ class ExecutionServicer:
             [request.venue] if request.venue else None,
         )
         try:
-            result = await submit
+            result = submit()
         except engine.ExecutionError as err:  # session down, engine stopped
             raise FailedPrecondition(str(err)) from None
         except ValueError as err:  # the engine's argument checks (e.g. a reused ClOrdID)
@@ -456,16 +473,12 @@ class ExecutionServicer:
         # reports_since(n) returns the reports numbered above n.
         after = max(request.from_sequence - 1, 0) if request.from_sequence else None
         if after is None:  # live only: start after the newest report
-            latest = eng.reports_since(0, 1_000_000)
-            after = latest[-1]["sequence"] if latest else 0
-        idle = 0.0  # polling backs off from 0.2 ms while busy to 20 ms when quiet
+            after = eng.last_sequence()
         while not self._stop.is_set():
             reports = eng.reports_since(after, 1000)  # a short, non-blocking read of the log
             if not reports:
-                idle = min(max(idle * 2, 0.0002), 0.02)
-                await asyncio.sleep(idle)
+                await self._reports.wait_beyond(after, 0.25)  # woken as a report is logged
                 continue
-            idle = 0.0
             for r in reports:
                 after = r["sequence"]
                 order = self._order(r["order"])
@@ -770,6 +783,45 @@ class _ChildIndex:
 
     def reports_since(self, sequence: int, max_reports: int) -> Any:
         return self._engine.reports_since(sequence, max_reports)
+
+    def last_sequence(self) -> int:
+        return int(self._engine.last_sequence())
+
+
+class _ReportSignal:
+    """Wakes the report streams as soon as the engine logs a report.
+
+    One watcher thread blocks in the engine (without the GIL) until a report
+    is logged and hands the news to the event loop; streams wait on it instead
+    of polling.
+    """
+
+    def __init__(self) -> None:
+        self.latest = 0
+        self._event = asyncio.Event()
+
+    def notify(self, latest: int) -> None:
+        """On the loop: a report up to `latest` is logged."""
+        self.latest = max(self.latest, latest)
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait_beyond(self, sequence: int, timeout_s: float) -> None:
+        """Returns once a report above `sequence` is logged, or after `timeout_s`."""
+        if self.latest > sequence:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout_s)
+
+    def watch(self, engine: Any, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
+        """The watcher thread's loop."""
+        seen = int(engine.last_sequence())
+        while not stop.is_set():
+            latest = int(engine.wait_report_after(seen, 0.25))
+            if latest > seen:
+                seen = latest
+                with contextlib.suppress(RuntimeError):  # the loop closed under us
+                    loop.call_soon_threadsafe(self.notify, latest)
 
 
 def calendar_ns(day: Any) -> int:

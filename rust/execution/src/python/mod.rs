@@ -477,6 +477,22 @@ impl PyExecutionEngine {
         reports.iter().map(|r| report_dict(py, r)).collect()
     }
 
+    /// Sequence number of the latest logged report (0 before the first).
+    fn last_sequence(&self, py: Python<'_>) -> u64 {
+        py.detach(|| self.inner.last_sequence())
+    }
+
+    /// Waits (without the GIL) until a report with a sequence number above
+    /// `sequence` is logged or `timeout_s` passes; returns the latest sequence
+    /// number (at most `sequence` on timeout). Wakes as the report is logged.
+    fn wait_report_after(&self, py: Python<'_>, sequence: i64, timeout_s: f64) -> PyResult<u64> {
+        let sequence = u64::try_from(sequence).unwrap_or(0);
+        let timeout = Duration::try_from_secs_f64(timeout_s.max(0.0)).map_err(|_| {
+            PyValueError::new_err(format!("timeout_s must be finite, got {timeout_s}"))
+        })?;
+        Ok(py.detach(|| self.inner.wait_report_after(sequence, timeout)))
+    }
+
     /// Engages or releases the kill switch; engaging sends cancels for the
     /// open orders and returns their ids.
     fn set_kill_switch(&self, py: Python<'_>, engaged: bool) -> PyResult<Vec<u64>> {
