@@ -9,7 +9,7 @@ Each contract month is stored as its own instrument (`ES201312`, `ES201403`,
 - `RollRule.CALENDAR`: hold the nearest contract until `days_before_expiry`
   calendar days before its expiry (expiry from the root's calendar rule).
 
-With `back_adjust`, each earlier segment is shifted by the price difference
+With `back_adjust`, each earlier segment (open, high, low, close) is shifted by the price difference
 between the new and the old contract at the roll (the new contract's first
 close of the roll day minus the old contract's first close at or after that
 minute), so the series has no artificial jump at a roll. A roll across a
@@ -35,6 +35,9 @@ from nexus.services.marketdata.instruments import DataKind, InstrumentSpec
 from nexus.services.marketdata.store import NS_PER_DAY, TickStore
 
 __all__ = ["ContinuousSeries", "Roll", "RollRule", "build_continuous", "expiry"]
+
+_PRICES = ("open", "high", "low", "close")
+_COLUMNS = ("ts_ns", *_PRICES, "volume")
 
 
 class RollRule(StrEnum):
@@ -94,6 +97,9 @@ class ContinuousSeries:
     volume: npt.NDArray[np.int64]
     contract: list[str]  # per bar
     rolls: list[Roll]
+    open: npt.NDArray[np.int64]
+    high: npt.NDArray[np.int64]
+    low: npt.NDArray[np.int64]
 
 
 def _daily_volumes(
@@ -175,8 +181,7 @@ def _stitch(
         if not parts:
             continue
         columns = {
-            name: np.concatenate([p[name] for p in parts]).astype(np.int64)
-            for name in ("ts_ns", "close", "volume")
+            name: np.concatenate([p[name] for p in parts]).astype(np.int64) for name in _COLUMNS
         }
         segments.append((contract, columns))
 
@@ -197,7 +202,8 @@ def _stitch(
             if overlap:
                 shift = int(new_cols["close"][0]) - int(same_day[0]["close"][0])
             for _, cols in segments[:i]:
-                cols["close"] = cols["close"] + shift
+                for name in _PRICES:
+                    cols[name] = cols[name] + shift
         else:
             overlap = False
         day = dt.date(1970, 1, 1) + dt.timedelta(days=int(new_cols["ts_ns"][0]) // NS_PER_DAY)
@@ -205,11 +211,15 @@ def _stitch(
 
     if not segments:
         empty = np.zeros(0, dtype=np.int64)
-        return ContinuousSeries(empty, empty, empty, [], [])
+        return ContinuousSeries(empty, empty, empty, [], [], empty, empty, empty)
+    joined = {name: np.concatenate([c[name] for _, c in segments]) for name in _COLUMNS}
     return ContinuousSeries(
-        ts_ns=np.concatenate([c["ts_ns"] for _, c in segments]),
-        close=np.concatenate([c["close"] for _, c in segments]),
-        volume=np.concatenate([c["volume"] for _, c in segments]),
+        ts_ns=joined["ts_ns"],
+        close=joined["close"],
+        volume=joined["volume"],
         contract=[name for name, c in segments for _ in range(len(c["ts_ns"]))],
         rolls=rolls,
+        open=joined["open"],
+        high=joined["high"],
+        low=joined["low"],
     )

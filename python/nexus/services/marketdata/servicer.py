@@ -41,8 +41,15 @@ from nexus import engine
 from nexus.common.v1 import types_pb2
 from nexus.marketdata.v1 import marketdata_pb2 as md
 from nexus.metrics import MetricFamily
-from nexus.rpc import FailedPrecondition, NotFound, ResourceExhausted, Unimplemented
+from nexus.rpc import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unimplemented,
+)
 from nexus.services.context import ServiceContext
+from nexus.services.marketdata.continuous import RollRule, build_continuous
 from nexus.services.marketdata.ingest import (
     ISSUE_NAMES,
     MALFORMED,
@@ -83,6 +90,7 @@ _LIVE_STATES = {
     "stale": md.FEED_STATE_STALE,
     "disconnected": md.FEED_STATE_DISCONNECTED,
 }
+_ROLL_RULES = {md.ROLL_RULE_VOLUME: RollRule.VOLUME, md.ROLL_RULE_CALENDAR: RollRule.CALENDAR}
 _TIMEFRAME_KINDS: dict[int, str] = {
     types_pb2.TIMEFRAME_1M: "1m",
     types_pb2.TIMEFRAME_5M: "5m",
@@ -544,6 +552,76 @@ class MarketDataServicer:
                 strict=True,
             )
         ]
+
+    async def GetContinuousSeries(
+        self, request: md.GetContinuousSeriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> md.GetContinuousSeriesResponse:
+        """Returns one page of a continuous futures series and its rolls."""
+        v = Violations()
+        v.instrument("root", request.root, present=request.HasField("root"))
+        if request.roll_rule not in _ROLL_RULES:
+            v.add("roll_rule", "required: ROLL_RULE_VOLUME or ROLL_RULE_CALENDAR")
+        v.time_range("range", request.range, present=request.HasField("range"))
+        if request.page.page_size > MAX_PAGE:
+            v.add("page.page_size", f"at most {MAX_PAGE}")
+        if request.days_before_expiry > 366:
+            v.add("days_before_expiry", "at most 366")
+        v.raise_if_any()
+        root = _resolve("root", request.root)
+        if not root.root_symbol or root.symbol != root.root_symbol:
+            raise InvalidArgument(
+                [("root", f"{root.symbol} at {root.venue} is not a futures root")]
+            )
+        offset = 0
+        if request.page.page_token:
+            offset, _ = _parse_token(request.page.page_token)
+        series = await asyncio.to_thread(
+            build_continuous,
+            self.store,
+            root,
+            _ROLL_RULES[request.roll_rule],
+            back_adjust=request.back_adjust,
+            days_before_expiry=request.days_before_expiry or 8,
+        )
+        inside = np.flatnonzero(
+            (series.ts_ns >= request.range.start_ns) & (series.ts_ns < request.range.end_ns)
+        )
+        limit = request.page.page_size or DEFAULT_PAGE
+        rows = inside[offset : offset + limit]
+        price, size, minute = root.price_scale, root.size_scale, 60_000_000_000
+        response = md.GetContinuousSeriesResponse(
+            rolls=[
+                md.ContractRoll(
+                    day_ns=(r.day - dt.date(1970, 1, 1)).days * 86_400 * 10**9,
+                    from_contract=r.from_contract,
+                    to_contract=r.to_contract,
+                    adjustment=_decimal(r.adjustment, price),
+                    overlap=r.overlap,
+                )
+                for r in series.rolls
+            ]
+        )
+        for i in rows.tolist():
+            ts = int(series.ts_ns[i])
+            response.bars.append(
+                md.Bar(
+                    instrument=types_pb2.InstrumentId(
+                        symbol=f"{root.root_symbol}{series.contract[i]}", venue=root.venue
+                    ),
+                    timeframe=types_pb2.TIMEFRAME_1M,
+                    ts_open_ns=ts,
+                    ts_close_ns=ts + minute,
+                    open=_decimal(series.open[i], price),
+                    high=_decimal(series.high[i], price),
+                    low=_decimal(series.low[i], price),
+                    close=_decimal(series.close[i], price),
+                    volume=_decimal(series.volume[i], size),
+                    price_source="trade",
+                )
+            )
+        if offset + limit < len(inside):
+            response.page.next_page_token = _page_token(offset + limit, 0)
+        return response
 
     # -- streams -----------------------------------------------------------
 
