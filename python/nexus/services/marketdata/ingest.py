@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +31,7 @@ from nexus.services.marketdata.instruments import (
 )
 from nexus.services.marketdata.store import Chunk, TickStore
 
-__all__ = ["FeedCounters", "FeedStatusBoard", "IngestReport", "ingest"]
+__all__ = ["FeedCounters", "FeedStatusBoard", "IngestReport", "ingest", "issue_counts"]
 
 log = logging.getLogger("nexus.marketdata.ingest")
 
@@ -64,6 +65,17 @@ class FeedCounters:
     flagged: Counter[int] = field(default_factory=Counter)
 
 
+def issue_counts(flags: npt.NDArray[np.uint32] | None) -> dict[int, int]:
+    """Rows flagged with each issue (a row may carry several)."""
+    out: dict[int, int] = {}
+    if flags is not None and len(flags):
+        for issue in ISSUE_NAMES:
+            count = int(np.count_nonzero(flags & (1 << issue)))
+            if count:
+                out[issue] = count
+    return out
+
+
 class FeedStatusBoard:
     """Counters of every source, shared by ingestion and streams; thread-safe."""
 
@@ -88,13 +100,24 @@ class FeedStatusBoard:
             feed.rejected.update(rejected)
             kept = received - sum(rejected.values())
             feed.accepted += kept
-            if flags is not None and len(flags):
-                for issue in ISSUE_NAMES:
-                    count = int(np.count_nonzero(flags & (1 << issue)))
-                    if count:
-                        feed.flagged[issue] += count
+            feed.flagged.update(issue_counts(flags))
             feed.last_event_ns = max(feed.last_event_ns, last_event_ns)
             feed.finished = feed.finished or finished
+
+    def restore(self, store: TickStore) -> int:
+        """Adds the counts recorded with the files already in `store` (those a
+        restart will not ingest again); returns how many files they cover."""
+        recorded = store.feed_counts()
+        with self._lock:
+            for counts in recorded.values():
+                feed = self._feeds.setdefault(str(counts["source"]), FeedCounters())
+                feed.received += int(counts["received"])
+                feed.accepted += int(counts["accepted"])
+                feed.rejected.update({int(k): int(v) for k, v in counts["rejected"].items()})
+                feed.flagged.update({int(k): int(v) for k, v in counts["flagged"].items()})
+                feed.last_event_ns = max(feed.last_event_ns, int(counts["last_event_ns"]))
+                feed.finished = True
+        return len(recorded)
 
     def snapshot(self) -> dict[str, FeedCounters]:
         """Returns a copy of every source's counters."""
@@ -168,11 +191,12 @@ def ingest(
         if identity in known:
             report.skipped_known += 1
             continue
-        stored, rejected, flagged = _ingest_file(store, source, board, validators)
+        stored, rejected, flagged, counts = _ingest_file(store, source, board, validators)
         report.files += 1
         report.rows_stored += stored
         report.rows_rejected += rejected
         report.rows_flagged += flagged
+        store.add_feed_counts(identity, counts)
         store.add_source(identity, f"{source.kind.value}/{source.instrument.key}")
     return report
 
@@ -190,7 +214,7 @@ def _ingest_file(
     source: SourceFile,
     board: FeedStatusBoard,
     validators: dict[str, engine.QuoteValidator],
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, dict[str, Any]]:
     spec = source.instrument
     flags: npt.NDArray[np.uint32] | None = None
     parts: list[tuple[InstrumentSpec, Chunk]] = []
@@ -252,13 +276,24 @@ def _ingest_file(
         stored += len(columns["ts_ns"])
         if len(columns["ts_ns"]):
             last_ns = max(last_ns, int(columns["ts_ns"][-1]))
+    received = int(read["rows"]) - int(read["empty_rows"])
+    rejected = {MALFORMED: malformed} if malformed else {}
     board.record(
         source.source,
-        received=int(read["rows"]) - int(read["empty_rows"]),
-        rejected={MALFORMED: malformed} if malformed else {},
+        received=received,
+        rejected=rejected,
         flags=flags,
         last_event_ns=last_ns,
         finished=True,
     )
+    by_issue = {str(k): v for k, v in issue_counts(flags).items()}
+    counts = {
+        "source": source.source,
+        "received": received,
+        "accepted": received - malformed,
+        "rejected": {str(k): v for k, v in rejected.items()},
+        "flagged": by_issue,
+        "last_event_ns": last_ns,
+    }
     flagged = int(np.count_nonzero(flags)) if flags is not None else 0
-    return stored, malformed, flagged
+    return stored, malformed, flagged, counts

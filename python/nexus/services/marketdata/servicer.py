@@ -301,6 +301,7 @@ class MarketDataServicer:
         store_dir = self._cfg.store_dir or context.settings.data_dir / "store"
         self.store = TickStore(Path(store_dir))
         self.board = FeedStatusBoard()
+        self.board.restore(self.store)  # what earlier runs and `nexus ingest` counted
         self.books: dict[InstrumentSpec, engine.OrderBook] = {}
         self.live: dict[InstrumentSpec, WebSocketBookFeed] = {}
         self._feeds_stop = asyncio.Event()

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -162,6 +163,28 @@ class TickStore:
         tmp = self._sources_path().with_suffix(".tmp")
         tmp.write_text(json.dumps(sources, indent=1, sort_keys=True))
         tmp.replace(self._sources_path())
+
+    def _feed_counts_path(self) -> Path:
+        return self.root / "_feed_counts.json"
+
+    def feed_counts(self) -> dict[str, dict[str, Any]]:
+        """Returns the validation counts recorded with each source file taken:
+        identity -> {source, received, rejected, flagged, last_event_ns}."""
+        path = self._feed_counts_path()
+        if not path.exists():
+            return {}
+        loaded = json.loads(path.read_text())
+        return {str(k): dict(v) for k, v in loaded.items()}
+
+    def add_feed_counts(self, identity: str, counts: dict[str, Any]) -> None:
+        """Records the validation counts of a source file (written atomically), so
+        that feed status survives a restart."""
+        recorded = self.feed_counts()
+        recorded[identity] = counts
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self._feed_counts_path().with_suffix(".tmp")
+        tmp.write_text(json.dumps(recorded, indent=1, sort_keys=True))
+        tmp.replace(self._feed_counts_path())
 
     def count(self, kind: DataKind, instrument: InstrumentSpec) -> int:
         """Returns the rows stored for an instrument (from Parquet metadata)."""
