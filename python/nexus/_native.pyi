@@ -135,6 +135,7 @@ class ExecutionEngine:
         fee_bps: int = 0,
         venues: list[tuple[str, int, float]] | None = None,
         latency_cost_bps_per_ms: float = 0.1,
+        store_dir: str | PathLike[str] | None = None,
     ) -> ExecutionEngine: ...
     def wait_logged_on(self, timeout_s: float) -> bool: ...
     def on_quote(

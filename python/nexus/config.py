@@ -166,6 +166,10 @@ class ExecutionConfig(_Section):
         le=3600,
         description="algo orders: interval between child orders when the request sets none, s",
     )
+    persist_sessions: bool = Field(
+        default=True,
+        description="keep FIX messages and sequence numbers in <data_dir>/fix, resumed on restart",
+    )
     latency_cost_bps_per_ms: float = Field(
         default=0.1,
         ge=0,

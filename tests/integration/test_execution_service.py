@@ -321,3 +321,29 @@ def test_bad_algo_requests_name_their_fields(client: NexusClient) -> None:
     with pytest.raises(grpc.RpcError) as info:
         client.execution.GetAlgoExecution(ex.GetAlgoExecutionRequest(algo_id="A999"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_fix_sequence_numbers_resume_after_a_restart(tmp_path: Path) -> None:
+    settings = load_settings(
+        overrides={
+            "server": {"port": 0, "grace_period_s": 0.2, "metrics_port": None},
+            "data_dir": str(tmp_path),
+            "services": "hub,execution",
+        }
+    )
+    seen = []
+    for _ in range(2):
+        server = ThreadedServer(settings)
+        try:
+            with NexusClient(server.target, timeout_s=10) as client:
+                sessions = client.execution.GetSessions(ex.GetSessionsRequest()).sessions
+                seen.append({s.venue: s.next_sender_seq for s in sessions})
+        finally:
+            server.stop()
+    # Logon (1) at the first start; the Logout at the stop and the next Logon follow on.
+    assert all(seq >= 2 for seq in seen[0].values())
+    assert all(seen[1][venue] > seen[0][venue] for venue in seen[0])
+    assert sorted(p.name for p in (tmp_path / "fix").iterdir())[:2] == [
+        "FIX.4.4-NEXUS-PAPER-SLOW.body",
+        "FIX.4.4-NEXUS-PAPER-SLOW.seqnums",
+    ]

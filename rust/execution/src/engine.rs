@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use nexus_fix::message::Message;
 use nexus_fix::session::tcp::now_nanos;
 use nexus_fix::session::{
-    Acceptor, AcceptorConfig, AppEvent, ChannelApplication, Initiator, InitiatorConfig,
-    MemoryStore, OutgoingMessage, Session, SessionConfig, SessionId, TcpError,
+    Acceptor, AcceptorConfig, AppEvent, ChannelApplication, FileStore, Initiator, InitiatorConfig,
+    MemoryStore, MessageStore, OutgoingMessage, Session, SessionConfig, SessionId, StoreError,
+    TcpError,
 };
 use nexus_oms::{
     ManagerError, NewOrder, Order, OrderManager, OrderType, Position, RiskLimits, Side,
@@ -59,6 +60,9 @@ pub enum ExecutionError {
     /// A thread could not be spawned.
     #[error("cannot spawn a thread: {0}")]
     Spawn(std::io::Error),
+    /// A FIX message store could not be opened (unreadable, corrupt).
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The FIX session is not logged on: nothing can be sent.
     #[error("the FIX session is not logged on")]
     NotLoggedOn,
@@ -154,6 +158,10 @@ pub struct ExecutionConfig {
     /// acknowledgement time, in basis points (the cost of the market moving
     /// while the order travels). Finite and not negative.
     pub latency_cost_bps_per_ms: f64,
+    /// Where the FIX sessions keep their messages and sequence numbers, so that
+    /// a restart resumes them (the paper venues' sessions too); None keeps
+    /// them in memory and every start begins at 1.
+    pub store_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ExecutionConfig {
@@ -165,6 +173,7 @@ impl Default for ExecutionConfig {
             sender_comp_id: "NEXUS".to_owned(),
             limits: RiskLimits::default(),
             latency_cost_bps_per_ms: 0.1,
+            store_dir: None,
         }
     }
 }
@@ -1124,6 +1133,24 @@ impl Drop for ExecutionEngine {
     }
 }
 
+/// The message store of a session: files named after it in
+/// [`ExecutionConfig::store_dir`], or memory.
+fn message_store(
+    config: &ExecutionConfig,
+    id: &SessionId,
+) -> Result<Box<dyn MessageStore>, ExecutionError> {
+    Ok(match &config.store_dir {
+        Some(dir) => {
+            let name = format!(
+                "{}-{}-{}",
+                id.begin_string, id.sender_comp_id, id.target_comp_id
+            );
+            Box::new(FileStore::open(dir, &name)?)
+        }
+        None => Box::new(MemoryStore::new()),
+    })
+}
+
 /// Starts one venue (a paper venue and its acceptor on 127.0.0.1, unless the
 /// setup names an external acceptor) and the initiator connected to it.
 fn start_link(
@@ -1134,6 +1161,8 @@ fn start_link(
 ) -> Result<VenueLink, ExecutionError> {
     let venue_session_id = SessionId::new(BEGIN_STRING, &setup.name, &config.sender_comp_id);
     let session_id = SessionId::new(BEGIN_STRING, &config.sender_comp_id, &setup.name);
+    // Opened first: a bad store fails the start before anything runs.
+    let initiator_store = message_store(config, &session_id)?;
     let (paper, mut acceptor, addr) = match setup.connect_to {
         Some(addr) => (None, None, addr),
         None => {
@@ -1159,7 +1188,7 @@ fn start_link(
             let session = Session::new(
                 SessionConfig::new(venue_session_id.clone()),
                 Arc::clone(dictionary),
-                Box::new(MemoryStore::new()),
+                message_store(config, &venue_session_id)?,
             );
             let acceptor = venue.serve(acceptor_config, vec![session])?;
             let addr = acceptor.local_addr();
@@ -1168,11 +1197,7 @@ fn start_link(
     };
     let mut session_config = SessionConfig::new(session_id.clone());
     session_config.heart_bt_int = config.heart_bt_int;
-    let session = Session::new(
-        session_config,
-        Arc::clone(dictionary),
-        Box::new(MemoryStore::new()),
-    );
+    let session = Session::new(session_config, Arc::clone(dictionary), initiator_store);
     let mut initiator_config = InitiatorConfig::new(addr);
     initiator_config.reconnect_min = Duration::from_millis(50);
     let app: Arc<ChannelApplication> = Arc::clone(app);

@@ -451,3 +451,58 @@ fn venues_must_be_distinct_and_not_ourselves() {
         ));
     }
 }
+
+#[test]
+fn sequence_numbers_resume_after_a_restart_with_a_store_dir() {
+    let _serial = serial();
+    let dir = std::env::temp_dir().join(format!("nexus-exec-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = || ExecutionConfig {
+        instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
+        store_dir: Some(dir.clone()),
+        ..ExecutionConfig::default()
+    };
+    let engine = ExecutionEngine::start(config()).unwrap();
+    assert!(engine.wait_logged_on(Duration::from_secs(5)));
+    engine.on_quote(SYM, 10_000, 10_025, 50, 50, 1).unwrap();
+    engine.submit(limit("S1", Side::Buy, 1, 10_025)).unwrap();
+    wait_reports(&engine, 0, |r| {
+        r.iter().any(|r| r.order.status == OrderStatus::Filled)
+    });
+    let before = engine.session_state();
+    engine.stop();
+    let after_stop = engine.session_state();
+    assert!(after_stop.next_sender_seq > 2, "{after_stop:?}");
+    assert!(before.next_sender_seq >= 3);
+
+    // A new engine on the same folder logs on where the last one stopped (its
+    // Logon takes the next number) and both ends agree: it trades on.
+    let engine = ExecutionEngine::start(config()).unwrap();
+    assert!(engine.wait_logged_on(Duration::from_secs(5)));
+    let resumed = engine.session_state();
+    assert!(
+        resumed.next_sender_seq > after_stop.next_sender_seq,
+        "{resumed:?} after {after_stop:?}"
+    );
+    engine.on_quote(SYM, 10_000, 10_025, 50, 50, 1).unwrap();
+    engine.submit(limit("S2", Side::Buy, 1, 10_025)).unwrap();
+    wait_reports(&engine, 0, |r| {
+        r.iter().any(|r| r.order.status == OrderStatus::Filled)
+    });
+    engine.stop();
+    assert!(
+        std::fs::read_dir(&dir).unwrap().count() >= 4,
+        "two stores, two files each"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // A store that cannot be opened fails the start with the reason.
+    let file = std::env::temp_dir().join(format!("nexus-exec-notadir-{}", std::process::id()));
+    std::fs::write(&file, b"x").unwrap();
+    let refused = ExecutionEngine::start(ExecutionConfig {
+        store_dir: Some(file.clone()),
+        ..config()
+    });
+    assert!(matches!(refused, Err(ExecutionError::Store(_))));
+    let _ = std::fs::remove_file(&file);
+}

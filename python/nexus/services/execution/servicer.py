@@ -205,6 +205,7 @@ class ExecutionServicer:
             max_orders_per_second=cfg.max_orders_per_second,
             venues=[(v.name, v.fee_bps, v.latency_ms) for v in cfg.venues],
             latency_cost_bps_per_ms=cfg.latency_cost_bps_per_ms,
+            store_dir=self._ctx.settings.data_dir / "fix" if cfg.persist_sessions else None,
         )
         self.venues = tuple(v.name for v in cfg.venues)
         if not await asyncio.to_thread(self.engine.wait_logged_on, 10.0):

@@ -214,7 +214,9 @@ impl PyExecutionEngine {
     /// port)`, that external FIX 4.4 acceptor. `venues=[(name, fee_bps,
     /// latency_ms), ...]` starts several paper venues instead, between which
     /// venue selection chooses (fees plus `latency_cost_bps_per_ms` times the
-    /// measured acknowledgement time).
+    /// measured acknowledgement time). With `store_dir` the FIX sessions keep
+    /// their messages and sequence numbers in files there and resume them on
+    /// the next start.
     #[new]
     #[pyo3(signature = (
         instruments,
@@ -231,7 +233,8 @@ impl PyExecutionEngine {
         max_orders_per_second = 0,
         fee_bps = 0,
         venues = None,
-        latency_cost_bps_per_ms = 0.1
+        latency_cost_bps_per_ms = 0.1,
+        store_dir = None
     ))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python signature
     fn new(
@@ -250,6 +253,7 @@ impl PyExecutionEngine {
         fee_bps: i64,
         venues: Option<Vec<(String, i64, f64)>>,
         latency_cost_bps_per_ms: f64,
+        store_dir: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
         let mut specs = Vec::with_capacity(instruments.len());
         for (symbol, price_scale, qty_scale, tick) in instruments {
@@ -310,6 +314,7 @@ impl PyExecutionEngine {
             instruments: specs,
             venues,
             latency_cost_bps_per_ms,
+            store_dir,
             heart_bt_int: non_negative("heart_bt_int", heart_bt_int)?,
             sender_comp_id: sender.to_owned(),
             limits: RiskLimits {
