@@ -4,7 +4,9 @@
 //! TCP echo of a same-sized FIX message between two threads on 127.0.0.1.
 //!
 //! `cargo bench -p nexus-execution --bench roundtrip`; `NEXUS_BENCH_ORDERS` sets the
-//! number of orders (default 100 000).
+//! number of orders (default 100 000). The engine's percentiles end the output as one
+//! JSON line, which `nexus bench order-roundtrip-rust` reads to set them beside C++
+//! QuickFIX doing the same round trips.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
@@ -136,6 +138,11 @@ fn main() {
     percentiles("  queued -> New applied", &mut after_submit);
     percentiles("  first 1000 orders", &mut first);
     let b = percentiles("tcp echo (floor)", &mut floor);
+    // Machine-readable, for `nexus bench order-roundtrip-rust`.
+    println!(
+        "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}}}",
+        a[0], a[1], a[2], a[3]
+    );
     println!(
         "{:<28} p50 {:>8.2}x    p99 {:>8.2}x    p99.9 {:>8.2}x    max {:>9.2}x",
         "ratio engine / floor",
