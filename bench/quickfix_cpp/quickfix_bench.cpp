@@ -1,7 +1,7 @@
 // The C++ QuickFIX side of Nexus's FIX benchmarks (docs/benchmarks.md).
 //
 //   quickfix_bench codec MESSAGES DICTIONARY [REPEATS] [MIN_MS]
-//   quickfix_bench roundtrip DICTIONARY [ORDERS] [WARMUP]
+//   quickfix_bench roundtrip DICTIONARY [ORDERS] [WARMUP] [SAMPLES]
 //
 // codec: parses and encodes the messages in MESSAGES (one FIX message a line, as
 // `nexus bench fix-codec` writes them) the way the Nexus side does, on one thread,
@@ -11,7 +11,8 @@
 // roundtrip: a SocketInitiator and a SocketAcceptor on 127.0.0.1 (memory stores, no
 // logs); the acceptor answers each NewOrderSingle with an ExecutionReport (new); the
 // initiator sends one order at a time and times NewOrderSingle out to ExecutionReport
-// back. Prints one JSON object with the percentiles in microseconds.
+// back. Prints one JSON object with the percentiles in microseconds, and writes the
+// samples (nanoseconds, one a line) to SAMPLES when given.
 //
 // Built by `make quickfix-cpp` (C++14, -O2, Debian's libquickfix-dev 1.15.1).
 
@@ -387,7 +388,8 @@ double at(const std::vector<double>& sorted, double q) {
   return sorted[std::min(i, sorted.size() - 1)];
 }
 
-int roundtrip(const std::string& dictionary, long orders, long warmup) {
+int roundtrip(const std::string& dictionary, long orders, long warmup,
+              const std::string& samples_path) {
   int port = free_port();
   std::istringstream acceptor_text(settings("acceptor", port, dictionary));
   std::istringstream initiator_text(settings("initiator", port, dictionary));
@@ -429,6 +431,11 @@ int roundtrip(const std::string& dictionary, long orders, long warmup) {
   }
   initiator.stop();
   acceptor.stop();
+  if (!samples_path.empty()) {
+    std::ofstream out(samples_path);
+    for (double us : samples) out << static_cast<long long>(us * 1000 + 0.5) << "\n";
+    if (!out) throw std::runtime_error("cannot write " + samples_path);
+  }
   std::sort(samples.begin(), samples.end());
   std::printf(
       "{\"mode\": \"roundtrip\", \"orders\": %zu, \"warmup\": %ld, \"p50_us\": %.2f, "
@@ -440,7 +447,7 @@ int roundtrip(const std::string& dictionary, long orders, long warmup) {
 
 int usage() {
   std::cerr << "usage: quickfix_bench codec MESSAGES DICTIONARY [REPEATS] [MIN_MS]\n"
-               "       quickfix_bench roundtrip DICTIONARY [ORDERS] [WARMUP]\n";
+               "       quickfix_bench roundtrip DICTIONARY [ORDERS] [WARMUP] [SAMPLES]\n";
   return 2;
 }
 
@@ -459,7 +466,7 @@ int main(int argc, char** argv) {
       long orders = args.size() > 2 ? std::atol(args[2].c_str()) : 100000;
       long warmup = args.size() > 3 ? std::atol(args[3].c_str()) : 1000;
       if (orders < 1 || warmup < 0) return usage();
-      return roundtrip(args[1], orders, warmup);
+      return roundtrip(args[1], orders, warmup, args.size() > 4 ? args[4] : "");
     }
   } catch (const std::exception& e) {
     std::cerr << "quickfix_bench: " << e.what() << "\n";

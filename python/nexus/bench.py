@@ -316,22 +316,29 @@ def bench_fix_codec(repeats: int) -> list[str]:
         return [f"fix-codec: skipped, {spec} not found (pip install quickfix-ssl)"]
     count = 1_000
     messages = {name: _codec_messages(name, count) for name in CODEC_MESSAGES}
-    native: dict[tuple[str, str], float] = {}
-    cpp: dict[tuple[str, str], float] = {}
+    samples: dict[str, dict[tuple[str, str], list[float]]] = {"native": {}, "cpp": {}}
     notes = []
     with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
         path = Path(tmp) / "messages.fix"
         path.write_bytes(b"".join(raw + b"\n" for kind in messages.values() for _, raw in kind))
-        args = [os.fspath(path), os.fspath(spec), str(repeats), "200"]
-        for label, program, mode, out in (
-            ("Nexus Rust-native", _native_program("codec_rate"), [], native),
-            ("QuickFIX C++", _quickfix_cpp(), ["codec"], cpp),
+        args = [os.fspath(path), os.fspath(spec), "1", "200"]
+        runs = []
+        for label, program, mode, side in (
+            ("Nexus Rust-native", _native_program("codec_rate"), [], "native"),
+            ("QuickFIX C++", _quickfix_cpp(), ["codec"], "cpp"),
         ):
             if isinstance(program, str):
                 notes.append(f"fix-codec: {label} skipped: {program}")
-                continue
-            for row in _json_lines([os.fspath(program), *mode, *args]):
-                out[(str(row["case"]), str(row["message"]))] = float(str(row["rate"]))
+            else:
+                runs.append(([os.fspath(program), *mode, *args], samples[side]))
+        # One round of each program in turn, so that both see the same noise.
+        for _ in range(repeats):
+            for command, out in runs:
+                for row in _json_lines(command):
+                    key = (str(row["case"]), str(row["message"]))
+                    out.setdefault(key, []).append(float(str(row["rate"])))
+    native = {key: statistics.median(rates) for key, rates in samples["native"].items()}
+    cpp = {key: statistics.median(rates) for key, rates in samples["cpp"].items()}
     python: dict[tuple[str, str], tuple[float, float]] = {}
     for name, kind in messages.items():
         python.update(_python_codec_rates(name, kind, spec, repeats))
@@ -753,15 +760,18 @@ def bench_order_roundtrip(repeats: int) -> list[str]:
         f"stream): {_percentiles(latencies)} | bare grpcio unary: {_percentiles(bare)} "
         f"({count:,} orders; repeats ignored)"
     ]
-    quickfix = _quickfix_cpp_roundtrip(count)
-    if isinstance(quickfix, str):
-        return [*lines, f"order-roundtrip: QuickFIX C++ skipped: {quickfix}"]
-    p50, p99 = _nearest_rank(latencies, 0.5), _nearest_rank(latencies, 0.99)
+    with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
+        samples = Path(tmp) / "samples.txt"
+        skipped = _quickfix_cpp_roundtrip(count, samples)
+        if skipped is not None:
+            return [*lines, f"order-roundtrip: QuickFIX C++ skipped: {skipped}"]
+        theirs = _latency_figures(_read_samples_us(samples))
+    ours = _latency_figures(latencies)
     lines.append(
         f"order-roundtrip: QuickFIX C++ initiator -> acceptor -> ExecutionReport new: "
-        f"p50 {quickfix['p50_us']:,.0f} us, p99 {quickfix['p99_us']:,.0f} us, "
-        f"p99.9 {quickfix['p999_us']:,.0f} us | ratio gRPC / QuickFIX C++: "
-        f"p50 {p50 / quickfix['p50_us']:.1f}x, p99 {p99 / quickfix['p99_us']:.1f}x"
+        f"p50 {theirs[0]:,.0f} us, p99 {theirs[1]:,.0f} us, p99.9 {theirs[2]:,.0f} us | "
+        f"ratio gRPC / QuickFIX C++: p50 {ours[0] / theirs[0]:.1f}x, "
+        f"p99 {ours[1] / theirs[1]:.1f}x ({count:,} orders each)"
     )
     return lines
 
@@ -773,56 +783,73 @@ def _nearest_rank(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round((len(ordered) - 1) * q))]
 
 
-def _roundtrip_figures(rows: list[dict[str, object]]) -> dict[str, float]:
-    row = next((r for r in rows if r.get("mode") == "roundtrip"), None)
-    if row is None:
-        raise RuntimeError("no round-trip figures in the benchmark's output")
-    return {key: float(str(row[key])) for key in ("p50_us", "p99_us", "p999_us", "max_us")}
+def _read_samples_us(path: Path) -> list[float]:
+    return [int(line) / 1000 for line in path.read_text().split()]
 
 
-def _quickfix_cpp_roundtrip(count: int) -> dict[str, float] | str:
+def _quickfix_cpp_roundtrip(count: int, samples: Path) -> str | None:
     """C++ QuickFIX round trips on loopback (one order at a time, no warm-up left out,
-    as the Nexus benchmarks do); or why they were not run."""
+    as the Nexus benchmarks do), their samples written to `samples`; or why they were
+    not run."""
     program = _quickfix_cpp()
     spec = Path(sys.prefix) / "share" / "quickfix" / "FIX44.xml"
     if isinstance(program, str):
         return program
     if not spec.exists():
         return f"{spec} not found (pip install quickfix-ssl)"
-    return _roundtrip_figures(
-        _json_lines([os.fspath(program), "roundtrip", os.fspath(spec), str(count), "0"])
+    _json_lines([os.fspath(program), "roundtrip", os.fspath(spec), str(count), "0", str(samples)])
+    return None
+
+
+def _latency_figures(samples_us: list[float]) -> tuple[float, float, float]:
+    return (
+        _nearest_rank(samples_us, 0.5),
+        _nearest_rank(samples_us, 0.99),
+        _nearest_rank(samples_us, 0.999),
     )
 
 
 def bench_order_roundtrip_rust(repeats: int) -> list[str]:
     """Order round trip from Rust (the engine and the paper venue, `cargo bench
     --bench roundtrip`) against a C++ QuickFIX initiator and acceptor doing the same
-    one-at-a-time round trips on loopback, same run."""
-    del repeats
+    one-at-a-time round trips on loopback, same run: `repeats` turns of each, the
+    samples pooled."""
     count = int(os.environ.get("NEXUS_BENCH_ORDERS", "100000"))
-    ours = _roundtrip_figures(
-        _json_lines(
-            ["cargo", "bench", "-q", "-p", "nexus-execution", "--bench", "roundtrip"],
-            env=dict(os.environ, NEXUS_BENCH_ORDERS=str(count)),
-        )
-    )
-    line = (
+    turns = max(1, min(repeats, count))
+    ours: list[float] = []
+    theirs: list[float] = []
+    skipped = None
+    with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
+        samples = Path(tmp) / "samples.txt"
+        for turn in range(turns):
+            orders = count // turns + (1 if turn < count % turns else 0)
+            _json_lines(
+                ["cargo", "bench", "-q", "-p", "nexus-execution", "--bench", "roundtrip"],
+                env=dict(
+                    os.environ, NEXUS_BENCH_ORDERS=str(orders), NEXUS_BENCH_SAMPLES=str(samples)
+                ),
+            )
+            ours += _read_samples_us(samples)
+            if skipped is None:
+                skipped = _quickfix_cpp_roundtrip(orders, samples)
+                if skipped is None:
+                    theirs += _read_samples_us(samples)
+    a = _latency_figures(ours)
+    lines = [
         f"order-roundtrip-rust (engine submit -> FIX -> paper venue -> ExecutionReport new "
-        f"applied): p50 {ours['p50_us']:,.1f} us, p99 {ours['p99_us']:,.1f} us, "
-        f"p99.9 {ours['p999_us']:,.1f} us"
-    )
-    theirs = _quickfix_cpp_roundtrip(count)
-    if isinstance(theirs, str):
-        return [line, f"order-roundtrip-rust: QuickFIX C++ skipped: {theirs}"]
+        f"applied): p50 {a[0]:,.1f} us, p99 {a[1]:,.1f} us, p99.9 {a[2]:,.1f} us "
+        f"({len(ours):,} orders in {turns} turns)"
+    ]
+    if skipped is not None:
+        return [*lines, f"order-roundtrip-rust: QuickFIX C++ skipped: {skipped}"]
+    b = _latency_figures(theirs)
     return [
-        line,
+        *lines,
         f"order-roundtrip-rust: QuickFIX C++ initiator -> acceptor -> ExecutionReport new: "
-        f"p50 {theirs['p50_us']:,.1f} us, p99 {theirs['p99_us']:,.1f} us, "
-        f"p99.9 {theirs['p999_us']:,.1f} us",
-        f"order-roundtrip-rust: ratio Nexus / QuickFIX C++: p50 "
-        f"{ours['p50_us'] / theirs['p50_us']:.2f}x, p99 {ours['p99_us'] / theirs['p99_us']:.2f}x, "
-        f"p99.9 {ours['p999_us'] / theirs['p999_us']:.2f}x ({count:,} orders each; "
-        f"below 1 is faster)",
+        f"p50 {b[0]:,.1f} us, p99 {b[1]:,.1f} us, p99.9 {b[2]:,.1f} us "
+        f"({len(theirs):,} orders, in turns with the engine's)",
+        f"order-roundtrip-rust: ratio Nexus / QuickFIX C++: p50 {a[0] / b[0]:.2f}x, "
+        f"p99 {a[1] / b[1]:.2f}x, p99.9 {a[2] / b[2]:.2f}x (below 1 is faster)",
     ]
 
 

@@ -98,13 +98,19 @@ def test_harness_rejects_a_garbled_message_with_a_reason(harness: Path, tmp_path
     assert "CheckSum" in done.stderr or "checksum" in done.stderr.lower()
 
 
-def test_harness_round_trip_answers_every_order(harness: Path) -> None:
-    done = _run(os.fspath(harness), "roundtrip", os.fspath(SPEC), "200", "10")
+def test_harness_round_trip_answers_every_order(harness: Path, tmp_path: Path) -> None:
+    samples = tmp_path / "samples.txt"
+    done = _run(os.fspath(harness), "roundtrip", os.fspath(SPEC), "200", "10", os.fspath(samples))
     assert done.returncode == 0, done.stderr
     (row,) = [json.loads(line) for line in done.stdout.splitlines()]
     assert row["orders"] == 200
     assert row["warmup"] == 10
     assert 0 < row["p50_us"] <= row["p99_us"] <= row["p999_us"] <= row["max_us"]
+    nanos = sorted(int(line) for line in samples.read_text().split())
+    assert len(nanos) == 200
+    assert bench._nearest_rank([n / 1000 for n in nanos], 0.5) == pytest.approx(
+        row["p50_us"], abs=0.01
+    )
 
 
 def test_harness_usage_errors_exit_2(harness: Path) -> None:
