@@ -111,9 +111,27 @@ format: install ## Format Python and Rust sources
 	cargo fmt --all
 
 .PHONY: bench
-bench: install ## Run the benchmarks (each prints its baseline and the ratio)
+bench: install quickfix-cpp ## Run the benchmarks (each prints its baseline and the ratio)
 	$(VENV)/bin/nexus bench
 	cargo bench --workspace --quiet
+
+# The C++ QuickFIX harness the FIX benchmarks run beside Nexus (docs/benchmarks.md),
+# against Debian's libquickfix-dev; installed by `make quickfix-cpp`, never by `make test`.
+QUICKFIX_HEADER := /usr/include/quickfix/Message.h
+QUICKFIX_CPP := target/quickfix-cpp/quickfix_bench
+QUICKFIX_CXXFLAGS := -std=c++14 -O2 -Wall -Wextra -Wno-deprecated
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(QUICKFIX_HEADER):
+	$(SUDO) apt-get install -y libquickfix-dev || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y libquickfix-dev; }
+
+$(QUICKFIX_CPP): bench/quickfix_cpp/quickfix_bench.cpp $(QUICKFIX_HEADER)
+	@mkdir -p $(@D)
+	$(CXX) $(QUICKFIX_CXXFLAGS) -o $@ $< -lquickfix -lpthread
+
+.PHONY: quickfix-cpp
+quickfix-cpp: $(QUICKFIX_CPP) ## Build the C++ QuickFIX benchmark harness (installs libquickfix-dev when missing)
 
 .PHONY: clean
 clean: ## Remove build outputs and generated code (keeps .venv and caches; `make distclean` for all)

@@ -120,79 +120,255 @@ def bench_fix_frame(repeats: int) -> list[str]:
 
 # -- FIX codec against QuickFIX -------------------------------------------
 
-_ORDER_FIELDS = [
-    (11, b"ORD-00000001"),
-    (21, b"1"),
-    (55, b"EUR/USD"),
-    (54, b"1"),
-    (60, b"20260101-12:00:00.000"),
-    (38, b"1000"),
-    (40, b"2"),
-    (44, b"1.08345"),
-]
+QUICKFIX_HEADER = Path("/usr/include/quickfix/Message.h")
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+QUICKFIX_CPP = TARGET / "quickfix-cpp" / "quickfix_bench"
+SENDING_TIME_NS = 1_790_000_000_000_000_000
+PARTIES = 453  # the repeating group in the NewOrderSingle, delimited by PartyID (448)
 
 
-def bench_fix_codec(repeats: int) -> list[str]:
-    """NewOrderSingle parse and encode from Python: the Rust codec against
-    QuickFIX's Python binding (C++ underneath), same messages, same run."""
+def _order_fields(i: int) -> list[tuple[int, bytes]]:
+    return [
+        (11, f"ORD-{i:08d}".encode()),
+        (1, b"ACC-7781"),
+        (21, b"1"),
+        (PARTIES, b"2"),
+        (448, b"BRKR01"),
+        (447, b"D"),
+        (452, b"1"),
+        (448, f"TRDR{i % 50:02d}".encode()),
+        (447, b"D"),
+        (452, b"11"),
+        (55, b"EUR/USD"),
+        (54, b"1" if i % 2 else b"2"),
+        (60, b"20260101-12:00:00.000"),
+        (38, f"{1000 + i % 97 * 1000}".encode()),
+        (40, b"2"),
+        (44, f"1.{8000 + i % 500:04d}5".encode()),
+        (59, b"0"),
+    ]
+
+
+def _execution_fields(i: int) -> list[tuple[int, bytes]]:
+    qty, filled = 1000 + i % 97 * 1000, 500 + i % 97 * 500
+    return [
+        (37, f"OID-{i:07d}".encode()),
+        (11, f"ORD-{i:08d}".encode()),
+        (17, f"EXEC-{i:010d}".encode()),
+        (150, b"F"),
+        (39, b"1"),
+        (1, b"ACC-7781"),
+        (55, b"EUR/USD"),
+        (54, b"1" if i % 2 else b"2"),
+        (38, str(qty).encode()),
+        (40, b"2"),
+        (44, f"1.{8000 + i % 500:04d}5".encode()),
+        (32, str(filled).encode()),
+        (31, f"1.{8000 + i % 500:04d}4".encode()),
+        (151, str(qty - filled).encode()),
+        (14, str(filled).encode()),
+        (6, f"1.{8000 + i % 500:04d}4".encode()),
+        (60, b"20260101-12:00:00.000"),
+        (58, b"partial fill"),
+    ]
+
+
+CODEC_MESSAGES: dict[str, tuple[str, Callable[[int], list[tuple[int, bytes]]], list[int]]] = {
+    # name: (MsgType, body fields of message i, the tags read after parsing)
+    "NewOrderSingle": ("D", _order_fields, [34, 11, 55, 54, 38, 40, 44]),
+    "ExecutionReport": (
+        "8",
+        _execution_fields,
+        [34, 37, 11, 17, 150, 39, 55, 54, 38, 32, 31, 151, 14, 6],
+    ),
+}
+
+
+def _codec_messages(name: str, count: int) -> list[tuple[list[tuple[int, bytes]], bytes]]:
+    """`count` messages of one kind with varying ids, sides, quantities and prices:
+    each message's body fields and its bytes, framed by the engine."""
+    msg_type, fields_of, _ = CODEC_MESSAGES[name]
+    out = []
+    for i in range(count):
+        fields = fields_of(i)
+        raw = engine.fix_build(
+            "FIX.4.4", msg_type, "NEXUS", "PAPER", i + 1, SENDING_TIME_NS, fields
+        )
+        out.append((fields, raw))
+    return out
+
+
+def _json_lines(args: list[str], env: dict[str, str] | None = None) -> list[dict[str, object]]:
+    """Runs a benchmark program and returns the JSON objects it prints, one a line."""
+    import json  # noqa: PLC0415
+
+    done = subprocess.run(args, capture_output=True, text=True, check=False, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{Path(args[0]).name} failed: {done.stderr.strip()[-500:]}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def _native_program(example: str) -> Path | str:
+    """Builds a Rust example of nexus-fix (release profile); returns its path, or why not."""
+    try:
+        subprocess.run(
+            ["cargo", "build", "--release", "-q", "-p", "nexus-fix", "--example", example],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as error:
+        return f"cargo build of the {example} example failed: {error}"
+    return TARGET / "release" / "examples" / example
+
+
+def _quickfix_cpp() -> Path | str:
+    """The C++ QuickFIX harness (bench/quickfix_cpp), built by make when missing; or
+    why it is not there."""
+    if not QUICKFIX_HEADER.exists():
+        return f"{QUICKFIX_HEADER} not found (`make quickfix-cpp` installs libquickfix-dev)"
+    try:
+        subprocess.run(
+            ["make", "-s", os.fspath(QUICKFIX_CPP.relative_to(REPO))],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    except (OSError, subprocess.CalledProcessError, ValueError) as error:
+        return f"building {QUICKFIX_CPP} failed: {error}"
+    return QUICKFIX_CPP
+
+
+def _python_codec_rates(
+    name: str, messages: list[tuple[list[tuple[int, bytes]], bytes]], spec: Path, repeats: int
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """From Python: (Nexus, QuickFIX Python binding) messages/s for parse and encode."""
     import quickfix as qf  # noqa: PLC0415 - benchmark-only dependency
 
-    spec = Path(sys.prefix) / "share" / "quickfix" / "FIX44.xml"
-    if not spec.exists():
-        return [f"fix-codec: skipped, {spec} not found (pip install quickfix-ssl)"]
+    msg_type, _, tags = CODEC_MESSAGES[name]
     ours_dd = engine.FixDictionary(spec)
     their_dd = qf.DataDictionary(os.fspath(spec))
-    raws = [
-        engine.fix_build(
-            "FIX.4.4", "D", "NEXUS", "PAPER", i + 1, 1_790_000_000_000_000_000, _ORDER_FIELDS
-        )
-        for i in range(20_000)
-    ]
-    texts = [r.decode() for r in raws]
+    raws = [raw for _, raw in messages]
+    texts = [raw.decode() for raw in raws]
+    header_tags = {34}
 
     def parse_ours() -> None:
         for raw in raws:
-            ours_dd.parse(raw).get(11)
+            message = ours_dd.parse(raw)
+            for tag in tags:
+                message.get(tag)
 
     def parse_theirs() -> None:
         for text in texts:
-            qf.Message(text, their_dd, False).getField(11)
+            message = qf.Message(text, their_dd, True)
+            header = message.getHeader()
+            for tag in tags:
+                (header if tag in header_tags else message).getField(tag)
 
     def encode_ours() -> None:
-        for i in range(len(raws)):
-            engine.fix_build(
-                "FIX.4.4", "D", "NEXUS", "PAPER", i + 1, 1_790_000_000_000_000_000, _ORDER_FIELDS
-            )
+        for i, (fields, _) in enumerate(messages):
+            engine.fix_build("FIX.4.4", msg_type, "NEXUS", "PAPER", i + 1, SENDING_TIME_NS, fields)
 
     def encode_theirs() -> None:
-        for i in range(len(raws)):
+        for i, (fields, _) in enumerate(messages):
             message = qf.Message()
             header = message.getHeader()
             header.setField(qf.BeginString("FIX.4.4"))
-            header.setField(qf.MsgType("D"))
+            header.setField(qf.MsgType(msg_type))
             header.setField(qf.SenderCompID("NEXUS"))
             header.setField(qf.TargetCompID("PAPER"))
             header.setField(qf.MsgSeqNum(i + 1))
             header.setField(52, "20260101-12:00:00.000")
-            for tag, value in _ORDER_FIELDS:
+            party = None
+            for tag, value in fields:
+                if tag == PARTIES:
+                    continue
+                if tag == 448:  # a new Parties entry
+                    if party is not None:
+                        message.addGroup(party)
+                    party = qf.Group(PARTIES, 448)
+                if party is not None and tag in (448, 447, 452):
+                    party.setField(tag, value.decode())
+                    continue
+                if party is not None:
+                    message.addGroup(party)
+                    party = None
                 message.setField(tag, value.decode())
             message.toString()
 
     def rate(fn: Callable[[], None]) -> float:
         return _median_rate(fn, len(raws), repeats)
 
+    return {
+        ("parse", name): (rate(parse_ours), rate(parse_theirs)),
+        ("encode", name): (rate(encode_ours), rate(encode_theirs)),
+    }
+
+
+def bench_fix_codec(repeats: int) -> list[str]:
+    """NewOrderSingle and ExecutionReport parse and encode: the Rust codec from Rust
+    against C++ QuickFIX (the headline), and from Python against QuickFIX's Python
+    binding; same messages, same dictionary, same run."""
+    spec = Path(sys.prefix) / "share" / "quickfix" / "FIX44.xml"
+    if not spec.exists():
+        return [f"fix-codec: skipped, {spec} not found (pip install quickfix-ssl)"]
+    count = 1_000
+    messages = {name: _codec_messages(name, count) for name in CODEC_MESSAGES}
+    samples: dict[str, dict[tuple[str, str], list[float]]] = {"native": {}, "cpp": {}}
+    notes = []
+    with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
+        path = Path(tmp) / "messages.fix"
+        path.write_bytes(b"".join(raw + b"\n" for kind in messages.values() for _, raw in kind))
+        args = [os.fspath(path), os.fspath(spec), "1", "200"]
+        runs = []
+        for label, program, mode, side in (
+            ("Nexus Rust-native", _native_program("codec_rate"), [], "native"),
+            ("QuickFIX C++", _quickfix_cpp(), ["codec"], "cpp"),
+        ):
+            if isinstance(program, str):
+                notes.append(f"fix-codec: {label} skipped: {program}")
+            else:
+                runs.append(([os.fspath(program), *mode, *args], samples[side]))
+        # One round of each program in turn, so that both see the same noise.
+        for _ in range(repeats):
+            for command, out in runs:
+                for row in _json_lines(command):
+                    key = (str(row["case"]), str(row["message"]))
+                    out.setdefault(key, []).append(float(str(row["rate"])))
+    native = {key: statistics.median(rates) for key, rates in samples["native"].items()}
+    cpp = {key: statistics.median(rates) for key, rates in samples["cpp"].items()}
+    python: dict[tuple[str, str], tuple[float, float]] = {}
+    for name, kind in messages.items():
+        python.update(_python_codec_rates(name, kind, spec, repeats))
+
+    def figure(rate: float | None) -> str:
+        return "-" if rate is None else f"{rate:,.0f}/s"
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return "-" if a is None or b is None else f"{a / b:.1f}x"
+
     lines = []
-    for what, ours_fn, theirs_fn in (
-        ("parse", parse_ours, parse_theirs),
-        ("encode", encode_ours, encode_theirs),
-    ):
-        ours, theirs = rate(ours_fn), rate(theirs_fn)
-        lines.append(
-            f"fix-codec {what} NewOrderSingle from Python: nexus {ours:,.0f} msgs/s | QuickFIX "
-            f"Python binding {theirs:,.0f} msgs/s | ratio {ours / theirs:.1f}x "
-            f"(median of {repeats}, {len(raws):,} messages; Rust-native: cargo bench -p nexus-fix)"
-        )
-    return lines
+    for name in CODEC_MESSAGES:
+        for case in ("parse", "parse+validate", "encode"):
+            ours, theirs = native.get((case, name)), cpp.get((case, name))
+            line = (
+                f"fix-codec {case} {name}: Nexus Rust-native {figure(ours)} | QuickFIX C++ "
+                f"{figure(theirs)} | ratio {ratio(ours, theirs)}"
+            )
+            if (case, name) in python:
+                py_ours, py_theirs = python[(case, name)]
+                line += (
+                    f" || from Python: Nexus {figure(py_ours)} | QuickFIX Python binding "
+                    f"{figure(py_theirs)} | ratio {ratio(py_ours, py_theirs)}"
+                )
+            lines.append(line)
+    lines.append(
+        f"fix-codec: median of {repeats}, {count:,} messages of each kind, one core; "
+        f"dictionary {spec}"
+    )
+    return notes + lines
 
 
 # -- the per-tick pipeline against numpy/pandas -------------------------
@@ -579,10 +755,101 @@ def bench_order_roundtrip(repeats: int) -> list[str]:
                     latencies.append((seen - start) * 1e6)
             stream.cancel()
     bare = _bare_unary_latencies(count)
-    return [
+    lines = [
         f"order-roundtrip (gRPC SubmitOrder -> FIX -> paper venue -> ExecutionReport new on the "
         f"stream): {_percentiles(latencies)} | bare grpcio unary: {_percentiles(bare)} "
         f"({count:,} orders; repeats ignored)"
+    ]
+    with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
+        samples = Path(tmp) / "samples.txt"
+        skipped = _quickfix_cpp_roundtrip(count, samples)
+        if skipped is not None:
+            return [*lines, f"order-roundtrip: QuickFIX C++ skipped: {skipped}"]
+        theirs = _latency_figures(_read_samples_us(samples))
+    ours = _latency_figures(latencies)
+    lines.append(
+        f"order-roundtrip: QuickFIX C++ initiator -> acceptor -> ExecutionReport new: "
+        f"p50 {theirs[0]:,.0f} us, p99 {theirs[1]:,.0f} us, p99.9 {theirs[2]:,.0f} us | "
+        f"ratio gRPC / QuickFIX C++: p50 {ours[0] / theirs[0]:.1f}x, "
+        f"p99 {ours[1] / theirs[1]:.1f}x ({count:,} orders each)"
+    )
+    return lines
+
+
+def _nearest_rank(samples: list[float], q: float) -> float:
+    """The percentile as the Rust and C++ benchmarks take it: the sample at
+    round((n - 1) * q) in sorted order."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round((len(ordered) - 1) * q))]
+
+
+def _read_samples_us(path: Path) -> list[float]:
+    return [int(line) / 1000 for line in path.read_text().split()]
+
+
+def _quickfix_cpp_roundtrip(count: int, samples: Path) -> str | None:
+    """C++ QuickFIX round trips on loopback (one order at a time, no warm-up left out,
+    as the Nexus benchmarks do), their samples written to `samples`; or why they were
+    not run."""
+    program = _quickfix_cpp()
+    spec = Path(sys.prefix) / "share" / "quickfix" / "FIX44.xml"
+    if isinstance(program, str):
+        return program
+    if not spec.exists():
+        return f"{spec} not found (pip install quickfix-ssl)"
+    _json_lines([os.fspath(program), "roundtrip", os.fspath(spec), str(count), "0", str(samples)])
+    return None
+
+
+def _latency_figures(samples_us: list[float]) -> tuple[float, float, float]:
+    return (
+        _nearest_rank(samples_us, 0.5),
+        _nearest_rank(samples_us, 0.99),
+        _nearest_rank(samples_us, 0.999),
+    )
+
+
+def bench_order_roundtrip_rust(repeats: int) -> list[str]:
+    """Order round trip from Rust (the engine and the paper venue, `cargo bench
+    --bench roundtrip`) against a C++ QuickFIX initiator and acceptor doing the same
+    one-at-a-time round trips on loopback, same run: `repeats` turns of each, the
+    samples pooled."""
+    count = int(os.environ.get("NEXUS_BENCH_ORDERS", "100000"))
+    turns = max(1, min(repeats, count))
+    ours: list[float] = []
+    theirs: list[float] = []
+    skipped = None
+    with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
+        samples = Path(tmp) / "samples.txt"
+        for turn in range(turns):
+            orders = count // turns + (1 if turn < count % turns else 0)
+            _json_lines(
+                ["cargo", "bench", "-q", "-p", "nexus-execution", "--bench", "roundtrip"],
+                env=dict(
+                    os.environ, NEXUS_BENCH_ORDERS=str(orders), NEXUS_BENCH_SAMPLES=str(samples)
+                ),
+            )
+            ours += _read_samples_us(samples)
+            if skipped is None:
+                skipped = _quickfix_cpp_roundtrip(orders, samples)
+                if skipped is None:
+                    theirs += _read_samples_us(samples)
+    a = _latency_figures(ours)
+    lines = [
+        f"order-roundtrip-rust (engine submit -> FIX -> paper venue -> ExecutionReport new "
+        f"applied): p50 {a[0]:,.1f} us, p99 {a[1]:,.1f} us, p99.9 {a[2]:,.1f} us "
+        f"({len(ours):,} orders in {turns} turns)"
+    ]
+    if skipped is not None:
+        return [*lines, f"order-roundtrip-rust: QuickFIX C++ skipped: {skipped}"]
+    b = _latency_figures(theirs)
+    return [
+        *lines,
+        f"order-roundtrip-rust: QuickFIX C++ initiator -> acceptor -> ExecutionReport new: "
+        f"p50 {b[0]:,.1f} us, p99 {b[1]:,.1f} us, p99.9 {b[2]:,.1f} us "
+        f"({len(theirs):,} orders, in turns with the engine's)",
+        f"order-roundtrip-rust: ratio Nexus / QuickFIX C++: p50 {a[0] / b[0]:.2f}x, "
+        f"p99 {a[1] / b[1]:.2f}x, p99.9 {a[2] / b[2]:.2f}x (below 1 is faster)",
     ]
 
 
@@ -599,12 +866,16 @@ BENCHMARKS: dict[str, Benchmark] = {
         "FIX frame check (BodyLength, CheckSum, MsgType) vs pure Python", bench_fix_frame
     ),
     "fix-codec": Benchmark(
-        "FIX NewOrderSingle parse/encode from Python vs QuickFIX's Python binding",
+        "FIX parse/encode, Rust vs QuickFIX C++ and from Python vs QuickFIX's Python binding",
         bench_fix_codec,
     ),
     "order-roundtrip": Benchmark(
         "Order round trip through gRPC and FIX to the paper venue vs a bare grpcio unary call",
         bench_order_roundtrip,
+    ),
+    "order-roundtrip-rust": Benchmark(
+        "Order round trip from Rust (engine + paper venue) vs C++ QuickFIX on loopback",
+        bench_order_roundtrip_rust,
     ),
     "order-book": Benchmark(
         "L2 book updates through the batch API vs a sortedcontainers book (Binance BTCUSDT)",

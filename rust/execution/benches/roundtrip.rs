@@ -4,7 +4,10 @@
 //! TCP echo of a same-sized FIX message between two threads on 127.0.0.1.
 //!
 //! `cargo bench -p nexus-execution --bench roundtrip`; `NEXUS_BENCH_ORDERS` sets the
-//! number of orders (default 100 000).
+//! number of orders (default 100 000). The engine's percentiles end the output as one
+//! JSON line, and `NEXUS_BENCH_SAMPLES` names a file for its raw samples: `nexus bench
+//! order-roundtrip-rust` reads them to set them beside C++ QuickFIX doing the same
+//! round trips.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
@@ -137,6 +140,16 @@ fn main() {
     percentiles("  queued -> New applied", &mut after_submit);
     percentiles("  first 1000 orders", &mut first);
     let b = percentiles("tcp echo (floor)", &mut floor);
+    // Machine-readable, for `nexus bench order-roundtrip-rust`: the raw samples (ns, one
+    // a line) to NEXUS_BENCH_SAMPLES when set, and the percentiles as one JSON line.
+    if let Some(path) = std::env::var_os("NEXUS_BENCH_SAMPLES") {
+        let text: String = ours.iter().map(|ns| format!("{ns}\n")).collect();
+        std::fs::write(&path, text).expect("write NEXUS_BENCH_SAMPLES");
+    }
+    println!(
+        "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}}}",
+        a[0], a[1], a[2], a[3]
+    );
     println!(
         "{:<28} p50 {:>8.2}x    p99 {:>8.2}x    p99.9 {:>8.2}x    max {:>9.2}x",
         "ratio engine / floor",
