@@ -125,7 +125,7 @@ class Step:
     is_depth: bool = True
 
 
-def _steps(gateway: Gateway) -> Iterator[Step]:
+def gateway_steps(gateway: Gateway) -> Iterator[Step]:
     """The recording's lines with the gateway's messages, by Binance's spot sync rule."""
     pending: list[dict[str, Any]] = []
     last_id: int | None = None
@@ -165,7 +165,7 @@ def test_fix_book_equals_the_binance_book_at_every_step(begin_string: str, per_e
     feed = engine.FixBookFeed({SYMBOL: (PRICE_SCALE, SIZE_SCALE)})
     sent: list[bytes] = []
     compared = 0
-    for step in _steps(Gateway(begin_string, per_entry)):
+    for step in gateway_steps(Gateway(begin_string, per_entry)):
         binance.on_message(step.line)
         for message in step.fix_messages:
             status, reason, md_req_id = feed.on_message(message)
