@@ -57,11 +57,7 @@ impl PyFixBookFeed {
 
     /// Takes whole FIX messages in order, without the GIL; returns the
     /// outcome of each.
-    fn on_messages(
-        &mut self,
-        py: Python<'_>,
-        messages: Vec<Bound<'_, PyBytes>>,
-    ) -> Vec<PyOutcome> {
+    fn on_messages(&mut self, py: Python<'_>, messages: Vec<Bound<'_, PyBytes>>) -> Vec<PyOutcome> {
         let frames: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
         let inner = &mut self.inner;
         py.detach(|| {
