@@ -105,6 +105,13 @@ class WebSocketFeedConfig(_Section):
     stale_after_s: float = Field(default=5.0, gt=0)
 
 
+class FixBookLogConfig(_Section):
+    """A FIX market-data log (35=W snapshots, 35=X updates) replayed into order books."""
+
+    path: Path = Field(description="FIX messages back to back or one a line")
+    venue: str = Field(description="venue of the instruments its Symbol (55) names, e.g. BINANCE")
+
+
 class MarketDataConfig(_Section):
     """The market-data service: its store, what it ingests, how it streams."""
 
@@ -116,6 +123,10 @@ class MarketDataConfig(_Section):
     order_book_feeds: tuple[Path, ...] = Field(
         default_factory=_sample_books,
         description="recorded Binance feeds replayed into order books at start",
+    )
+    fix_book_logs: tuple[FixBookLogConfig, ...] = Field(
+        default=(),
+        description="FIX market-data logs (35=W/35=X) replayed into order books at start",
     )
     websocket_feeds: tuple[WebSocketFeedConfig, ...] = Field(
         default=(), description="live order-book feeds to connect at start"

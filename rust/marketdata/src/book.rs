@@ -168,6 +168,15 @@ pub enum UpdateOutcome {
     Stale,
 }
 
+/// How an update's sequence numbers relate to a live book ([`OrderBook::check_sequence`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Continuity {
+    /// The update continues the book.
+    InSequence,
+    /// The update ends at or before the book's sequence number: it is already in the book.
+    Stale,
+}
+
 /// The best levels of both sides, best first.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BookDepth {
@@ -544,6 +553,47 @@ impl OrderBook {
         Ok(())
     }
 
+    /// Returns whether an update covering `seq` would continue the book, without changing it:
+    /// the sequence rule of [`Self::apply_update`], for callers that must check an update
+    /// against the book's levels before applying it.
+    ///
+    /// # Errors
+    /// Returns [`BookError::NeedSnapshot`] unless the book is live, [`BookError::InvertedRange`]
+    /// for `first > last` and [`BookError::Gap`] for an update out of sequence.
+    pub fn check_sequence(&self, seq: SeqRange) -> Result<Continuity, BookError> {
+        if self.state != BookState::Live {
+            return Err(BookError::NeedSnapshot { state: self.state });
+        }
+        if seq.first > seq.last {
+            return Err(BookError::InvertedRange {
+                first: seq.first,
+                last: seq.last,
+            });
+        }
+        if seq.last <= self.sequence {
+            return Ok(Continuity::Stale);
+        }
+        let in_sequence = if self.continued {
+            match seq.prev_last {
+                Some(prev) => prev == self.sequence,
+                None => seq.first == self.sequence.saturating_add(1),
+            }
+        } else {
+            seq.first <= self.sequence.saturating_add(1)
+                || seq.prev_last.is_some_and(|prev| prev <= self.sequence)
+        };
+        if in_sequence {
+            Ok(Continuity::InSequence)
+        } else {
+            Err(BookError::Gap {
+                book_seq: self.sequence,
+                first: seq.first,
+                last: seq.last,
+                prev_last: seq.prev_last,
+            })
+        }
+    }
+
     /// Applies one sequenced update: the level changes of both sides, in order.
     ///
     /// An update that ends at or before the book's sequence number is skipped as
@@ -565,36 +615,15 @@ impl OrderBook {
         bids: &[Level],
         asks: &[Level],
     ) -> Result<UpdateOutcome, BookError> {
-        if self.state != BookState::Live {
-            return Err(BookError::NeedSnapshot { state: self.state });
-        }
-        if seq.first > seq.last {
-            self.state = BookState::Gapped;
-            return Err(BookError::InvertedRange {
-                first: seq.first,
-                last: seq.last,
-            });
-        }
-        if seq.last <= self.sequence {
-            return Ok(UpdateOutcome::Stale);
-        }
-        let in_sequence = if self.continued {
-            match seq.prev_last {
-                Some(prev) => prev == self.sequence,
-                None => seq.first == self.sequence.saturating_add(1),
+        match self.check_sequence(seq) {
+            Ok(Continuity::InSequence) => {}
+            Ok(Continuity::Stale) => return Ok(UpdateOutcome::Stale),
+            Err(err) => {
+                if self.state == BookState::Live {
+                    self.state = BookState::Gapped;
+                }
+                return Err(err);
             }
-        } else {
-            seq.first <= self.sequence.saturating_add(1)
-                || seq.prev_last.is_some_and(|prev| prev <= self.sequence)
-        };
-        if !in_sequence {
-            self.state = BookState::Gapped;
-            return Err(BookError::Gap {
-                book_seq: self.sequence,
-                first: seq.first,
-                last: seq.last,
-                prev_last: seq.prev_last,
-            });
         }
         if let Err(err) = check_sizes(Side::Bid, bids).and_then(|()| check_sizes(Side::Ask, asks)) {
             self.state = BookState::Gapped;

@@ -1,9 +1,11 @@
 //! The market-data engine of Nexus: fixed-point prices, tick types, feed
-//! parsers, validation, L2 order books, bars and indicators.
+//! parsers (recorded exchange feeds, FIX market data), validation, L2 order
+//! books, bars and indicators.
 
 pub mod bars;
 pub mod book;
 pub mod feeds;
+pub mod fix_feed;
 pub mod indicators;
 pub mod lean;
 pub mod pipeline;

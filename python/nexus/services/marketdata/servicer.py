@@ -51,6 +51,7 @@ from nexus.rpc import (
 from nexus.services.context import ServiceContext
 from nexus.services.marketdata.continuous import RollRule, build_continuous
 from nexus.services.marketdata.ingest import (
+    BAD_SIZE,
     ISSUE_NAMES,
     MALFORMED,
     SEQUENCE_GAP,
@@ -85,6 +86,16 @@ _ASSET_CLASSES = {
     "crypto": types_pb2.ASSET_CLASS_CRYPTO,
 }
 _PRICE_SOURCES = ("", "mid", "bid", "ask")
+_ISSUE_NUMBERS = {name: number for number, name in ISSUE_NAMES.items()}
+# FIX market-data rejection reasons (FixBookFeed) as feed-status issues; others are MALFORMED.
+_FIX_REASON_ISSUES = {
+    "non_positive_price": _ISSUE_NUMBERS["BAD_PRICE"],
+    "negative_size": BAD_SIZE,
+    "zero_size": BAD_SIZE,
+    "bad_sequence": SEQUENCE_GAP,
+    "absent_level": SEQUENCE_GAP,
+    "level_exists": SEQUENCE_GAP,
+}
 _LIVE_STATES = {
     "healthy": md.FEED_STATE_HEALTHY,
     "stale": md.FEED_STATE_STALE,
@@ -312,6 +323,8 @@ class MarketDataServicer:
         replays the configured recorded feeds into order books."""
         for path in self._cfg.order_book_feeds:
             await asyncio.to_thread(self._load_book, path)
+        for fix_log in self._cfg.fix_book_logs:
+            await asyncio.to_thread(self._load_fix_log, fix_log.path, fix_log.venue)
         for feed_cfg in self._cfg.websocket_feeds:
             spec = find_instrument(feed_cfg.symbol, feed_cfg.venue)
             if spec is None:
@@ -399,6 +412,44 @@ class MarketDataServicer:
             rejected[SEQUENCE_GAP] = stats["gaps"]
         self.board.record(feed.source, received=stats["lines"], rejected=rejected, finished=True)
         log.info("order book replayed", extra={"instrument": spec.key, **stats})
+
+    def _load_fix_log(self, path: Path, venue: str) -> None:
+        specs = [s for s in INSTRUMENTS if s.venue == venue.upper()]
+        feed = engine.FixBookFeed({s.symbol: (s.price_scale, s.size_scale) for s in specs})
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            log.warning(
+                "FIX market-data log not loaded", extra={"path": str(path), "reason": str(err)}
+            )
+            return
+        outcomes = feed.on_buffer(data)
+        for spec in specs:
+            book = feed.book(spec.symbol)
+            if book.state != "awaiting_snapshot":
+                self.books[spec] = book
+        rejected: dict[int, int] = {}
+        for status, reason, _ in outcomes:
+            if reason is not None:
+                issue = _FIX_REASON_ISSUES.get(reason, MALFORMED)
+            elif status in ("gap", "awaiting_snapshot"):
+                issue = SEQUENCE_GAP
+            else:
+                continue
+            rejected[issue] = rejected.get(issue, 0) + 1
+        source = f"fix:{venue.lower()}"
+        self.board.record(source, received=len(outcomes), rejected=rejected, finished=True)
+        stats = feed.stats()
+        log.info(
+            "FIX market-data log replayed",
+            extra={
+                "path": str(path),
+                "source": source,
+                **{k: v for k, v in stats.items() if isinstance(v, int)},
+                "rejected": {k: v for k, v in stats["rejected"].items() if v},
+                "needs_snapshot": feed.needs_snapshot(),
+            },
+        )
 
     # -- reads -------------------------------------------------------------
 

@@ -38,6 +38,12 @@ pub struct PyOrderBook {
     inner: OrderBook,
 }
 
+impl From<OrderBook> for PyOrderBook {
+    fn from(inner: OrderBook) -> Self {
+        Self { inner }
+    }
+}
+
 #[pymethods]
 impl PyOrderBook {
     #[new]

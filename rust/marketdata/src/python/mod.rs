@@ -5,6 +5,7 @@
 
 mod book;
 mod errors;
+mod fix_feed;
 mod indicators;
 
 use std::path::PathBuf;
@@ -425,6 +426,7 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(encode_stream_ticks_batches, module)?)?;
     module.add("PriceError", module.py().get_type::<PriceError>())?;
     book::register(module)?;
+    fix_feed::register(module)?;
     indicators::register(module)?;
     module.add("DataFileError", module.py().get_type::<DataFileError>())?;
     Ok(())
