@@ -361,7 +361,8 @@ fn encode_stream_ticks<'py>(
 
 /// Encodes quote columns as consecutive `StreamTicksResponse` messages of at
 /// most `batch_size` rows each, numbered from `first_sequence`, without the
-/// GIL: one call per stored chunk instead of one per message.
+/// GIL: one call per stored chunk instead of one per message, all messages
+/// written into one buffer.
 ///
 /// # Errors
 /// Raises `ValueError` when the columns differ in length or `batch_size` is 0.
@@ -387,27 +388,22 @@ fn encode_stream_ticks_batches<'py>(
     if batch_size == 0 {
         return Err(PyValueError::new_err("batch_size must be positive"));
     }
-    let messages: Vec<Vec<u8>> = py.detach(|| {
-        (0..ts.len())
-            .step_by(batch_size)
-            .zip(first_sequence..)
-            .map(|(start, sequence)| {
-                let end = (start + batch_size).min(ts.len());
-                let columns = wire::QuoteColumns {
-                    symbol,
-                    venue,
-                    price_scale,
-                    size_scale,
-                    ts_ns: &ts[start..end],
-                    bid: &b[start..end],
-                    ask: &a[start..end],
-                    flags: flag_values.get(start..end).unwrap_or(&[]),
-                };
-                wire::stream_ticks_response(Some(&columns), sequence, dropped_ticks, false)
-            })
-            .collect()
+    let columns = wire::QuoteColumns {
+        symbol,
+        venue,
+        price_scale,
+        size_scale,
+        ts_ns: ts,
+        bid: b,
+        ask: a,
+        flags: flag_values,
+    };
+    // All messages are written into one buffer without the GIL; only the
+    // copies into Python bytes need it.
+    let encoded = py.detach(|| {
+        wire::stream_ticks_responses(&columns, batch_size, first_sequence, dropped_ticks)
     });
-    Ok(messages.iter().map(|m| PyBytes::new(py, m)).collect())
+    Ok(encoded.iter().map(|m| PyBytes::new(py, m)).collect())
 }
 
 /// Adds the market-data functions, classes and exceptions to `module`.
