@@ -2,8 +2,9 @@
 
 Layout: `<root>/<kind>/<VENUE.SYMBOL>/<YYYY-MM-DD>.parquet`, one file per UTC
 day, rows sorted by time (a stable sort: rows of the same nanosecond keep
-their source order), columns of int64 mantissas and a uint32 `flags` column
-of quality issues for ticks. Writing a day merges with what is there; the
+their source order), required columns of int64 mantissas and a uint32
+`flags` column of quality issues for ticks, each DELTA_BINARY_PACKED and
+uncompressed (see `_write_options`). Writing a day merges with what is there; the
 store remembers which source files it has taken (`_sources.json`), so
 ingesting a file twice changes nothing. Reading goes day by day and row
 group by row group: memory stays flat however long the range.
@@ -18,6 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -50,9 +52,29 @@ def _day_start_ns(day: dt.date) -> int:
 
 
 def _schema(kind: DataKind) -> pa.Schema:
+    # Required (not nullable) columns: no definition levels to decode.
     return pa.schema(
-        [(name, pa.uint32() if name == "flags" else pa.int64()) for name in COLUMNS[kind]]
+        [
+            pa.field(name, pa.uint32() if name == "flags" else pa.int64(), nullable=False)
+            for name in COLUMNS[kind]
+        ]
     )
+
+
+def _write_options(kind: DataKind) -> dict[str, Any]:
+    """How days are written: every column DELTA_BINARY_PACKED, uncompressed.
+
+    Sorted times and slowly moving prices shrink to a few bits per row (the
+    files are half the size zstd with dictionaries made of them) and decode
+    about twice as fast, which is what a replay stream waits on. Files
+    written otherwise (zstd, before) still read; a day is rewritten in this
+    format when it is next written.
+    """
+    return {
+        "compression": "none",
+        "use_dictionary": False,
+        "column_encoding": dict.fromkeys(COLUMNS[kind], "DELTA_BINARY_PACKED"),
+    }
 
 
 @dataclass(frozen=True)
@@ -110,7 +132,7 @@ class TickStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             os.close(fd)
-            pq.write_table(part, tmp, row_group_size=ROW_GROUP, compression="zstd")
+            pq.write_table(part, tmp, row_group_size=ROW_GROUP, **_write_options(kind))
             Path(tmp).replace(path)
             writes.append(DayWrite(day, before, part.num_rows))
         return writes
@@ -131,7 +153,8 @@ class TickStore:
                 continue
             whole_day = start_ns <= _day_start_ns(day) and _day_start_ns(day) + NS_PER_DAY <= end_ns
             parquet = pq.ParquetFile(self._path(kind, instrument, day))
-            for batch in parquet.iter_batches(batch_size=chunk_rows):
+            # One thread: the stream's own worker, beside the event loop.
+            for batch in parquet.iter_batches(batch_size=chunk_rows, use_threads=False):
                 chunk: Chunk = {
                     name: batch.column(name).to_numpy(zero_copy_only=False)
                     for name in batch.schema.names
