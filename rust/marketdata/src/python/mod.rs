@@ -7,6 +7,7 @@ mod book;
 mod errors;
 mod indicators;
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
@@ -359,6 +360,16 @@ fn encode_stream_ticks<'py>(
     Ok(PyBytes::new(py, &bytes))
 }
 
+/// The largest encode buffer a thread keeps between calls; a larger one (a
+/// call with more rows than the servicer's 65,536-tick slices) is freed.
+const ENCODE_BUFFER_KEPT_BYTES: usize = 8 << 20;
+
+thread_local! {
+    /// Each thread's buffer for `encode_stream_ticks_batches`.
+    static ENCODE_BUFFER: RefCell<wire::EncodedMessages> =
+        RefCell::new(wire::EncodedMessages::default());
+}
+
 /// Encodes quote columns as consecutive `StreamTicksResponse` messages of at
 /// most `batch_size` rows each, numbered from `first_sequence`, without the
 /// GIL: one call per stored chunk instead of one per message, all messages
@@ -398,12 +409,19 @@ fn encode_stream_ticks_batches<'py>(
         ask: a,
         flags: flag_values,
     };
-    // All messages are written into one buffer without the GIL; only the
-    // copies into Python bytes need it.
-    let encoded = py.detach(|| {
-        wire::stream_ticks_responses(&columns, batch_size, first_sequence, dropped_ticks)
-    });
-    Ok(encoded.iter().map(|m| PyBytes::new(py, m)).collect())
+    // All messages are written without the GIL into this thread's buffer
+    // (kept between calls: no allocation, no page faults); only the copies
+    // into Python bytes need the GIL.
+    ENCODE_BUFFER.with(|cell| {
+        let mut encoded = cell.borrow_mut();
+        let target: &mut wire::EncodedMessages = &mut encoded;
+        py.detach(|| target.encode(&columns, batch_size, first_sequence, dropped_ticks));
+        let messages = encoded.iter().map(|m| PyBytes::new(py, m)).collect();
+        if encoded.capacity() > ENCODE_BUFFER_KEPT_BYTES {
+            *encoded = wire::EncodedMessages::default();
+        }
+        Ok(messages)
+    })
 }
 
 /// Adds the market-data functions, classes and exceptions to `module`.
