@@ -20,6 +20,7 @@ pub use errors::{BookStateError, DataFileError, PriceError};
 use crate::lean::{self, BarSide, ReadReport};
 use crate::price::Price;
 use crate::quote::{QuoteIssue, QuoteValidator};
+use crate::store::{Column as StoredColumn, DayFile};
 use crate::wire;
 
 /// Parses a decimal text into a fixed-point mantissa at `scale` places.
@@ -360,6 +361,72 @@ fn encode_stream_ticks<'py>(
     Ok(PyBytes::new(py, &bytes))
 }
 
+/// A Parquet day file of the store, read one row group at a time.
+#[pyclass(name = "ParquetDay", module = "nexus._native", frozen)]
+#[derive(Debug)]
+pub struct PyParquetDay {
+    inner: DayFile,
+}
+
+#[pymethods]
+impl PyParquetDay {
+    /// Opens a day file and reads its footer, without the GIL.
+    ///
+    /// # Errors
+    /// Raises `OSError` when the file cannot be opened and `DataFileError`
+    /// when it is not Parquet.
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let inner = py
+            .detach(|| DayFile::open(&path))
+            .map_err(errors::store_to_py)?;
+        Ok(Self { inner })
+    }
+
+    /// The number of row groups.
+    #[getter]
+    fn row_groups(&self) -> usize {
+        self.inner.row_groups()
+    }
+
+    /// The number of rows of the file.
+    #[getter]
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+
+    /// Returns the named columns of row group `index` as numpy arrays (int64,
+    /// int32 or uint32, as stored), decoded without the GIL.
+    ///
+    /// # Errors
+    /// Raises `DataFileError` naming the file and the reason when the row
+    /// group or a column is missing, a column is not a non-null INT64/INT32,
+    /// or a page does not decode.
+    fn read_row_group<'py>(
+        &self,
+        py: Python<'py>,
+        index: usize,
+        columns: Vec<String>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let decoded = py
+            .detach(|| self.inner.read_row_group(index, &names))
+            .map_err(errors::store_to_py)?;
+        Ok(decoded
+            .into_iter()
+            .map(|column| match column {
+                StoredColumn::Int64(v) => v.into_pyarray(py).into_any(),
+                StoredColumn::Int32(v) => v.into_pyarray(py).into_any(),
+                StoredColumn::UInt32(v) => v.into_pyarray(py).into_any(),
+            })
+            .collect())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.inner)
+    }
+}
+
 /// The largest encode buffer a thread keeps between calls; a larger one (a
 /// call with more rows than the servicer's 65,536-tick slices) is freed.
 const ENCODE_BUFFER_KEPT_BYTES: usize = 8 << 20;
@@ -430,6 +497,7 @@ fn encode_stream_ticks_batches<'py>(
 /// Fails only if the module cannot take a new attribute.
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyQuoteValidator>()?;
+    module.add_class::<PyParquetDay>()?;
     module.add_function(wrap_pyfunction!(parse_price, module)?)?;
     module.add_function(wrap_pyfunction!(read_lean_quote_ticks, module)?)?;
     module.add_function(wrap_pyfunction!(read_lean_trade_ticks, module)?)?;
