@@ -248,3 +248,100 @@ impl DayFile {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use parquet::data_type::{Int32Type, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+
+    use super::*;
+
+    /// Writes one row group: required ts_ns, required uint32 flags, and an
+    /// optional bid whose second value is null.
+    fn write_day(path: &Path) {
+        let schema = parse_message_type(
+            "message day { required int64 ts_ns; required int32 flags (INTEGER(32,false)); \
+             optional int64 bid; }",
+        )
+        .unwrap();
+        let file = File::create(path).unwrap();
+        let props = Arc::new(WriterProperties::builder().build());
+        let mut writer = SerializedFileWriter::new(file, Arc::new(schema), props).unwrap();
+        let mut group = writer.next_row_group().unwrap();
+        let mut column = group.next_column().unwrap().unwrap();
+        column
+            .typed::<Int64Type>()
+            .write_batch(&[1, 2, 3], None, None)
+            .unwrap();
+        column.close().unwrap();
+        let mut column = group.next_column().unwrap().unwrap();
+        column
+            .typed::<Int32Type>()
+            .write_batch(&[0, -1, 4], None, None)
+            .unwrap();
+        column.close().unwrap();
+        let mut column = group.next_column().unwrap().unwrap();
+        column
+            .typed::<Int64Type>()
+            .write_batch(&[10, 30], Some(&[1, 0, 1]), None)
+            .unwrap();
+        column.close().unwrap();
+        group.close().unwrap();
+        writer.close().unwrap();
+    }
+
+    fn temp_path(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("nexus-store-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn columns_come_back_typed_and_in_the_order_asked() {
+        let path = temp_path("typed.parquet");
+        write_day(&path);
+        let day = DayFile::open(&path).unwrap();
+        assert_eq!((day.row_groups(), day.rows()), (1, 3));
+        let columns = day.read_row_group(0, &["flags", "ts_ns"]).unwrap();
+        assert_eq!(
+            columns,
+            vec![
+                Column::UInt32(vec![0, u32::MAX, 4]),
+                Column::Int64(vec![1, 2, 3])
+            ]
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn what_the_store_cannot_use_is_refused_with_the_reason() {
+        let path = temp_path("refused.parquet");
+        write_day(&path);
+        let day = DayFile::open(&path).unwrap();
+        let nulls = day.read_row_group(0, &["bid"]).unwrap_err().to_string();
+        assert!(nulls.contains("\"bid\" has 2 values in 3 rows"), "{nulls}");
+        let missing = day.read_row_group(0, &["ask"]).unwrap_err();
+        assert!(matches!(missing, StoreReadError::MissingColumn { .. }));
+        let past = day.read_row_group(1, &["ts_ns"]).unwrap_err();
+        assert!(matches!(
+            past,
+            StoreReadError::NoRowGroup {
+                row_groups: 1,
+                index: 1,
+                ..
+            }
+        ));
+        std::fs::write(&path, b"not parquet at all").unwrap();
+        assert!(matches!(
+            DayFile::open(&path),
+            Err(StoreReadError::Parquet { .. })
+        ));
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            DayFile::open(&path),
+            Err(StoreReadError::Io { .. })
+        ));
+    }
+}
