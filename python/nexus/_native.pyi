@@ -32,6 +32,7 @@ __all__ = [
     "FixParseError",
     "OrderBook",
     "PaperVenueServer",
+    "ParquetDay",
     "PriceError",
     "QuoteValidator",
     "__version__",
@@ -195,6 +196,19 @@ class FixFrameError(ValueError):
 
 class BookStateError(ValueError):
     """An order book refused a snapshot or an update (gap, negative size, not live)."""
+
+@final
+class ParquetDay:
+    """A Parquet day file of the store, read one row group at a time."""
+
+    def __new__(cls, path: str | PathLike[str]) -> ParquetDay: ...
+    @property
+    def row_groups(self) -> int: ...
+    @property
+    def rows(self) -> int: ...
+    def read_row_group(
+        self, index: int, columns: list[str]
+    ) -> list[npt.NDArray[np.int64] | npt.NDArray[np.int32] | npt.NDArray[np.uint32]]: ...
 
 @final
 class OrderBook:

@@ -172,6 +172,32 @@ def test_lossless_replay_streams_every_tick_in_order(client: NexusClient) -> Non
     assert got == expected
 
 
+def test_lossless_stream_cancelled_midway_leaves_the_next_one_whole(client: NexusClient) -> None:
+    """A client that leaves while the next hop is being read and encoded."""
+    request = md.StreamTicksRequest(
+        instruments=[EURUSD],
+        quotes=True,
+        replay=types_pb2.TimeRange(start_ns=_day_ns(2014, 5, 5), end_ns=_day_ns(2014, 5, 8)),
+        max_batch_size=100,
+    )
+    stream = client.marketdata.StreamTicks(request, timeout=60)
+    for _, message in zip(range(5), stream, strict=False):
+        assert not message.end_of_replay
+    stream.cancel()
+    with pytest.raises(grpc.RpcError) as info:
+        list(stream)
+    assert info.value.code() == grpc.StatusCode.CANCELLED
+    expected = _reference_quotes("20140507")
+    request.replay.start_ns = _day_ns(2014, 5, 7)
+    got = [
+        tick
+        for message in client.marketdata.StreamTicks(request, timeout=60)
+        for batch in message.quotes
+        for tick in zip(batch.ts_event_ns, batch.bid_mantissa, batch.ask_mantissa, strict=True)
+    ]
+    assert got == expected
+
+
 @pytest.fixture(scope="module")
 def small_queue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
     settings = load_settings(

@@ -76,3 +76,40 @@ def test_mismatched_columns_are_refused() -> None:
         engine.encode_stream_ticks("A", "B", 5, 0, one, two, one)
     with pytest.raises(ValueError, match="flags has 2 rows, the other columns 1"):
         engine.encode_stream_ticks("A", "B", 5, 0, one, one, one, np.zeros(2, dtype=np.uint32))
+
+
+@given(
+    rows=st.lists(st.tuples(i64, i64, i64, st.integers(0, 2**32 - 1)), min_size=1, max_size=60),
+    batch_size=st.integers(1, 25),
+    first_sequence=st.integers(1, 2**32),
+    dropped=st.integers(0, 2**64 - 1),
+    with_flags=st.booleans(),
+)
+def test_split_messages_equal_protobuf_bytes(
+    rows: list[tuple[int, int, int, int]],
+    batch_size: int,
+    first_sequence: int,
+    dropped: int,
+    with_flags: bool,
+) -> None:
+    ts = np.array([r[0] for r in rows], dtype=np.int64)
+    bid = np.array([r[1] for r in rows], dtype=np.int64)
+    ask = np.array([r[2] for r in rows], dtype=np.int64)
+    flags = np.array([r[3] for r in rows], dtype=np.uint32) if with_flags else None
+    ours = engine.encode_stream_ticks_batches(
+        "EUR/USD", "OANDA", 5, 0, ts, bid, ask, flags, batch_size, first_sequence, dropped
+    )
+    assert len(ours) == -(-len(rows) // batch_size)
+    for i, message in enumerate(ours):
+        part = slice(i * batch_size, (i + 1) * batch_size)
+        expected = md.StreamTicksResponse(sequence=first_sequence + i, dropped_ticks=dropped)
+        batch = expected.quotes.add(
+            instrument=types_pb2.InstrumentId(symbol="EUR/USD", venue="OANDA"),
+            price_scale=5,
+            ts_event_ns=ts[part].tolist(),
+            bid_mantissa=bid[part].tolist(),
+            ask_mantissa=ask[part].tolist(),
+        )
+        if flags is not None:
+            batch.flags.extend(flags[part].tolist())
+        assert message == expected.SerializeToString(deterministic=True)

@@ -5,6 +5,7 @@ use pyo3::{create_exception, PyErr};
 
 use crate::lean::LeanError;
 use crate::price;
+use crate::store::StoreReadError;
 
 create_exception!(
     nexus._native,
@@ -37,6 +38,15 @@ pub fn to_py(err: price::PriceError) -> PyErr {
 pub fn lean_to_py(err: LeanError) -> PyErr {
     match err {
         LeanError::Io { .. } => PyOSError::new_err(err.to_string()),
+        _ => DataFileError::new_err(err.to_string()),
+    }
+}
+
+/// Converts a store read error: a file that cannot be opened becomes
+/// `OSError`, anything else `DataFileError`; both carry the path and reason.
+pub fn store_to_py(err: StoreReadError) -> PyErr {
+    match err {
+        StoreReadError::Io { .. } => PyOSError::new_err(err.to_string()),
         _ => DataFileError::new_err(err.to_string()),
     }
 }

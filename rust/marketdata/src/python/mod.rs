@@ -8,6 +8,7 @@ mod errors;
 mod fix_feed;
 mod indicators;
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
@@ -20,6 +21,7 @@ pub use errors::{BookStateError, DataFileError, PriceError};
 use crate::lean::{self, BarSide, ReadReport};
 use crate::price::Price;
 use crate::quote::{QuoteIssue, QuoteValidator};
+use crate::store::{Column as StoredColumn, DayFile};
 use crate::wire;
 
 /// Parses a decimal text into a fixed-point mantissa at `scale` places.
@@ -360,9 +362,86 @@ fn encode_stream_ticks<'py>(
     Ok(PyBytes::new(py, &bytes))
 }
 
+/// A Parquet day file of the store, read one row group at a time.
+#[pyclass(name = "ParquetDay", module = "nexus._native", frozen)]
+#[derive(Debug)]
+pub struct PyParquetDay {
+    inner: DayFile,
+}
+
+#[pymethods]
+impl PyParquetDay {
+    /// Opens a day file and reads its footer, without the GIL.
+    ///
+    /// # Errors
+    /// Raises `OSError` when the file cannot be opened and `DataFileError`
+    /// when it is not Parquet.
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let inner = py
+            .detach(|| DayFile::open(&path))
+            .map_err(errors::store_to_py)?;
+        Ok(Self { inner })
+    }
+
+    /// The number of row groups.
+    #[getter]
+    fn row_groups(&self) -> usize {
+        self.inner.row_groups()
+    }
+
+    /// The number of rows of the file.
+    #[getter]
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+
+    /// Returns the named columns of row group `index` as numpy arrays (int64,
+    /// int32 or uint32, as stored), decoded without the GIL.
+    ///
+    /// # Errors
+    /// Raises `DataFileError` naming the file and the reason when the row
+    /// group or a column is missing, a column is not a non-null INT64/INT32,
+    /// or a page does not decode.
+    fn read_row_group<'py>(
+        &self,
+        py: Python<'py>,
+        index: usize,
+        columns: Vec<String>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let decoded = py
+            .detach(|| self.inner.read_row_group(index, &names))
+            .map_err(errors::store_to_py)?;
+        Ok(decoded
+            .into_iter()
+            .map(|column| match column {
+                StoredColumn::Int64(v) => v.into_pyarray(py).into_any(),
+                StoredColumn::Int32(v) => v.into_pyarray(py).into_any(),
+                StoredColumn::UInt32(v) => v.into_pyarray(py).into_any(),
+            })
+            .collect())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.inner)
+    }
+}
+
+/// The largest encode buffer a thread keeps between calls; a larger one (a
+/// call with more rows than the servicer's 65,536-tick slices) is freed.
+const ENCODE_BUFFER_KEPT_BYTES: usize = 8 << 20;
+
+thread_local! {
+    /// Each thread's buffer for `encode_stream_ticks_batches`.
+    static ENCODE_BUFFER: RefCell<wire::EncodedMessages> =
+        RefCell::new(wire::EncodedMessages::default());
+}
+
 /// Encodes quote columns as consecutive `StreamTicksResponse` messages of at
 /// most `batch_size` rows each, numbered from `first_sequence`, without the
-/// GIL: one call per stored chunk instead of one per message.
+/// GIL: one call per stored chunk instead of one per message, all messages
+/// written into one buffer.
 ///
 /// # Errors
 /// Raises `ValueError` when the columns differ in length or `batch_size` is 0.
@@ -388,27 +467,29 @@ fn encode_stream_ticks_batches<'py>(
     if batch_size == 0 {
         return Err(PyValueError::new_err("batch_size must be positive"));
     }
-    let messages: Vec<Vec<u8>> = py.detach(|| {
-        (0..ts.len())
-            .step_by(batch_size)
-            .zip(first_sequence..)
-            .map(|(start, sequence)| {
-                let end = (start + batch_size).min(ts.len());
-                let columns = wire::QuoteColumns {
-                    symbol,
-                    venue,
-                    price_scale,
-                    size_scale,
-                    ts_ns: &ts[start..end],
-                    bid: &b[start..end],
-                    ask: &a[start..end],
-                    flags: flag_values.get(start..end).unwrap_or(&[]),
-                };
-                wire::stream_ticks_response(Some(&columns), sequence, dropped_ticks, false)
-            })
-            .collect()
-    });
-    Ok(messages.iter().map(|m| PyBytes::new(py, m)).collect())
+    let columns = wire::QuoteColumns {
+        symbol,
+        venue,
+        price_scale,
+        size_scale,
+        ts_ns: ts,
+        bid: b,
+        ask: a,
+        flags: flag_values,
+    };
+    // All messages are written without the GIL into this thread's buffer
+    // (kept between calls: no allocation, no page faults); only the copies
+    // into Python bytes need the GIL.
+    ENCODE_BUFFER.with(|cell| {
+        let mut encoded = cell.borrow_mut();
+        let target: &mut wire::EncodedMessages = &mut encoded;
+        py.detach(|| target.encode(&columns, batch_size, first_sequence, dropped_ticks));
+        let messages = encoded.iter().map(|m| PyBytes::new(py, m)).collect();
+        if encoded.capacity() > ENCODE_BUFFER_KEPT_BYTES {
+            *encoded = wire::EncodedMessages::default();
+        }
+        Ok(messages)
+    })
 }
 
 /// Adds the market-data functions, classes and exceptions to `module`.
@@ -417,6 +498,7 @@ fn encode_stream_ticks_batches<'py>(
 /// Fails only if the module cannot take a new attribute.
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PyQuoteValidator>()?;
+    module.add_class::<PyParquetDay>()?;
     module.add_function(wrap_pyfunction!(parse_price, module)?)?;
     module.add_function(wrap_pyfunction!(read_lean_quote_ticks, module)?)?;
     module.add_function(wrap_pyfunction!(read_lean_trade_ticks, module)?)?;
