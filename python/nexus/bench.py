@@ -431,8 +431,10 @@ def bench_pipeline(repeats: int) -> list[str]:
     for f, csv, day_ns in days:  # same results, or the comparison is meaningless
         result = engine_quote_pipeline(csv, day_ns)
         differences = pipeline_differences(result, pandas_quote_pipeline(csv, day_ns))
-        if not np.array_equal(engine.run_quote_pipeline(f, 5, offset)[0], result.flags):
-            differences.append("the zip and CSV paths disagree")
+        for inflate_thread in (True, False):
+            flags = engine.run_quote_pipeline(f, 5, offset, inflate_thread=inflate_thread)[0]
+            if not np.array_equal(flags, result.flags):
+                differences.append(f"the zip path (inflate_thread={inflate_thread}) disagrees")
         if differences:
             raise AssertionError(f"{f.name}: {'; '.join(differences)}")
         ticks += result.rows
@@ -444,23 +446,33 @@ def bench_pipeline(repeats: int) -> list[str]:
 
         return _median_rate(run, ticks, repeats)
 
+    pandas_zip = rate(lambda d: pandas_quote_pipeline(d[0], d[2]))
+    pandas_csv = rate(lambda d: pandas_quote_pipeline(d[1], d[2]))
     lines = []
-    for what, ours_fn, theirs_fn in (
+    for what, ours_fn, theirs, threads in (
         (
             "from zip files",
             lambda d: engine.run_quote_pipeline(d[0], 5, offset),
-            lambda d: pandas_quote_pipeline(d[0], d[2]),
+            pandas_zip,
+            "2 threads: one inflates while one runs the pipeline",
+        ),
+        (
+            "from zip files",
+            lambda d: engine.run_quote_pipeline(d[0], 5, offset, inflate_thread=False),
+            pandas_zip,
+            "1 thread",
         ),
         (
             "from CSV in memory",
             lambda d: engine.run_quote_pipeline_csv(d[1], d[2], 5),
-            lambda d: pandas_quote_pipeline(d[1], d[2]),
+            pandas_csv,
+            "1 thread",
         ),
     ):
-        ours, theirs = rate(ours_fn), rate(theirs_fn)
+        ours = rate(ours_fn)
         lines.append(
             f"pipeline {what} (parse+validate+1m bars+EMA+RSI): nexus {ours:,.0f} ticks/s "
-            f"(1 thread) | numpy/pandas {theirs:,.0f} ticks/s (1 thread) | ratio "
+            f"({threads}) | numpy/pandas {theirs:,.0f} ticks/s (1 thread) | ratio "
             f"{ours / theirs:.1f}x (median of {repeats}; {ticks:,} ticks, {label}; "
             "same flags, bars, EMA and RSI checked on every day first)"
         )

@@ -117,7 +117,11 @@ impl ReturnStats {
             self.ring.push(r);
         } else {
             self.ring[self.next] = r;
-            self.next = (self.next + 1) % rule.window;
+            // (A compare instead of `%`: no integer division per quote.)
+            self.next += 1;
+            if self.next >= rule.window {
+                self.next = 0;
+            }
         }
         self.since_refresh += 1;
         if self.ring.len() >= rule.min_samples
@@ -179,10 +183,16 @@ impl QuoteValidator {
         if verdict.is_ok() {
             if let (Some(rule), Some(last)) = (self.outliers, self.last) {
                 let r = mid_return(last, bid, ask);
-                let floor = 1.0 / (bid + ask) as f64 * 2.0; // one tick, relative
-                let sigma = self.returns.sigma.max(floor);
+                let distance = (r - self.returns.median).abs();
+                // The floor of one tick needs a division; it can only matter
+                // when the return is beyond `threshold` sigmas (x -> t * x is
+                // monotone in floating point too), which is rare.
                 let far = self.returns.ring.len() >= rule.min_samples
-                    && (r - self.returns.median).abs() > rule.threshold * sigma;
+                    && (rule.threshold < 0.0 || distance > rule.threshold * self.returns.sigma)
+                    && {
+                        let floor = 1.0 / (bid + ask) as f64 * 2.0; // one tick, relative
+                        distance > rule.threshold * self.returns.sigma.max(floor)
+                    };
                 if far {
                     self.returns.streak += 1;
                     if self.returns.streak < rule.confirm {
