@@ -131,10 +131,11 @@ def test_one_call_pipeline_equals_its_steps_run_separately() -> None:
     csv_run = engine.run_quote_pipeline_csv(_zip_member(path), day_ns, 5)
     one_thread = engine.run_quote_pipeline(path, 5, 0, 20, 14, inflate_thread=False)
     for other in (csv_run, one_thread):  # the same output whichever way the text arrives
-        for ours, theirs in zip(other[:3], (flags, ema, rsi), strict=True):
-            np.testing.assert_array_equal(ours, theirs)
-        for ours, theirs in zip(other[3], bars, strict=True):
-            np.testing.assert_array_equal(ours, theirs)
+        np.testing.assert_array_equal(other[0], flags)
+        np.testing.assert_array_equal(other[1], ema)
+        np.testing.assert_array_equal(other[2], rsi)
+        for column, want in zip(other[3], bars, strict=True):
+            np.testing.assert_array_equal(column, want)
         assert other[4] == rows
 
 

@@ -260,7 +260,9 @@ fn read_member<R: Read>(mut member: zip::read::ZipFile<'_, R>) -> Result<Vec<u8>
 /// order, a piece at a time: `piece` gets (whether the piece starts a member,
 /// its bytes) and returns false to stop early. Pieces hold about
 /// `piece_bytes` and end at a line end, except perhaps a member's last.
-/// Each member is checked against its CRC-32 and size once read.
+/// Each piece is written into a buffer from `buffer` (a used one given back
+/// saves allocating and faulting in fresh pages). Each member is checked
+/// against its CRC-32 and size once read.
 ///
 /// # Errors
 /// Returns a [`LeanError`] when the file cannot be read as a zip, holds no
@@ -269,6 +271,7 @@ pub fn stream_members(
     path: &Path,
     suffix: &str,
     piece_bytes: usize,
+    mut buffer: impl FnMut() -> Vec<u8>,
     mut piece: impl FnMut(bool, Vec<u8>) -> bool,
 ) -> Result<(), LeanError> {
     let shown = || path.display().to_string();
@@ -298,12 +301,12 @@ pub fn stream_members(
     members.sort();
     for (name, i) in members {
         let member = archive.by_index_raw(i).map_err(zip_error)?;
-        let more = stream_member(member, piece_bytes.max(1), &mut piece).map_err(|reason| {
-            LeanError::Zip {
+        let more = stream_member(member, piece_bytes.max(1), &mut buffer, &mut piece).map_err(
+            |reason| LeanError::Zip {
                 path: format!("{}!{name}", shown()),
                 reason,
-            }
-        })?;
+            },
+        )?;
         if !more {
             break;
         }
@@ -316,6 +319,7 @@ pub fn stream_members(
 fn stream_member<R: Read>(
     mut member: zip::read::ZipFile<'_, R>,
     piece_bytes: usize,
+    buffer: &mut impl FnMut() -> Vec<u8>,
     piece: &mut impl FnMut(bool, Vec<u8>) -> bool,
 ) -> Result<bool, String> {
     let size = member.size();
@@ -328,7 +332,9 @@ fn stream_member<R: Read>(
     let mut carry: Vec<u8> = Vec::new();
     let (mut first, mut read) = (true, 0usize);
     loop {
-        let mut out = Vec::with_capacity(piece_bytes + carry.len());
+        let mut out = buffer();
+        out.clear();
+        out.reserve(piece_bytes + carry.len());
         out.append(&mut carry);
         let start = out.len();
         let done = match method {
@@ -677,7 +683,7 @@ fn eight_digits(word: u64) -> i64 {
 
 /// Reads `digits[.digits]` at `scale` from `at` (at most 18 significant digits
 /// in all, so no overflow); returns (mantissa, index after it).
-#[inline]
+#[inline(always)]
 fn quick_price(data: &[u8], at: usize, scale: u8) -> Option<(i64, usize)> {
     let scale = usize::from(scale);
     // The usual FX layout, one unit digit and up to six decimals
@@ -687,9 +693,8 @@ fn quick_price(data: &[u8], at: usize, scale: u8) -> Option<(i64, usize)> {
         if (word >> 8) & 0xFF == u64::from(b'.')
             && leading_digits(word) == 1
             && (1..=scale).contains(&decimals)
-            && data
-                .get(at + 2 + decimals)
-                .is_none_or(|b| !b.is_ascii_digit())
+            // Six decimals fill the word: the next byte must end them.
+            && (decimals < 6 || data.get(at + 8).is_none_or(|b| !b.is_ascii_digit()))
         {
             // The unit digit next to the decimals: `1.39147` reads as 139147.
             let digits = (word & 0xFF) | ((word >> 16) << 8);
@@ -1064,7 +1069,7 @@ mod tests {
         );
         let mut members: Vec<Vec<u8>> = Vec::new();
         let mut pieces = 0;
-        stream_members(&path, ".csv", 1_000, |first, piece| {
+        stream_members(&path, ".csv", 1_000, Vec::new, |first, piece| {
             if first {
                 members.push(Vec::new());
             }
@@ -1080,7 +1085,7 @@ mod tests {
         assert!(pieces > 60, "{pieces} pieces");
         // Stopping early is not an error.
         let mut seen = 0;
-        stream_members(&path, ".csv", 1_000, |_, _| {
+        stream_members(&path, ".csv", 1_000, Vec::new, |_, _| {
             seen += 1;
             seen < 3
         })
@@ -1102,7 +1107,7 @@ mod tests {
         std::fs::write(&path, &bytes).expect("write zip");
         let whole = read_quote_ticks(&path, 5, 0).expect_err("CRC");
         assert!(whole.to_string().contains("CRC-32 mismatch"), "{whole}");
-        let streamed = stream_members(&path, ".csv", 64, |_, _| true).expect_err("CRC");
+        let streamed = stream_members(&path, ".csv", 64, Vec::new, |_, _| true).expect_err("CRC");
         assert!(streamed.to_string().contains("q.csv"), "{streamed}");
         assert!(
             streamed.to_string().contains("CRC-32 mismatch"),

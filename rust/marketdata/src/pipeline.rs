@@ -83,8 +83,11 @@ pub fn run_quote_pipeline(
     let mut state = PipelineState::new(estimate, price_scale, ema_period, rsi_period)?;
     std::thread::scope(|scope| {
         let (pieces, inflated) = std::sync::mpsc::sync_channel(PIECES_IN_FLIGHT);
+        // Pieces read go back to the reader for reuse (at most as many as in flight).
+        let (give_back, used) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIECES_IN_FLIGHT);
         let reader = scope.spawn(move || {
-            let read = lean::stream_members(path, ".csv", PIECE_BYTES, |first, piece| {
+            let recycled = || used.try_recv().unwrap_or_default();
+            let read = lean::stream_members(path, ".csv", PIECE_BYTES, recycled, |first, piece| {
                 pieces.send(Ok((first, piece))).is_ok()
             });
             if let Err(error) = read {
@@ -100,7 +103,10 @@ pub fn run_quote_pipeline(
                     if first {
                         state.lines = 0;
                     }
-                    state.feed(&piece, day_ns)
+                    let fed = state.feed(&piece, day_ns);
+                    // Full means the reader has buffers enough: this one is dropped.
+                    let _ = give_back.try_send(piece);
+                    fed
                 });
             if let Err(error) = fed {
                 outcome = Err(error);
