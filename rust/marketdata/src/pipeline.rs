@@ -68,19 +68,17 @@ pub fn run_quote_pipeline(
     inflate_thread: bool,
 ) -> Result<PipelineOutput, PipelineError> {
     let day_ns = lean::file_day_start_ns(path, utc_offset_minutes)?;
+    let zipped = std::fs::metadata(path).map_or(0, |m| m.len());
+    let estimate = usize::try_from(zipped.saturating_mul(INFLATE_RATIO)).unwrap_or(0);
+    // Parameters are checked before the file is read.
+    let mut state = PipelineState::new(estimate, price_scale, ema_period, rsi_period)?;
     if !inflate_thread {
-        let members = lean::read_quote_members(path)?;
-        let bytes = members.iter().map(Vec::len).sum();
-        let mut state = PipelineState::new(bytes, price_scale, ema_period, rsi_period)?;
-        for data in &members {
+        for data in &lean::read_quote_members(path)? {
             state.lines = 0;
             state.feed(data, day_ns)?;
         }
         return Ok(state.finish());
     }
-    let zipped = std::fs::metadata(path).map_or(0, |m| m.len());
-    let estimate = usize::try_from(zipped.saturating_mul(INFLATE_RATIO)).unwrap_or(0);
-    let mut state = PipelineState::new(estimate, price_scale, ema_period, rsi_period)?;
     std::thread::scope(|scope| {
         let (pieces, inflated) = std::sync::mpsc::sync_channel(PIECES_IN_FLIGHT);
         // Pieces read go back to the reader for reuse (at most as many as in flight).
@@ -326,11 +324,13 @@ mod tests {
                 matches!(err, PipelineError::Read(LeanError::Io { .. })),
                 "{err}"
             );
+            // Parameters are checked first, whichever path reads the file.
+            let bad_period =
+                run_quote_pipeline(&missing, 5, 0, 1, 14, inflate_thread).expect_err("period");
+            assert!(
+                matches!(bad_period, PipelineError::Indicator(_)),
+                "{bad_period}"
+            );
         }
-        let bad_period = run_quote_pipeline(&missing, 5, 0, 1, 14, true).expect_err("period");
-        assert!(
-            matches!(bad_period, PipelineError::Indicator(_)),
-            "{bad_period}"
-        );
     }
 }

@@ -2,7 +2,7 @@
 //! in, numpy arrays out (owning the Rust vectors), without the GIL.
 
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::bars::{self, BarPeriod, BarSpec};
@@ -297,13 +297,7 @@ fn run_quote_pipeline<'py>(
                 inflate_thread,
             )
         })
-        .map_err(|e| match e {
-            crate::pipeline::PipelineError::Read(read) => super::errors::lean_to_py(read),
-            thread @ crate::pipeline::PipelineError::InflateThread(_) => {
-                PyRuntimeError::new_err(thread.to_string())
-            }
-            other => PyValueError::new_err(other.to_string()),
-        })?;
+        .map_err(super::errors::pipeline_to_py)?;
     Ok((
         out.flags.into_pyarray(py),
         out.ema.into_pyarray(py),
@@ -338,7 +332,7 @@ fn run_quote_pipeline_csv<'py>(
                 rsi_period,
             )
         })
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(super::errors::pipeline_to_py)?;
     Ok((
         out.flags.into_pyarray(py),
         out.ema.into_pyarray(py),
