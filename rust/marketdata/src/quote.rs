@@ -104,6 +104,8 @@ const MAD_TO_SIGMA: f64 = 1.4826;
 #[derive(Debug, Clone, Default)]
 struct ReturnStats {
     ring: Vec<f64>,
+    /// Working copy of the ring for the selections of a refresh.
+    scratch: Vec<f64>,
     next: usize,
     since_refresh: usize,
     median: f64,
@@ -132,13 +134,18 @@ impl ReturnStats {
     }
 
     fn refresh(&mut self) {
-        let mut values = self.ring.clone();
+        let values = &mut self.scratch;
+        values.clear();
+        values.extend_from_slice(&self.ring);
         let mid = values.len() / 2;
-        let median = *values.select_nth_unstable_by(mid, f64::total_cmp).1;
-        for v in &mut values {
+        // Returns are finite (prices are positive), so the plain float order
+        // is total here, and cheaper to evaluate than `f64::total_cmp`.
+        let order = |a: &f64, b: &f64| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal);
+        let median = *values.select_nth_unstable_by(mid, order).1;
+        for v in values.iter_mut() {
             *v = (*v - median).abs();
         }
-        let mad = *values.select_nth_unstable_by(mid, f64::total_cmp).1;
+        let mad = *values.select_nth_unstable_by(mid, order).1;
         self.median = median;
         self.sigma = mad * MAD_TO_SIGMA;
         self.since_refresh = 0;
