@@ -330,6 +330,7 @@ def run_quote_pipeline(
     utc_offset_minutes: int = 0,
     ema_period: int = 20,
     rsi_period: int = 14,
+    inflate_thread: bool = True,
 ) -> tuple[
     npt.NDArray[np.uint32],
     _Floats,

@@ -22,10 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
+import numpy.typing as npt
 
 from nexus import engine
 
-__all__ = ["BENCHMARKS", "run"]
+__all__ = [
+    "BENCHMARKS",
+    "PipelineResult",
+    "engine_quote_pipeline",
+    "pandas_quote_pipeline",
+    "pipeline_differences",
+    "run",
+]
 
 SOH = b"\x01"
 REPO = Path(__file__).resolve().parents[2]
@@ -373,6 +382,32 @@ def bench_fix_codec(repeats: int) -> list[str]:
 
 # -- the per-tick pipeline against numpy/pandas -------------------------
 
+# The engine's rules, restated for the baseline (quote.rs, indicators.rs).
+_BAD_PRICE, _CROSSED, _LOCKED = 1 << 3, 1 << 1, 1 << 2
+_TIME_BACKWARDS, _DUPLICATE, _OUTLIER = 1 << 5, 1 << 6, 1 << 7
+_OUTLIER_WINDOW, _OUTLIER_MIN_SAMPLES, _OUTLIER_REFRESH = 1_000, 200, 1_000
+_OUTLIER_THRESHOLD, _OUTLIER_CONFIRM, _MAD_TO_SIGMA = 25.0, 3, 1.4826
+_MINUTE_NS = 60_000_000_000
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What the per-tick pipeline produced for one day, on either side of the bench."""
+
+    rows: int
+    """Rows read, good and bad."""
+    flags: npt.NDArray[np.uint32]
+    """Quality flags per parsed tick (0 = accepted), bits as in the QualityIssue contract."""
+    ema: Floats
+    """EMA(20) of the mid after each accepted tick (NaN during warm-up)."""
+    rsi: Floats
+    """RSI(14) of the mid after each accepted tick (NaN during warm-up)."""
+    bars: tuple[Ints, Ints, Ints, Ints, Ints, Ints]
+    """1-minute bars of the mid at 6 decimals: minute start (ns), open, high, low, close, ticks."""
+
 
 def _day_start_ns(path: Path, utc_offset_minutes: int) -> int:
     day = path.name[:8]
@@ -387,11 +422,119 @@ def _csv(path: Path) -> bytes:
         return archive.read(archive.namelist()[0])
 
 
-def _pandas_pipeline(source: Path | bytes, day_ns: int) -> int:
-    """The baseline: the same steps in numpy/pandas, vectorised where they can be."""
+def engine_quote_pipeline(csv: bytes, day_ns: int) -> PipelineResult:
+    """The engine's one-call pipeline on CSV in memory, in the bench's terms."""
+    flags, ema, rsi, bars, rows = engine.run_quote_pipeline_csv(csv, day_ns, 5)
+    ts_open, _, o, h, lo, c, _, ticks = bars
+    minute = ts_open - ts_open % _MINUTE_NS
+    return PipelineResult(rows, flags, ema, rsi, (minute, o, h, lo, c, ticks.astype(np.int64)))
+
+
+def _window_stats(returns: Floats, ends: Ints) -> tuple[Floats, Floats]:
+    """Median and scaled MAD of the last `_OUTLIER_WINDOW` returns before each end,
+    picking the upper middle element as the engine does (no averaging)."""
+    median = np.empty(len(ends))
+    sigma = np.empty(len(ends))
+    full = ends >= _OUTLIER_WINDOW
+    if full.any():
+        windows = np.lib.stride_tricks.sliding_window_view(returns, _OUTLIER_WINDOW)
+        block = windows[ends[full] - _OUTLIER_WINDOW]
+        mid = _OUTLIER_WINDOW // 2
+        med = np.partition(block, mid, axis=1)[:, mid]
+        mad = np.partition(np.abs(block - med[:, None]), mid, axis=1)[:, mid]
+        median[full], sigma[full] = med, mad * _MAD_TO_SIGMA
+    for i in np.flatnonzero(~full):
+        window = returns[: ends[i]]
+        mid = len(window) // 2
+        med = np.partition(window, mid)[mid]
+        median[i] = med
+        sigma[i] = np.partition(np.abs(window - med), mid)[mid] * _MAD_TO_SIGMA
+    return median, sigma
+
+
+def _refreshes(returns: Floats) -> tuple[Ints, Floats, Floats]:
+    """When the outlier rule recomputes its median and MAD (counts of returns
+    pushed so far) and the values it gets: at 200 returns, then every 1,000,
+    and after every return while the MAD is zero."""
+    points = np.arange(_OUTLIER_MIN_SAMPLES, len(returns) + 1, _OUTLIER_REFRESH)
+    median, sigma = _window_stats(returns, points)
+    if not (sigma == 0).any():
+        return points, median, sigma
+    at, found = _OUTLIER_MIN_SAMPLES, []  # rare: a flat market; follow the rule step by step
+    while at <= len(returns):
+        med, sig = _window_stats(returns, np.array([at]))
+        found.append((at, med[0], sig[0]))
+        at += 1 if sig[0] == 0 else _OUTLIER_REFRESH
+    return (
+        np.array([f[0] for f in found], np.int64),
+        np.array([f[1] for f in found]),
+        np.array([f[2] for f in found]),
+    )
+
+
+def _validate_quotes(ts: Ints, bid: Ints, ask: Ints) -> npt.NDArray[np.uint32]:
+    """The engine's quote checks, vectorised. The stateful ones (time backwards,
+    duplicate and outlier compare with the last *accepted* quote) are solved as a
+    fixed point: guess the accepted set, derive every check from it, repeat until
+    the guess holds. Each check depends only on earlier quotes, so the fixed
+    point is the sequential answer; rare rejections make it converge in a few passes."""
+    flags = np.zeros(len(ts), np.uint32)
+    bad = (bid <= 0) | (ask <= 0)
+    flags[bad] = _BAD_PRICE
+    flags[~bad & (bid > ask)] = _CROSSED
+    flags[~bad & (bid == ask)] = _LOCKED
+    cand = np.flatnonzero(flags == 0)
+    t, b, a = ts[cand], bid[cand], ask[cand]
+    mid = (b + a).astype(np.float64)
+    index = np.arange(len(cand))
+    accepted = np.ones(len(cand), bool)
+    for _ in range(len(cand) + 1):
+        last = np.maximum.accumulate(np.where(accepted, index, -1))
+        ref = np.concatenate(([-1], last[:-1]))
+        has = ref >= 0
+        r = np.where(has, ref, 0)
+        backwards = has & (t < t[r])
+        duplicate = has & ~backwards & (t == t[r]) & (b == b[r]) & (a == a[r])
+        checked = has & ~backwards & ~duplicate
+        returns = (mid - mid[r]) / mid[r]
+        pushed = accepted & has
+        before: Ints = np.cumsum(pushed) - pushed
+        points, median, sigma = _refreshes(returns[pushed])
+        k = np.maximum(np.searchsorted(points, before, side="right") - 1, 0)
+        far = checked & (before >= _OUTLIER_MIN_SAMPLES) & (len(points) > 0)
+        if len(points):
+            floor = 1.0 / mid * 2.0
+            far &= np.abs(returns - median[k]) > _OUTLIER_THRESHOLD * np.maximum(sigma[k], floor)
+        seen = far[checked]
+        streak = np.cumsum(seen)
+        streak -= np.maximum.accumulate(np.where(seen, 0, streak))
+        outlier = np.zeros(len(cand), bool)
+        outlier[checked] = seen & (streak < _OUTLIER_CONFIRM)
+        now = ~backwards & ~duplicate & ~outlier
+        if np.array_equal(now, accepted):
+            break
+        accepted = now
+    flags[cand[backwards]] = _TIME_BACKWARDS
+    flags[cand[duplicate]] = _DUPLICATE
+    flags[cand[outlier]] = _OUTLIER
+    return flags
+
+
+def _seeded_ewm(values: Floats, period: int, alpha: float) -> Floats:
+    """pandas' recursive exponential average, seeded with the mean of the first
+    `period` values as TA-Lib (and the engine) seed it."""
+    import pandas as pd  # noqa: PLC0415 - benchmark-only dependency
+
+    seeded = np.concatenate(([values[:period].sum() / period], values[period:]))
+    out: Floats = pd.Series(seeded).ewm(alpha=alpha, adjust=False).mean().to_numpy()
+    return out
+
+
+def pandas_quote_pipeline(source: Path | bytes, day_ns: int) -> PipelineResult:
+    """The baseline: the engine's steps in numpy/pandas, vectorised where they can
+    be, single-threaded (pandas' C CSV parser, numpy, pandas ewm and resample)."""
     import io  # noqa: PLC0415
 
-    import numpy as np  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415 - benchmark-only dependency
 
     data = _csv(source) if isinstance(source, Path) else source
@@ -399,26 +542,54 @@ def _pandas_pipeline(source: Path | bytes, day_ns: int) -> int:
         io.BytesIO(data),
         header=None,
         names=["ms", "bid", "ask"],
-        dtype={"ms": np.int64, "bid": str, "ask": str},
+        dtype={"ms": np.int64, "bid": np.float64, "ask": np.float64},
     )
-    ts = day_ns + frame["ms"].to_numpy() * 1_000_000
-    # Exact fixed point from the text, as the engine does (5 decimals).
-    digits = frame[["bid", "ask"]].apply(
-        lambda c: c.str.replace(".", "", regex=False).str.ljust(7, "0")
-    )
-    bid = digits["bid"].astype(np.int64).to_numpy()
-    ask = digits["ask"].astype(np.int64).to_numpy()
-    bad = (bid <= 0) | (ask <= 0) | (bid >= ask)
-    bad[1:] |= ts[1:] < ts[:-1]
-    bad[1:] |= (ts[1:] == ts[:-1]) & (bid[1:] == bid[:-1]) & (ask[1:] == ask[:-1])
-    ok = ~bad
-    mid = pd.Series((bid[ok] + ask[ok]) / 2e5, index=pd.to_datetime(ts[ok]))
-    mid.ewm(span=20, adjust=False).mean()
-    delta = mid.diff()
-    gain = delta.clip(lower=0).ewm(alpha=1 / 14, adjust=False).mean()
-    loss = (-delta.clip(upper=0)).ewm(alpha=1 / 14, adjust=False).mean()
-    _ = 100 - 100 / (1 + gain / loss)
-    return len(mid.resample("1min").ohlc().dropna())
+    # Exact fixed point at 5 decimals: the nearest integer of the scaled value;
+    # text with more decimals is a bad row, as in the engine.
+    scaled = frame[["bid", "ask"]].to_numpy() * 1e5
+    fixed = np.rint(scaled)
+    good = (np.abs(scaled - fixed) < 1e-6).all(axis=1)
+    ts = (day_ns + frame["ms"].to_numpy() * 1_000_000)[good]
+    bid, ask = fixed[good, 0].astype(np.int64), fixed[good, 1].astype(np.int64)
+    flags = _validate_quotes(ts, bid, ask)
+    ok = flags == 0
+    mid = bid[ok] + ask[ok]  # the mid at 6 decimals, exact
+    mid_f = mid / 1e6
+    ema = np.full(len(mid), np.nan)
+    if len(mid) >= 20:
+        ema[19:] = _seeded_ewm(mid_f, 20, 2 / 21)
+    rsi = np.full(len(mid), np.nan)
+    if len(mid) > 14:
+        delta = np.diff(mid_f)
+        gain = _seeded_ewm(np.clip(delta, 0, None), 14, 1 / 14)
+        loss = _seeded_ewm(np.clip(-delta, 0, None), 14, 1 / 14)
+        total = gain + loss
+        rsi[14:] = np.divide(100 * gain, total, out=np.zeros_like(total), where=total != 0)
+    minutes = pd.Series(mid, index=ts[ok].view("datetime64[ns]")).resample("1min")
+    ohlc, count = minutes.ohlc(), minutes.count().to_numpy()
+    some = count > 0
+    columns = [ohlc[c].to_numpy()[some].astype(np.int64) for c in ("open", "high", "low", "close")]
+    bars = (ohlc.index.asi8[some], *columns, count[some].astype(np.int64))
+    return PipelineResult(len(frame), flags, ema, rsi, bars)
+
+
+def pipeline_differences(ours: PipelineResult, theirs: PipelineResult) -> list[str]:
+    """What differs between two results (EMA and RSI within 1e-9, the rest exactly)."""
+    out = []
+    if ours.rows != theirs.rows:
+        out.append(f"rows {ours.rows} != {theirs.rows}")
+    if not np.array_equal(ours.flags, theirs.flags):
+        out.append(f"flags differ at {int(np.flatnonzero(ours.flags != theirs.flags)[0])}")
+    for name in ("ema", "rsi"):
+        a, b = getattr(ours, name), getattr(theirs, name)
+        if not np.allclose(a, b, rtol=0, atol=1e-9, equal_nan=True) or len(a) != len(b):
+            out.append(f"{name} differs")
+    for name, a, b in zip(
+        ("minute", "open", "high", "low", "close", "ticks"), ours.bars, theirs.bars, strict=True
+    ):
+        if not np.array_equal(a, b):
+            out.append(f"bar {name} differs")
+    return out
 
 
 def bench_pipeline(repeats: int) -> list[str]:
@@ -432,12 +603,17 @@ def bench_pipeline(repeats: int) -> list[str]:
         files = sorted((SAMPLE / "fx" / "ticks" / "lean_oanda_eurusd").glob("*.zip"))
         offset, label = 0, "sample OANDA EUR/USD, 3 days"
     days = [(f, _csv(f), _day_start_ns(f, offset)) for f in files]
-    ticks = sum(engine.run_quote_pipeline(f, 5, offset)[4] for f in files)
-    for f, csv, day_ns in days[:2]:  # same bars, or the comparison is meaningless
-        rust_bars = len(engine.run_quote_pipeline_csv(csv, day_ns, 5)[3][0])
-        pandas_bars = _pandas_pipeline(csv, day_ns)
-        if abs(rust_bars - pandas_bars) > 1:
-            raise AssertionError(f"{f.name}: {rust_bars} bars from Rust, {pandas_bars} from pandas")
+    ticks = 0
+    for f, csv, day_ns in days:  # same results, or the comparison is meaningless
+        result = engine_quote_pipeline(csv, day_ns)
+        differences = pipeline_differences(result, pandas_quote_pipeline(csv, day_ns))
+        for inflate_thread in (True, False):
+            flags = engine.run_quote_pipeline(f, 5, offset, inflate_thread=inflate_thread)[0]
+            if not np.array_equal(flags, result.flags):
+                differences.append(f"the zip path (inflate_thread={inflate_thread}) disagrees")
+        if differences:
+            raise AssertionError(f"{f.name}: {'; '.join(differences)}")
+        ticks += result.rows
 
     def rate(fn: Callable[[tuple[Path, bytes, int]], object]) -> float:
         def run() -> None:
@@ -446,24 +622,35 @@ def bench_pipeline(repeats: int) -> list[str]:
 
         return _median_rate(run, ticks, repeats)
 
+    pandas_zip = rate(lambda d: pandas_quote_pipeline(d[0], d[2]))
+    pandas_csv = rate(lambda d: pandas_quote_pipeline(d[1], d[2]))
     lines = []
-    for what, ours_fn, theirs_fn in (
+    for what, ours_fn, theirs, threads in (
         (
             "from zip files",
             lambda d: engine.run_quote_pipeline(d[0], 5, offset),
-            lambda d: _pandas_pipeline(d[0], d[2]),
+            pandas_zip,
+            "2 threads: one inflates while one runs the pipeline",
+        ),
+        (
+            "from zip files",
+            lambda d: engine.run_quote_pipeline(d[0], 5, offset, inflate_thread=False),
+            pandas_zip,
+            "1 thread",
         ),
         (
             "from CSV in memory",
             lambda d: engine.run_quote_pipeline_csv(d[1], d[2], 5),
-            lambda d: _pandas_pipeline(d[1], d[2]),
+            pandas_csv,
+            "1 thread",
         ),
     ):
-        ours, theirs = rate(ours_fn), rate(theirs_fn)
+        ours = rate(ours_fn)
         lines.append(
-            f"pipeline {what} (parse+validate+1m bars+EMA+RSI): nexus {ours:,.0f} ticks/s | "
-            f"numpy/pandas {theirs:,.0f} ticks/s | ratio {ours / theirs:.1f}x "
-            f"(median of {repeats}; {ticks:,} ticks, {label})"
+            f"pipeline {what} (parse+validate+1m bars+EMA+RSI): nexus {ours:,.0f} ticks/s "
+            f"({threads}) | numpy/pandas {theirs:,.0f} ticks/s (1 thread) | ratio "
+            f"{ours / theirs:.1f}x (median of {repeats}; {ticks:,} ticks, {label}; "
+            "same flags, bars, EMA and RSI checked on every day first)"
         )
     return lines
 

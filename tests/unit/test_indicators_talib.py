@@ -129,7 +129,14 @@ def test_one_call_pipeline_equals_its_steps_run_separately() -> None:
         np.testing.assert_array_equal(ours, theirs)
     day_ns = int(ts[0]) // 86_400_000_000_000 * 86_400_000_000_000  # OANDA days are UTC
     csv_run = engine.run_quote_pipeline_csv(_zip_member(path), day_ns, 5)
-    np.testing.assert_array_equal(csv_run[0], flags)
+    one_thread = engine.run_quote_pipeline(path, 5, 0, 20, 14, inflate_thread=False)
+    for other in (csv_run, one_thread):  # the same output whichever way the text arrives
+        np.testing.assert_array_equal(other[0], flags)
+        np.testing.assert_array_equal(other[1], ema)
+        np.testing.assert_array_equal(other[2], rsi)
+        for column, want in zip(other[3], bars, strict=True):
+            np.testing.assert_array_equal(column, want)
+        assert other[4] == rows
 
 
 def _zip_member(path: Path) -> bytes:

@@ -149,3 +149,31 @@ def test_unreadable_files_raise_clear_errors(tmp_path: Path) -> None:
         engine.read_lean_quote_ticks(bad, 5)
     with pytest.raises(ValueError, match="side must be 'bid' or 'ask'"):
         engine.read_lean_quote_bars(bad, "mid", 5)
+
+
+@pytest.mark.parametrize("inflate_thread", [True, False])
+def test_the_pipeline_refuses_unreadable_and_corrupt_zips(
+    tmp_path: Path, inflate_thread: bool
+) -> None:
+    with pytest.raises(OSError, match=r"cannot read .*20140101_quote\.zip"):
+        engine.run_quote_pipeline(tmp_path / "20140101_quote.zip", 5, inflate_thread=inflate_thread)
+    bad = tmp_path / "20140102_quote.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(engine.DataFileError, match="is not a readable zip archive"):
+        engine.run_quote_pipeline(bad, 5, inflate_thread=inflate_thread)
+    corrupt = tmp_path / "20140103_quote.zip"
+    rows = "".join(
+        f"{i * 10},1.{39000 + i % 50:05d},1.{39003 + i % 50:05d}\n" for i in range(5_000)
+    )
+    with zipfile.ZipFile(corrupt, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("q.csv", rows)
+    data = bytearray(corrupt.read_bytes())
+    at = data.index(b"1.39020")
+    data[at + 5] ^= 0x01  # one digit changed: a CRC-32 mismatch
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(
+        engine.DataFileError, match=r"q\.csv is not a readable zip archive: CRC-32 mismatch"
+    ):
+        engine.run_quote_pipeline(corrupt, 5, inflate_thread=inflate_thread)
+    with pytest.raises(ValueError, match="period 1 is below the minimum of 2"):
+        engine.run_quote_pipeline(corrupt, 5, ema_period=1, inflate_thread=inflate_thread)

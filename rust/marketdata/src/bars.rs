@@ -175,6 +175,9 @@ impl Bar {
 pub struct BarAggregator {
     spec: BarSpec,
     current: Option<Bar>,
+    /// End (exclusive) of the current time bar's period, kept so that a tick
+    /// costs a comparison instead of two divisions (None: top of the range).
+    period_end_ns: Option<i64>,
     /// Latest tick time or time given to `advance_to`.
     clock_ns: Option<i64>,
 }
@@ -194,6 +197,7 @@ impl BarAggregator {
         Ok(Self {
             spec,
             current: None,
+            period_end_ns: None,
             clock_ns: None,
         })
     }
@@ -208,6 +212,14 @@ impl BarAggregator {
     #[must_use]
     pub fn current(&self) -> Option<&Bar> {
         self.current.as_ref()
+    }
+
+    /// Starts a bar with a tick.
+    fn open(&mut self, ts_ns: i64, price: i64, size: i64) {
+        self.current = Some(Bar::first(ts_ns, price, size));
+        if let BarSpec::Time(period) = self.spec {
+            self.period_end_ns = period.end_of(ts_ns);
+        }
     }
 
     fn check_time(&self, ts_ns: i64) -> Result<(), BarError> {
@@ -234,10 +246,10 @@ impl BarAggregator {
             return Err(BarError::NegativeSize { ts_ns, size });
         }
         let closed = match (self.spec, self.current) {
-            (BarSpec::Time(period), Some(bar))
-                if period.start_of(ts_ns) != period.start_of(bar.ts_open_ns) =>
-            {
-                self.current = Some(Bar::first(ts_ns, price, size));
+            // Times never go back, so the tick is in another period than the
+            // bar's open exactly when it is at or past the period's end.
+            (BarSpec::Time(_), Some(bar)) if self.period_end_ns.is_some_and(|end| ts_ns >= end) => {
+                self.open(ts_ns, price, size);
                 Some(bar)
             }
             (_, Some(mut bar)) => {
@@ -254,7 +266,7 @@ impl BarAggregator {
                 None
             }
             (_, None) => {
-                self.current = Some(Bar::first(ts_ns, price, size));
+                self.open(ts_ns, price, size);
                 None
             }
         };

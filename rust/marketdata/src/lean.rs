@@ -188,7 +188,7 @@ fn read_members(path: &Path, suffix: &str) -> Result<Vec<(String, Vec<u8>)>, Lea
     })?;
     let mut out = Vec::new();
     for i in 0..archive.len() {
-        let mut member = archive.by_index(i).map_err(|e| LeanError::Zip {
+        let member = archive.by_index_raw(i).map_err(|e| LeanError::Zip {
             path: shown(),
             reason: e.to_string(),
         })?;
@@ -202,13 +202,10 @@ fn read_members(path: &Path, suffix: &str) -> Result<Vec<(String, Vec<u8>)>, Lea
         if !name.ends_with(suffix) {
             continue;
         }
-        let mut data = Vec::with_capacity(usize::try_from(member.size()).unwrap_or(0));
-        member
-            .read_to_end(&mut data)
-            .map_err(|source| LeanError::Io {
-                path: format!("{}!{name}", shown()),
-                source,
-            })?;
+        let data = read_member(member).map_err(|reason| LeanError::Zip {
+            path: format!("{}!{name}", shown()),
+            reason,
+        })?;
         out.push((name, data));
     }
     if out.is_empty() {
@@ -219,6 +216,175 @@ fn read_members(path: &Path, suffix: &str) -> Result<Vec<(String, Vec<u8>)>, Lea
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// Returns the contents of a zip member opened raw: a deflated member is
+/// inflated in one call into a buffer of its stated size (no streaming
+/// window copies), a stored one read as it is; either is checked against its
+/// CRC-32 and size.
+fn read_member<R: Read>(mut member: zip::read::ZipFile<'_, R>) -> Result<Vec<u8>, String> {
+    let size = usize::try_from(member.size()).map_err(|e| e.to_string())?;
+    let crc = member.crc32();
+    let method = member.compression();
+    let mut raw = Vec::with_capacity(usize::try_from(member.compressed_size()).unwrap_or(0));
+    member.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let data = match method {
+        zip::CompressionMethod::Stored => raw,
+        zip::CompressionMethod::Deflated => {
+            let mut out = Vec::with_capacity(size);
+            let mut inflater = flate2::Decompress::new(false);
+            let status = inflater
+                .decompress_vec(&raw, &mut out, flate2::FlushDecompress::Finish)
+                .map_err(|e| e.to_string())?;
+            if status != flate2::Status::StreamEnd {
+                return Err(format!(
+                    "the deflate stream does not end within its stated size of {size} bytes"
+                ));
+            }
+            out
+        }
+        other => return Err(format!("unsupported compression method {other}")),
+    };
+    if data.len() != size {
+        return Err(format!("{} bytes where the header says {size}", data.len()));
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&data);
+    if hasher.finalize() != crc {
+        return Err("CRC-32 mismatch".to_owned());
+    }
+    Ok(data)
+}
+
+/// Inflates the members of a zip whose names end with `suffix`, in name
+/// order, a piece at a time: `piece` gets (whether the piece starts a member,
+/// its bytes) and returns false to stop early. Pieces hold about
+/// `piece_bytes` and end at a line end, except perhaps a member's last.
+/// Each piece is written into a buffer from `buffer` (a used one given back
+/// saves allocating and faulting in fresh pages). Each member is checked
+/// against its CRC-32 and size once read.
+///
+/// # Errors
+/// Returns a [`LeanError`] when the file cannot be read as a zip, holds no
+/// such member, or a member is corrupt (after the pieces read before it).
+pub fn stream_members(
+    path: &Path,
+    suffix: &str,
+    piece_bytes: usize,
+    mut buffer: impl FnMut() -> Vec<u8>,
+    mut piece: impl FnMut(bool, Vec<u8>) -> bool,
+) -> Result<(), LeanError> {
+    let shown = || path.display().to_string();
+    let zip_error = |e: zip::result::ZipError| LeanError::Zip {
+        path: shown(),
+        reason: e.to_string(),
+    };
+    let file = File::open(path).map_err(|source| LeanError::Io {
+        path: shown(),
+        source,
+    })?;
+    let mut archive = zip::ZipArchive::new(file).map_err(zip_error)?;
+    let mut members = Vec::new();
+    for i in 0..archive.len() {
+        let member = archive.by_index_raw(i).map_err(zip_error)?;
+        let name = member.name().map_err(zip_error)?.into_owned();
+        if name.ends_with(suffix) {
+            members.push((name, i));
+        }
+    }
+    if members.is_empty() {
+        return Err(LeanError::NoMember {
+            path: shown(),
+            wanted: format!("*{suffix}"),
+        });
+    }
+    members.sort();
+    for (name, i) in members {
+        let member = archive.by_index_raw(i).map_err(zip_error)?;
+        let more = stream_member(member, piece_bytes.max(1), &mut buffer, &mut piece).map_err(
+            |reason| LeanError::Zip {
+                path: format!("{}!{name}", shown()),
+                reason,
+            },
+        )?;
+        if !more {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Inflates one raw member piece by piece (see [`stream_members`]); returns
+/// false when `piece` asked to stop.
+fn stream_member<R: Read>(
+    mut member: zip::read::ZipFile<'_, R>,
+    piece_bytes: usize,
+    buffer: &mut impl FnMut() -> Vec<u8>,
+    piece: &mut impl FnMut(bool, Vec<u8>) -> bool,
+) -> Result<bool, String> {
+    let size = member.size();
+    let crc = member.crc32();
+    let method = member.compression();
+    let mut raw = Vec::with_capacity(usize::try_from(member.compressed_size()).unwrap_or(0));
+    member.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let mut inflater = flate2::Decompress::new(false);
+    let mut hasher = crc32fast::Hasher::new();
+    let mut carry: Vec<u8> = Vec::new();
+    let (mut first, mut read) = (true, 0usize);
+    loop {
+        let mut out = buffer();
+        out.clear();
+        out.reserve(piece_bytes + carry.len());
+        out.append(&mut carry);
+        let start = out.len();
+        let done = match method {
+            zip::CompressionMethod::Stored => {
+                let take = piece_bytes.min(raw.len() - read);
+                out.extend_from_slice(&raw[read..read + take]);
+                read += take;
+                read == raw.len()
+            }
+            zip::CompressionMethod::Deflated => {
+                let status = inflater
+                    .decompress_vec(&raw[read..], &mut out, flate2::FlushDecompress::None)
+                    .map_err(|e| e.to_string())?;
+                let consumed = usize::try_from(inflater.total_in()).unwrap_or(usize::MAX);
+                if status != flate2::Status::StreamEnd && consumed == read && out.len() == start {
+                    return Err("the deflate stream is truncated".to_owned());
+                }
+                read = consumed;
+                status == flate2::Status::StreamEnd
+            }
+            other => return Err(format!("unsupported compression method {other}")),
+        };
+        hasher.update(&out[start..]);
+        if !done {
+            // Hold back the partial last line for the next piece.
+            let keep = memchr::memrchr(b'\n', &out).map_or(0, |nl| nl + 1);
+            carry.extend_from_slice(&out[keep..]);
+            out.truncate(keep);
+        }
+        if !out.is_empty() || (first && done) {
+            if !piece(first, out) {
+                return Ok(false);
+            }
+            first = false;
+        }
+        if done {
+            break;
+        }
+    }
+    let total = match method {
+        zip::CompressionMethod::Stored => u64::try_from(read).unwrap_or(u64::MAX),
+        _ => inflater.total_out(),
+    };
+    if total != size {
+        return Err(format!("{total} bytes where the header says {size}"));
+    }
+    if hasher.finalize() != crc {
+        return Err("CRC-32 mismatch".to_owned());
+    }
+    Ok(true)
 }
 
 /// Splits a CSV row into at most `N` fields without allocating.
@@ -281,6 +447,17 @@ fn rows(data: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
     .filter(|(_, row)| !row.is_empty())
 }
 
+/// Returns the CSV members of a Lean quote-tick zip, inflated, in name order.
+///
+/// # Errors
+/// Returns a [`LeanError`] when the file cannot be read as a Lean zip.
+pub fn read_quote_members(path: &Path) -> Result<Vec<Vec<u8>>, LeanError> {
+    Ok(read_members(path, ".csv")?
+        .into_iter()
+        .map(|(_, data)| data)
+        .collect())
+}
+
 /// Reads a Lean quote-tick zip (`YYYYMMDD_quote.zip`, rows
 /// `ms_since_midnight,bid,ask`).
 ///
@@ -315,27 +492,263 @@ pub fn parse_quote_rows(
     out.ts_ns.reserve(estimate);
     out.bid.reserve(estimate);
     out.ask.reserve(estimate);
-    for (line, row) in rows(data) {
+    let mut lines = 0;
+    let parsed: Result<(), std::convert::Infallible> = for_each_quote_row(
+        data,
+        day_ns,
+        price_scale,
+        &mut lines,
+        report,
+        |ts, bid, ask| {
+            out.ts_ns.push(ts);
+            out.bid.push(bid);
+            out.ask.push(ask);
+            Ok(())
+        },
+    );
+    if let Err(never) = parsed {
+        match never {}
+    }
+}
+
+/// Parses Lean quote rows from CSV text in memory and hands each good one,
+/// as (UTC epoch ns, bid mantissa, ask mantissa), to `tick` as soon as it is
+/// read, with no intermediate columns; bad rows are counted in `report`.
+/// `lines` counts the lines of the file read so far: 0 for a whole file, or
+/// the running count when a file comes in pieces that end at line ends.
+///
+/// # Errors
+/// Stops at, and returns, the first error of `tick`.
+pub fn for_each_quote_row<E>(
+    data: &[u8],
+    day_ns: i64,
+    price_scale: u8,
+    lines: &mut u64,
+    report: &mut ReadReport,
+    mut tick: impl FnMut(i64, i64, i64) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut pos = 0;
+    while pos < data.len() {
+        *lines += 1;
+        let line = *lines;
+        let rest = &data[pos..];
+        if let Some((ms, bid, ask, used)) = quick_quote_row(rest, price_scale) {
+            report.rows += 1;
+            tick(day_ns + ms * NS_PER_MS, bid, ask)?;
+            pos += used;
+            continue;
+        }
+        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        let row = &rest[..end];
+        let row = row.strip_suffix(b"\r").unwrap_or(row);
+        pos += end + 1;
+        if row.is_empty() {
+            continue;
+        }
         report.rows += 1;
-        let Some((ms, bid, ask)) = three_fields(row) else {
-            report.bad(line, "wrong_field_count");
-            continue;
-        };
-        let Some(ms) = parse_ms(ms) else {
-            report.bad(line, "bad_time");
-            continue;
-        };
-        let parsed = parse_mantissa(bid, price_scale)
-            .and_then(|b| parse_mantissa(ask, price_scale).map(|a| (b, a)));
-        match parsed {
-            Ok((b, a)) => {
-                out.ts_ns.push(day_ns + ms * NS_PER_MS);
-                out.bid.push(b);
-                out.ask.push(a);
-            }
-            Err(err) => report.bad(line, price_reason(err)),
+        if let Some((ts, bid, ask)) = checked_quote_row(row, line, day_ns, price_scale, report) {
+            tick(ts, bid, ask)?;
         }
     }
+    Ok(())
+}
+
+/// The checked path of a quote row: every malformation counted by reason.
+fn checked_quote_row(
+    row: &[u8],
+    line: u64,
+    day_ns: i64,
+    price_scale: u8,
+    report: &mut ReadReport,
+) -> Option<(i64, i64, i64)> {
+    let Some((ms, bid, ask)) = three_fields(row) else {
+        report.bad(line, "wrong_field_count");
+        return None;
+    };
+    let Some(ms) = parse_ms(ms) else {
+        report.bad(line, "bad_time");
+        return None;
+    };
+    let parsed = parse_mantissa(bid, price_scale)
+        .and_then(|b| parse_mantissa(ask, price_scale).map(|a| (b, a)));
+    match parsed {
+        Ok((b, a)) => Some((day_ns + ms * NS_PER_MS, b, a)),
+        Err(err) => {
+            report.bad(line, price_reason(err));
+            None
+        }
+    }
+}
+
+/// Powers of ten up to 10^18.
+const POW10: [i64; 19] = {
+    let mut table = [1i64; 19];
+    let mut i = 1;
+    while i < 19 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
+/// The fast path of a quote row at the start of `data`: `ms,price,price`
+/// with plain digits (prices `digits[.digits]`, no more decimals than
+/// `scale`), then `\n`, `\r\n` or the end. Returns (ms, bid, ask, bytes used
+/// with the line end), or None for anything else, which the checked path
+/// decides; where both accept a row they agree.
+#[inline]
+fn quick_quote_row(data: &[u8], scale: u8) -> Option<(i64, i64, i64, usize)> {
+    if scale > crate::price::MAX_SCALE {
+        return None;
+    }
+    let (ms, at) = quick_digits(data, 0, 9)?;
+    if data.get(at) != Some(&b',') || ms >= 86_400_000 + 3_600_000 {
+        return None;
+    }
+    if let Some((bid, ask, used)) = fixed_prices(data, at, scale) {
+        return Some((ms, bid, ask, used));
+    }
+    let (bid, at) = quick_price(data, at + 1, scale)?;
+    if data.get(at) != Some(&b',') {
+        return None;
+    }
+    let (ask, at) = quick_price(data, at + 1, scale)?;
+    let used = match (data.get(at), data.get(at + 1)) {
+        (None, _) => at,
+        (Some(b'\n'), _) => at + 1,
+        (Some(b'\r'), Some(b'\n')) => at + 2,
+        _ => return None,
+    };
+    Some((ms, bid, ask, used))
+}
+
+/// The usual FX layout after the time, `,1.39147,1.39150` and a line end,
+/// both prices one unit digit and exactly `scale` decimals (1 to 6). Every
+/// position follows from where the time ends, so both prices are read at
+/// once instead of one after the other. Returns (bid, ask, bytes used with
+/// the line end) or None.
+#[inline]
+fn fixed_prices(data: &[u8], comma: usize, scale: u8) -> Option<(i64, i64, usize)> {
+    let scale = usize::from(scale);
+    if !(1..=6).contains(&scale) {
+        return None;
+    }
+    let width = 2 + scale;
+    let bid_at = comma + 1;
+    let ask_at = bid_at + width + 1;
+    let end = ask_at + width;
+    let bid = fixed_price(word_at(data, bid_at)?, scale)?;
+    let ask = fixed_price(word_at(data, ask_at)?, scale)?;
+    let used = match (data.get(ask_at - 1), data.get(end), data.get(end + 1)) {
+        (Some(b','), None, _) => end,
+        (Some(b','), Some(b'\n'), _) => end + 1,
+        (Some(b','), Some(b'\r'), Some(b'\n')) => end + 2,
+        _ => return None,
+    };
+    Some((bid, ask, used))
+}
+
+/// Reads `d.` and `scale` decimal digits (1 to 6) at the start of a word.
+#[inline]
+fn fixed_price(word: u64, scale: usize) -> Option<i64> {
+    let layout = leading_digits(word) == 1
+        && (word >> 8) & 0xFF == u64::from(b'.')
+        && leading_digits(word >> 16) >= scale;
+    // The unit digit next to the decimals: `1.39147` reads as 139147.
+    let digits = (word & 0xFF) | ((word >> 16) << 8);
+    layout.then(|| eight_digits(digits << (8 * (7 - scale))))
+}
+
+/// Reads 1 to `max` ASCII digits from `at`; returns (value, index after them).
+/// Up to eight digits at a time are found and converted as one word.
+#[inline]
+fn quick_digits(data: &[u8], at: usize, max: usize) -> Option<(i64, usize)> {
+    let mut value = 0i64;
+    let mut end = at;
+    if let Some(word) = word_at(data, at) {
+        let count = leading_digits(word);
+        if count == 0 {
+            return None;
+        }
+        // Digits to the top bytes; the bytes shifted in read as leading zeros.
+        value = eight_digits(word << (8 * (8 - count)));
+        end = at + count;
+        if count < 8 {
+            return (count <= max).then_some((value, end));
+        }
+    }
+    while let Some(&b) = data.get(end) {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        value = value.checked_mul(10)?.checked_add(i64::from(digit))?;
+        end += 1;
+    }
+    (end > at && end - at <= max).then_some((value, end))
+}
+
+/// Returns the 8 bytes at `at` as a little-endian word (the first byte
+/// lowest), when there are 8.
+#[inline]
+fn word_at(data: &[u8], at: usize) -> Option<u64> {
+    let bytes: [u8; 8] = data.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+/// Returns how many of a word's bytes, from the first, are ASCII digits (0 to 8).
+#[inline]
+fn leading_digits(word: u64) -> usize {
+    const LOW: u64 = 0x0F0F_0F0F_0F0F_0F0F;
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const SEVEN: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    // A byte of `other` is non-zero where the byte is not '0'..='9': its high
+    // nibble is not 3, or its low nibble is above 9 (no carries between bytes).
+    let other =
+        ((word & HIGH) ^ 0x3030_3030_3030_3030) | (((word & LOW) + 0x0606_0606_0606_0606) & HIGH);
+    let marks = (((other & SEVEN) + SEVEN) | other) & !SEVEN;
+    (marks.trailing_zeros() / 8) as usize
+}
+
+/// Returns the value of eight ASCII digits in a word, the first byte the most
+/// significant (D. Lemire's SWAR conversion; only low nibbles are read).
+#[inline]
+fn eight_digits(word: u64) -> i64 {
+    let pairs = (word & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(2561) >> 8;
+    let quads = (pairs & 0x00FF_00FF_00FF_00FF).wrapping_mul(6_553_601) >> 16;
+    let value = (quads & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001) >> 32;
+    // Below 10^8, so the conversion is lossless.
+    i64::try_from(value & 0xFFFF_FFFF).unwrap_or(0)
+}
+
+/// Reads `digits[.digits]` at `scale` from `at` (at most 18 significant digits
+/// in all, so no overflow); returns (mantissa, index after it).
+#[inline(always)]
+fn quick_price(data: &[u8], at: usize, scale: u8) -> Option<(i64, usize)> {
+    let scale = usize::from(scale);
+    // The usual FX layout, one unit digit and up to six decimals
+    // (`1.39147`), read as one word.
+    if let Some(word) = word_at(data, at) {
+        let decimals = leading_digits(word >> 16);
+        if (word >> 8) & 0xFF == u64::from(b'.')
+            && leading_digits(word) == 1
+            && (1..=scale).contains(&decimals)
+            // Six decimals fill the word: the next byte must end them.
+            && (decimals < 6 || data.get(at + 8).is_none_or(|b| !b.is_ascii_digit()))
+        {
+            // The unit digit next to the decimals: `1.39147` reads as 139147.
+            let digits = (word & 0xFF) | ((word >> 16) << 8);
+            let value = eight_digits(digits << (8 * (7 - decimals)));
+            return Some((value * POW10[scale - decimals], at + 2 + decimals));
+        }
+    }
+    let (units, end) = quick_digits(data, at, 18usize.checked_sub(scale)?)?;
+    let units = units * POW10[scale];
+    if data.get(end) != Some(&b'.') {
+        return Some((units, end));
+    }
+    let (fraction, after) = quick_digits(data, end + 1, scale)?;
+    Some((units + fraction * POW10[scale - (after - end - 1)], after))
 }
 
 /// Reads a Lean futures trade-tick zip (`YYYYMMDD_trade.zip`, one member per
@@ -660,6 +1073,88 @@ mod tests {
         assert_eq!(report.bad_rows.get("wrong_field_count"), Some(&1));
     }
 
+    fn stored_zip(dir: &Path, name: &str, member: &str, text: &[u8]) -> std::path::PathBuf {
+        let path = dir.join(name);
+        let file = File::create(&path).expect("create zip");
+        let mut writer = zip::ZipWriter::new(file);
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        writer.start_file(member, stored).expect("start member");
+        writer.write_all(text).expect("write member");
+        writer.finish().expect("finish zip");
+        path
+    }
+
+    fn many_rows(count: usize) -> String {
+        (0..count)
+            .map(|i| {
+                format!(
+                    "{},1.{:05},1.{:05}\r\n",
+                    i * 10,
+                    39_000 + i % 500,
+                    39_002 + i % 500
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streamed_pieces_end_at_line_ends_and_rebuild_each_member() {
+        let dir = temp_dir("pieces");
+        let (a, b) = (many_rows(3_000), many_rows(700));
+        let path = zip_file(
+            &dir,
+            "20140508_quote.zip",
+            &[("b_second.csv", b.as_str()), ("a_first.csv", a.as_str())],
+        );
+        let mut members: Vec<Vec<u8>> = Vec::new();
+        let mut pieces = 0;
+        stream_members(&path, ".csv", 1_000, Vec::new, |first, piece| {
+            if first {
+                members.push(Vec::new());
+            }
+            pieces += 1;
+            if let Some(member) = members.last_mut() {
+                member.extend_from_slice(&piece);
+            }
+            assert!(piece.ends_with(b"\n"), "a piece ends mid-line");
+            true
+        })
+        .expect("readable");
+        assert_eq!(members, vec![a.into_bytes(), b.into_bytes()]);
+        assert!(pieces > 60, "{pieces} pieces");
+        // Stopping early is not an error.
+        let mut seen = 0;
+        stream_members(&path, ".csv", 1_000, Vec::new, |_, _| {
+            seen += 1;
+            seen < 3
+        })
+        .expect("stops");
+        assert_eq!(seen, 3);
+    }
+
+    #[test]
+    fn corrupt_members_are_errors_whole_or_streamed() {
+        let dir = temp_dir("corrupt");
+        let text = many_rows(50);
+        let path = stored_zip(&dir, "20140508_quote.zip", "q.csv", text.as_bytes());
+        let mut bytes = std::fs::read(&path).expect("read zip");
+        let at = bytes
+            .windows(5)
+            .position(|w| w == b"1.390")
+            .expect("stored text");
+        bytes[at + 3] = b'7';
+        std::fs::write(&path, &bytes).expect("write zip");
+        let whole = read_quote_ticks(&path, 5, 0).expect_err("CRC");
+        assert!(whole.to_string().contains("CRC-32 mismatch"), "{whole}");
+        let streamed = stream_members(&path, ".csv", 64, Vec::new, |_, _| true).expect_err("CRC");
+        assert!(streamed.to_string().contains("q.csv"), "{streamed}");
+        assert!(
+            streamed.to_string().contains("CRC-32 mismatch"),
+            "{streamed}"
+        );
+    }
+
     #[test]
     fn unreadable_files_are_errors_with_the_path() {
         let dir = temp_dir("errors");
@@ -677,5 +1172,92 @@ mod tests {
             read_quote_ticks(&undated, 5, 0),
             Err(LeanError::NoDate(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod property_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The row-by-row reader as it was before the fast path: every row through
+    /// the checked path.
+    fn reference(data: &[u8], scale: u8) -> (Vec<(i64, i64, i64)>, ReadReport) {
+        let mut report = ReadReport::default();
+        let mut out = Vec::new();
+        for (line, row) in rows(data) {
+            report.rows += 1;
+            if let Some(tick) = checked_quote_row(row, line, 0, scale, &mut report) {
+                out.push(tick);
+            }
+        }
+        (out, report)
+    }
+
+    fn fast(data: &[u8], scale: u8) -> (Vec<(i64, i64, i64)>, ReadReport) {
+        let mut report = ReadReport::default();
+        let mut out = Vec::new();
+        let done: Result<(), ()> =
+            for_each_quote_row(data, 0, scale, &mut 0, &mut report, |t, b, a| {
+                out.push((t, b, a));
+                Ok(())
+            });
+        assert!(done.is_ok());
+        (out, report)
+    }
+
+    #[test]
+    fn eight_digit_words_convert_exactly() {
+        for (text, count, value) in [
+            (&b"12345678"[..], 8, 12_345_678),
+            (b"1.391470", 1, 1),
+            (b"39147,1.", 5, 39_147),
+            (b"0000001,", 7, 1),
+            (b",1234567", 0, 0),
+            (b"9999999:", 7, 9_999_999),
+        ] {
+            let word = word_at(text, 0).expect("eight bytes");
+            let found = leading_digits(word);
+            assert_eq!(found, count, "{text:?}");
+            if found > 0 {
+                assert_eq!(eight_digits(word << (8 * (8 - found))), value, "{text:?}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fast_rows_equal_checked_rows(
+            rows in prop::collection::vec(
+                "[0-9]{0,10}(,[+-]?[0-9]{0,4}(\\.[0-9]{0,7})?){0,3}[a]?(\r)?",
+                0..12,
+            ),
+            scale in 0u8..=14,
+            last_newline in any::<bool>(),
+        ) {
+            let mut text = rows.join("\n");
+            if last_newline {
+                text.push('\n');
+            }
+            prop_assert_eq!(fast(text.as_bytes(), scale), reference(text.as_bytes(), scale));
+        }
+
+        #[test]
+        fn fast_rows_equal_checked_rows_on_lean_like_rows(
+            rows in prop::collection::vec((0u32..90_000_000, 0u32..3_000_000, 0u32..3_000_000, 0usize..7), 1..40),
+            scale in 0u8..=8,
+            crlf in any::<bool>(),
+        ) {
+            let end = if crlf { "\r\n" } else { "\n" };
+            let text: String = rows
+                .iter()
+                .map(|(ms, bid, ask, decimals)| {
+                    let price = |v: u32| format!("{}.{:0width$}", v / 100_000, v % 100_000, width = 5)[..7 - 5 + (*decimals).min(5)].to_owned();
+                    format!("{ms},{},{}{end}", price(*bid), price(*ask))
+                })
+                .collect();
+            prop_assert_eq!(fast(text.as_bytes(), scale), reference(text.as_bytes(), scale));
+        }
     }
 }

@@ -22,7 +22,17 @@ pub enum PipelineError {
     /// Bar aggregation refused a tick.
     #[error(transparent)]
     Bars(#[from] BarError),
+    /// The inflate thread stopped without an answer (it panicked).
+    #[error("the inflate thread of {0} stopped without an answer")]
+    InflateThread(String),
 }
+
+/// Bytes of CSV per piece handed from the inflate thread to the pipeline.
+const PIECE_BYTES: usize = 256 * 1024;
+/// Pieces in flight between the two threads (the bound on memory).
+const PIECES_IN_FLIGHT: usize = 4;
+/// Lean quote zips inflate to about five times their size.
+const INFLATE_RATIO: u64 = 5;
 
 /// What the pipeline produced for one file.
 #[derive(Debug, Default, Clone)]
@@ -40,7 +50,12 @@ pub struct PipelineOutput {
 }
 
 /// Runs read -> validate -> mid -> 1-minute bars -> EMA and RSI over a Lean
-/// quote-tick file.
+/// quote-tick file, parsing and feeding the pipeline row by row in one pass.
+///
+/// With `inflate_thread`, a second thread inflates the zip in pieces of
+/// about 256 KiB (at most four in flight) while this one runs the pipeline
+/// on the pieces already inflated; without it, each member is inflated
+/// whole first, on this thread. The output is the same.
 ///
 /// # Errors
 /// A [`PipelineError`] when the file cannot be read or a parameter is bad.
@@ -50,13 +65,66 @@ pub fn run_quote_pipeline(
     utc_offset_minutes: i32,
     ema_period: usize,
     rsi_period: usize,
+    inflate_thread: bool,
 ) -> Result<PipelineOutput, PipelineError> {
-    let (ticks, report) = lean::read_quote_ticks(path, price_scale, utc_offset_minutes)?;
-    run_on_ticks(&ticks, report, price_scale, ema_period, rsi_period)
+    let day_ns = lean::file_day_start_ns(path, utc_offset_minutes)?;
+    let zipped = std::fs::metadata(path).map_or(0, |m| m.len());
+    let estimate = usize::try_from(zipped.saturating_mul(INFLATE_RATIO)).unwrap_or(0);
+    // Parameters are checked before the file is read.
+    let mut state = PipelineState::new(estimate, price_scale, ema_period, rsi_period)?;
+    if !inflate_thread {
+        for data in &lean::read_quote_members(path)? {
+            state.lines = 0;
+            state.feed(data, day_ns)?;
+        }
+        return Ok(state.finish());
+    }
+    std::thread::scope(|scope| {
+        let (pieces, inflated) = std::sync::mpsc::sync_channel(PIECES_IN_FLIGHT);
+        // Pieces read go back to the reader for reuse (at most as many as in flight).
+        let (give_back, used) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIECES_IN_FLIGHT);
+        let reader = scope.spawn(move || {
+            let recycled = || used.try_recv().unwrap_or_default();
+            let read = lean::stream_members(path, ".csv", PIECE_BYTES, recycled, |first, piece| {
+                pieces.send(Ok((first, piece))).is_ok()
+            });
+            if let Err(error) = read {
+                // The receiver may be gone already, having stopped on its own error.
+                let _ = pieces.send(Err(error));
+            }
+        });
+        let mut outcome = Ok(());
+        for message in &inflated {
+            let fed = message
+                .map_err(PipelineError::from)
+                .and_then(|(first, piece)| {
+                    if first {
+                        state.lines = 0;
+                    }
+                    let fed = state.feed(&piece, day_ns);
+                    // Full means the reader has buffers enough: this one is dropped.
+                    let _ = give_back.try_send(piece);
+                    fed
+                });
+            if let Err(error) = fed {
+                outcome = Err(error);
+                break;
+            }
+        }
+        drop(inflated); // a reader still sending stops at its next piece
+        if reader.join().is_err() {
+            outcome = outcome.and(Err(PipelineError::InflateThread(
+                path.display().to_string(),
+            )));
+        }
+        outcome
+    })?;
+    Ok(state.finish())
 }
 
 /// Runs the same pipeline on Lean quote CSV text already in memory (no file
-/// I/O, no decompression): parse -> validate -> bars -> indicators.
+/// I/O, no decompression): parse -> validate -> bars -> indicators, row by
+/// row in one pass.
 ///
 /// # Errors
 /// A [`PipelineError`] for a bad parameter.
@@ -67,53 +135,202 @@ pub fn run_quote_pipeline_csv(
     ema_period: usize,
     rsi_period: usize,
 ) -> Result<PipelineOutput, PipelineError> {
-    let mut ticks = lean::QuoteTicks::default();
-    let mut report = ReadReport::default();
-    lean::parse_quote_rows(csv, day_ns, price_scale, &mut ticks, &mut report);
-    run_on_ticks(&ticks, report, price_scale, ema_period, rsi_period)
+    let mut state = PipelineState::new(csv.len(), price_scale, ema_period, rsi_period)?;
+    state.feed(csv, day_ns)?;
+    Ok(state.finish())
 }
 
-fn run_on_ticks(
-    ticks: &lean::QuoteTicks,
-    report: ReadReport,
+/// The pipeline between ticks: validator, indicators, bar builder and outputs.
+struct PipelineState {
     price_scale: u8,
-    ema_period: usize,
-    rsi_period: usize,
-) -> Result<PipelineOutput, PipelineError> {
-    let mut validator = QuoteValidator::new();
-    let mut ema = Ema::new(ema_period)?;
-    let mut rsi = Rsi::new(rsi_period)?;
-    let mut bars = BarAggregator::new(BarSpec::Time(BarPeriod::Minute1))?;
-    let n = ticks.ts_ns.len();
-    let mut out = PipelineOutput {
-        report,
-        flags: Vec::with_capacity(n),
-        ema: Vec::with_capacity(n),
-        rsi: Vec::with_capacity(n),
-        bars: Vec::with_capacity(n / 50 + 1),
-    };
-    let unit = 10f64.powi(i32::from(price_scale) + 1);
-    for i in 0..n {
-        let (ts, bid, ask) = (ticks.ts_ns[i], ticks.bid[i], ticks.ask[i]);
-        match validator.check(ts, bid, ask) {
-            Ok(()) => out.flags.push(0),
-            Err(issue) => {
-                out.flags.push(1 << issue.proto_number());
-                continue;
+    /// Lines of the current member read so far.
+    lines: u64,
+    unit: f64,
+    validator: QuoteValidator,
+    ema: Ema,
+    rsi: Rsi,
+    bars: BarAggregator,
+    out: PipelineOutput,
+}
+
+impl PipelineState {
+    fn new(
+        csv_bytes: usize,
+        price_scale: u8,
+        ema_period: usize,
+        rsi_period: usize,
+    ) -> Result<Self, PipelineError> {
+        // Lean quote rows take 20 to 26 bytes.
+        let ticks = csv_bytes / 20 + 1;
+        Ok(Self {
+            price_scale,
+            lines: 0,
+            unit: 10f64.powi(i32::from(price_scale) + 1),
+            validator: QuoteValidator::new(),
+            ema: Ema::new(ema_period)?,
+            rsi: Rsi::new(rsi_period)?,
+            bars: BarAggregator::new(BarSpec::Time(BarPeriod::Minute1))?,
+            out: PipelineOutput {
+                report: ReadReport::default(),
+                flags: Vec::with_capacity(ticks),
+                ema: Vec::with_capacity(ticks),
+                rsi: Vec::with_capacity(ticks),
+                bars: Vec::with_capacity(ticks / 50 + 1),
+            },
+        })
+    }
+
+    /// Parses `csv` and runs each good row through the pipeline.
+    fn feed(&mut self, csv: &[u8], day_ns: i64) -> Result<(), PipelineError> {
+        let Self {
+            price_scale,
+            lines,
+            unit,
+            validator,
+            ema,
+            rsi,
+            bars,
+            out,
+        } = self;
+        let flags = &mut out.flags;
+        let (ema_out, rsi_out, bars_out) = (&mut out.ema, &mut out.rsi, &mut out.bars);
+        lean::for_each_quote_row(
+            csv,
+            day_ns,
+            *price_scale,
+            lines,
+            &mut out.report,
+            |ts, bid, ask| -> Result<(), PipelineError> {
+                if let Err(issue) = validator.check(ts, bid, ask) {
+                    flags.push(1 << issue.proto_number());
+                    return Ok(());
+                }
+                flags.push(0);
+                // The mid at one more decimal place is exact.
+                let mid = bid + ask;
+                #[allow(clippy::cast_precision_loss)]
+                let mid_f = mid as f64 / *unit;
+                ema_out.push(ema.update(mid_f).unwrap_or(f64::NAN));
+                rsi_out.push(rsi.update(mid_f).unwrap_or(f64::NAN));
+                if let Some(bar) = bars.update(ts, mid, 1)? {
+                    bars_out.push(bar);
+                }
+                Ok(())
+            },
+        )
+    }
+
+    fn finish(mut self) -> PipelineOutput {
+        if let Some(bar) = self.bars.flush() {
+            self.out.bars.push(bar);
+        }
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A day of quotes with bad rows spread over it, as a deflated Lean zip.
+    fn day_zip(tag: &str) -> (std::path::PathBuf, String) {
+        let mut text = String::new();
+        for i in 0..60_000u32 {
+            let bid = 139_000 + (i * 7919) % 300;
+            match i % 9_973 {
+                17 => text.push_str("oops\n"),
+                18 => text.push_str(&format!("{},1.3912345,1.3\n", i * 100)),
+                _ => text.push_str(&format!(
+                    "{},{}.{:05},{}.{:05}\r\n",
+                    i * 100,
+                    bid / 100_000,
+                    bid % 100_000,
+                    (bid + 1 + i % 3) / 100_000,
+                    (bid + 1 + i % 3) % 100_000
+                )),
             }
         }
-        // The mid at one more decimal place is exact.
-        let mid = bid + ask;
-        #[allow(clippy::cast_precision_loss)]
-        let mid_f = mid as f64 / unit;
-        out.ema.push(ema.update(mid_f).unwrap_or(f64::NAN));
-        out.rsi.push(rsi.update(mid_f).unwrap_or(f64::NAN));
-        if let Some(bar) = bars.update(ts, mid, 1)? {
-            out.bars.push(bar);
+        let dir = std::env::temp_dir().join(format!("nexus-pipeline-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("20140508_quote.zip");
+        let mut writer = zip::ZipWriter::new(std::fs::File::create(&path).expect("create"));
+        writer
+            .start_file(
+                "20140508_eurusd_tick_quote.csv",
+                zip::write::SimpleFileOptions::default(),
+            )
+            .expect("member");
+        writer.write_all(text.as_bytes()).expect("write");
+        writer.finish().expect("finish");
+        (path, text)
+    }
+
+    #[test]
+    fn both_zip_paths_equal_the_csv_path_line_numbers_included() {
+        let (path, text) = day_zip("threads");
+        assert!(
+            text.len() > 4 * PIECE_BYTES,
+            "the file must span several pieces"
+        );
+        let day_ns = lean::file_day_start_ns(&path, -300).expect("dated");
+        let csv = run_quote_pipeline_csv(text.as_bytes(), day_ns, 5, 20, 14).expect("csv");
+        for inflate_thread in [true, false] {
+            let zip = run_quote_pipeline(&path, 5, -300, 20, 14, inflate_thread).expect("zip");
+            assert_eq!(zip.report, csv.report, "inflate_thread {inflate_thread}");
+            assert_eq!(zip.flags, csv.flags);
+            assert_eq!(zip.bars, csv.bars);
+            assert_eq!(zip.ema.len(), csv.ema.len());
+            assert!(zip
+                .ema
+                .iter()
+                .zip(&csv.ema)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(zip
+                .rsi
+                .iter()
+                .zip(&csv.rsi)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+        assert_eq!(csv.report.rows, 60_000);
+        assert_eq!(csv.report.bad_total(), 14);
+        // Line numbers count from the top of the file, across pieces.
+        assert_eq!(
+            csv.report.first_bad_lines[..2],
+            [(18, "wrong_field_count"), (19, "price_too_precise")]
+        );
+        assert_eq!(
+            csv.report.first_bad_lines[10],
+            (5 * 9_973 + 18, "wrong_field_count")
+        );
+        let accepted = csv.flags.iter().filter(|f| **f == 0).count();
+        assert!(
+            csv.bars.len() > 90 && accepted > 30_000,
+            "{} bars, {accepted} accepted",
+            csv.bars.len()
+        );
+    }
+
+    #[test]
+    fn read_errors_come_back_from_the_inflate_thread() {
+        let dir = std::env::temp_dir().join(format!("nexus-pipeline-err-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let missing = dir.join("20140509_quote.zip");
+        for inflate_thread in [true, false] {
+            let err =
+                run_quote_pipeline(&missing, 5, 0, 20, 14, inflate_thread).expect_err("missing");
+            assert!(
+                matches!(err, PipelineError::Read(LeanError::Io { .. })),
+                "{err}"
+            );
+            // Parameters are checked first, whichever path reads the file.
+            let bad_period =
+                run_quote_pipeline(&missing, 5, 0, 1, 14, inflate_thread).expect_err("period");
+            assert!(
+                matches!(bad_period, PipelineError::Indicator(_)),
+                "{bad_period}"
+            );
         }
     }
-    if let Some(bar) = bars.flush() {
-        out.bars.push(bar);
-    }
-    Ok(out)
 }

@@ -104,6 +104,8 @@ const MAD_TO_SIGMA: f64 = 1.4826;
 #[derive(Debug, Clone, Default)]
 struct ReturnStats {
     ring: Vec<f64>,
+    /// Working copy of the ring for the selections of a refresh.
+    scratch: Vec<f64>,
     next: usize,
     since_refresh: usize,
     median: f64,
@@ -117,7 +119,11 @@ impl ReturnStats {
             self.ring.push(r);
         } else {
             self.ring[self.next] = r;
-            self.next = (self.next + 1) % rule.window;
+            // (A compare instead of `%`: no integer division per quote.)
+            self.next += 1;
+            if self.next >= rule.window {
+                self.next = 0;
+            }
         }
         self.since_refresh += 1;
         if self.ring.len() >= rule.min_samples
@@ -128,13 +134,18 @@ impl ReturnStats {
     }
 
     fn refresh(&mut self) {
-        let mut values = self.ring.clone();
+        let values = &mut self.scratch;
+        values.clear();
+        values.extend_from_slice(&self.ring);
         let mid = values.len() / 2;
-        let median = *values.select_nth_unstable_by(mid, f64::total_cmp).1;
-        for v in &mut values {
+        // Returns are finite (prices are positive), so the plain float order
+        // is total here, and cheaper to evaluate than `f64::total_cmp`.
+        let order = |a: &f64, b: &f64| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal);
+        let median = *values.select_nth_unstable_by(mid, order).1;
+        for v in values.iter_mut() {
             *v = (*v - median).abs();
         }
-        let mad = *values.select_nth_unstable_by(mid, f64::total_cmp).1;
+        let mad = *values.select_nth_unstable_by(mid, order).1;
         self.median = median;
         self.sigma = mad * MAD_TO_SIGMA;
         self.since_refresh = 0;
@@ -179,10 +190,16 @@ impl QuoteValidator {
         if verdict.is_ok() {
             if let (Some(rule), Some(last)) = (self.outliers, self.last) {
                 let r = mid_return(last, bid, ask);
-                let floor = 1.0 / (bid + ask) as f64 * 2.0; // one tick, relative
-                let sigma = self.returns.sigma.max(floor);
+                let distance = (r - self.returns.median).abs();
+                // The floor of one tick needs a division; it can only matter
+                // when the return is beyond `threshold` sigmas (x -> t * x is
+                // monotone in floating point too), which is rare.
                 let far = self.returns.ring.len() >= rule.min_samples
-                    && (r - self.returns.median).abs() > rule.threshold * sigma;
+                    && (rule.threshold < 0.0 || distance > rule.threshold * self.returns.sigma)
+                    && {
+                        let floor = 1.0 / (bid + ask) as f64 * 2.0; // one tick, relative
+                        distance > rule.threshold * self.returns.sigma.max(floor)
+                    };
                 if far {
                     self.returns.streak += 1;
                     if self.returns.streak < rule.confirm {

@@ -1,9 +1,10 @@
 //! The one place where market-data crate errors become Python exceptions.
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::{create_exception, PyErr};
 
 use crate::lean::LeanError;
+use crate::pipeline::PipelineError;
 use crate::price;
 use crate::store::StoreReadError;
 
@@ -48,5 +49,17 @@ pub fn store_to_py(err: StoreReadError) -> PyErr {
     match err {
         StoreReadError::Io { .. } => PyOSError::new_err(err.to_string()),
         _ => DataFileError::new_err(err.to_string()),
+    }
+}
+
+/// Converts a pipeline error: read errors as [`lean_to_py`] does, a lost
+/// inflate thread `RuntimeError`, bad parameters `ValueError`.
+pub fn pipeline_to_py(err: PipelineError) -> PyErr {
+    match err {
+        PipelineError::Read(read) => lean_to_py(read),
+        PipelineError::InflateThread(_) => PyRuntimeError::new_err(err.to_string()),
+        PipelineError::Indicator(_) | PipelineError::Bars(_) => {
+            PyValueError::new_err(err.to_string())
+        }
     }
 }

@@ -267,12 +267,16 @@ fn bar_columns<'py>(py: Python<'py>, out: &[bars::Bar]) -> BarColumns<'py> {
 /// Runs the per-tick pipeline over a Lean quote-tick file, without the GIL:
 /// read, validate, mid, 1-minute bars, EMA and RSI. Returns (flags per tick,
 /// EMA and RSI per accepted tick, bar columns of the mid at price_scale + 1,
-/// rows read).
+/// rows read). With `inflate_thread` (the default) a second thread inflates
+/// the zip while this one runs the pipeline; the output is the same.
 ///
 /// # Errors
 /// Raises `OSError`/`DataFileError` for the file, `ValueError` for parameters.
 #[pyfunction]
-#[pyo3(signature = (path, price_scale, utc_offset_minutes = 0, ema_period = 20, rsi_period = 14))]
+#[pyo3(signature = (
+    path, price_scale, utc_offset_minutes = 0, ema_period = 20, rsi_period = 14,
+    inflate_thread = true
+))]
 fn run_quote_pipeline<'py>(
     py: Python<'py>,
     path: std::path::PathBuf,
@@ -280,6 +284,7 @@ fn run_quote_pipeline<'py>(
     utc_offset_minutes: i32,
     ema_period: usize,
     rsi_period: usize,
+    inflate_thread: bool,
 ) -> PyResult<PipelineColumns<'py>> {
     let out = py
         .detach(|| {
@@ -289,12 +294,10 @@ fn run_quote_pipeline<'py>(
                 utc_offset_minutes,
                 ema_period,
                 rsi_period,
+                inflate_thread,
             )
         })
-        .map_err(|e| match e {
-            crate::pipeline::PipelineError::Read(read) => super::errors::lean_to_py(read),
-            other => PyValueError::new_err(other.to_string()),
-        })?;
+        .map_err(super::errors::pipeline_to_py)?;
     Ok((
         out.flags.into_pyarray(py),
         out.ema.into_pyarray(py),
@@ -329,7 +332,7 @@ fn run_quote_pipeline_csv<'py>(
                 rsi_period,
             )
         })
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(super::errors::pipeline_to_py)?;
     Ok((
         out.flags.into_pyarray(py),
         out.ema.into_pyarray(py),
