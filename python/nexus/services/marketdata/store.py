@@ -46,6 +46,10 @@ COLUMNS: dict[DataKind, tuple[str, ...]] = {
 Chunk = dict[str, npt.NDArray[np.int64] | npt.NDArray[np.uint32]]
 
 
+_SOURCES = "_sources.json"
+_FEED_COUNTS = "_feed_counts.json"
+
+
 def _day(ts_ns: int) -> dt.date:
     return dt.date(1970, 1, 1) + dt.timedelta(days=ts_ns // NS_PER_DAY)
 
@@ -190,47 +194,40 @@ class TickStore:
                         chunk = {name: values[keep] for name, values in chunk.items()}
                     yield chunk
 
-    def _sources_path(self) -> Path:
-        return self.root / "_sources.json"
+    def _read_index(self, name: str) -> dict[str, Any]:
+        """One of the store's JSON index files ({} when absent)."""
+        path = self.root / name
+        if not path.exists():
+            return {}
+        return {str(k): v for k, v in json.loads(path.read_text()).items()}
+
+    def _set_index_entry(self, name: str, key: str, value: Any) -> None:
+        """Sets one entry of a JSON index file, written atomically."""
+        entries = self._read_index(name)
+        entries[key] = value
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
+        tmp.replace(path)
 
     def sources(self) -> dict[str, str]:
         """Returns the source files taken so far: identity -> where they went."""
-        path = self._sources_path()
-        if not path.exists():
-            return {}
-        loaded = json.loads(path.read_text())
-        return {str(k): str(v) for k, v in loaded.items()}
+        return {k: str(v) for k, v in self._read_index(_SOURCES).items()}
 
     def add_source(self, identity: str, destination: str) -> None:
         """Records that a source file was taken (written atomically)."""
-        sources = self.sources()
-        sources[identity] = destination
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self._sources_path().with_suffix(".tmp")
-        tmp.write_text(json.dumps(sources, indent=1, sort_keys=True))
-        tmp.replace(self._sources_path())
-
-    def _feed_counts_path(self) -> Path:
-        return self.root / "_feed_counts.json"
+        self._set_index_entry(_SOURCES, identity, destination)
 
     def feed_counts(self) -> dict[str, dict[str, Any]]:
         """Returns the validation counts recorded with each source file taken:
         identity -> {source, received, rejected, flagged, last_event_ns}."""
-        path = self._feed_counts_path()
-        if not path.exists():
-            return {}
-        loaded = json.loads(path.read_text())
-        return {str(k): dict(v) for k, v in loaded.items()}
+        return {k: dict(v) for k, v in self._read_index(_FEED_COUNTS).items()}
 
     def add_feed_counts(self, identity: str, counts: dict[str, Any]) -> None:
         """Records the validation counts of a source file (written atomically), so
         that feed status survives a restart."""
-        recorded = self.feed_counts()
-        recorded[identity] = counts
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self._feed_counts_path().with_suffix(".tmp")
-        tmp.write_text(json.dumps(recorded, indent=1, sort_keys=True))
-        tmp.replace(self._feed_counts_path())
+        self._set_index_entry(_FEED_COUNTS, identity, counts)
 
     def count(self, kind: DataKind, instrument: InstrumentSpec) -> int:
         """Returns the rows stored for an instrument (from Parquet metadata)."""
