@@ -739,10 +739,23 @@ impl ExecutionEngine {
         fee + self.latency_cost_bps_per_ms * book.ack_ms[venue]
     }
 
+    /// Which venues are logged on. Read before the book is locked: the FIX
+    /// threads hold a session lock while they hand reports to the applier,
+    /// which takes the book lock, so the book lock must never wait for a
+    /// session lock.
+    fn online(&self) -> Vec<bool> {
+        self.venues.iter().map(VenueLink::is_logged_on).collect()
+    }
+
     /// Venue selection: among the venues asked for (all when none), those
     /// logged on; the one with the lowest fees plus latency cost, the first
     /// configured on a tie.
-    fn select_venue(&self, book: &Book, asked: &[String]) -> Result<usize, ExecutionError> {
+    fn select_venue(
+        &self,
+        book: &Book,
+        online: &[bool],
+        asked: &[String],
+    ) -> Result<usize, ExecutionError> {
         let candidates: Vec<usize> = if asked.is_empty() {
             (0..self.venues.len()).collect()
         } else {
@@ -753,7 +766,7 @@ impl ExecutionEngine {
         };
         candidates
             .into_iter()
-            .filter(|&i| self.venues[i].is_logged_on())
+            .filter(|&i| online[i])
             .min_by(|&a, &b| {
                 self.cost_bps(book, a)
                     .total_cmp(&self.cost_bps(book, b))
@@ -763,16 +776,22 @@ impl ExecutionEngine {
     }
 
     /// The venue of an order, which must be logged on to take a cancel or replace.
-    fn link_of(&self, book: &Book, order_id: u64) -> Result<&VenueLink, ExecutionError> {
-        let link = book
+    fn link_of(
+        &self,
+        book: &Book,
+        online: &[bool],
+        order_id: u64,
+    ) -> Result<&VenueLink, ExecutionError> {
+        let venue = book
             .venue_of
             .get(&order_id)
-            .and_then(|&i| self.venues.get(i))
+            .copied()
+            .filter(|&i| i < self.venues.len())
             .ok_or_else(|| ManagerError::UnknownOrder(order_id.to_string()))?;
-        if !link.is_logged_on() {
+        if !online[venue] {
             return Err(ExecutionError::NotLoggedOn);
         }
-        Ok(link)
+        Ok(&self.venues[venue])
     }
 
     /// Checks and records a new order; if the risk checks pass, sends it as a
@@ -799,9 +818,10 @@ impl ExecutionEngine {
         }
         self.check_running()?;
         let _send = lock(&self.send_lock);
+        let online = self.online();
         let (order, msg, venue) = {
             let mut book = lock(&self.book);
-            let venue = self.select_venue(&book, &request.venues)?;
+            let venue = self.select_venue(&book, &online, &request.venues)?;
             let order = book
                 .oms
                 .submit(NewOrder {
@@ -843,6 +863,7 @@ impl ExecutionEngine {
         check_client_order_id(new_client_order_id)?;
         self.check_running()?;
         let _send = lock(&self.send_lock);
+        let online = self.online();
         let (order, msg, link) = {
             let mut book = lock(&self.book);
             let orig = book
@@ -850,7 +871,7 @@ impl ExecutionEngine {
                 .order(order_id)
                 .map(|o| o.client_order_id().to_owned())
                 .ok_or_else(|| ManagerError::UnknownOrder(order_id.to_string()))?;
-            let link = self.link_of(&book, order_id)?;
+            let link = self.link_of(&book, &online, order_id)?;
             let order = book.oms.cancel(order_id, new_client_order_id)?.clone();
             let spec = self.spec(&order.instrument)?;
             let msg = wire::cancel_request(&order, &orig, new_client_order_id, spec);
@@ -882,6 +903,7 @@ impl ExecutionEngine {
         }
         self.check_running()?;
         let _send = lock(&self.send_lock);
+        let online = self.online();
         let (order, msg, link) = {
             let mut book = lock(&self.book);
             let current = book
@@ -907,7 +929,7 @@ impl ExecutionEngine {
                 _ => {}
             }
             let orig = current.client_order_id().to_owned();
-            let link = self.link_of(&book, order_id)?;
+            let link = self.link_of(&book, &online, order_id)?;
             let tif = book.tifs.get(&order_id).copied().unwrap_or_default();
             let order = book
                 .oms
@@ -982,6 +1004,7 @@ impl ExecutionEngine {
     /// How venue selection sees each venue now, in configuration order.
     #[must_use]
     pub fn venue_stats(&self) -> Vec<VenueStats> {
+        let online = self.online();
         let book = lock(&self.book);
         self.venues
             .iter()
@@ -992,7 +1015,7 @@ impl ExecutionEngine {
                 ack_ms: book.ack_ms[i],
                 cost_bps: self.cost_bps(&book, i),
                 routed: book.routed[i],
-                logged_on: v.is_logged_on(),
+                logged_on: online[i],
                 simulated: v.paper.is_some(),
             })
             .collect()
