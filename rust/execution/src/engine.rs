@@ -178,19 +178,8 @@ impl Default for ExecutionConfig {
     }
 }
 
-/// How long an order stays working.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum TimeInForce {
-    /// Until the end of the day (until filled or cancelled on the paper venue).
-    #[default]
-    Day,
-    /// Good till cancel.
-    Gtc,
-    /// Immediate or cancel.
-    Ioc,
-    /// Fill or kill.
-    Fok,
-}
+/// How long an order stays working: the same four the paper venue matches.
+pub use nexus_venue::TimeInForce;
 
 /// A new order, as a caller asks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
