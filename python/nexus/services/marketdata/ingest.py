@@ -89,18 +89,19 @@ class FeedStatusBoard:
         *,
         received: int,
         rejected: dict[int, int],
-        flags: np.ndarray | None = None,
+        flagged: dict[int, int] | None = None,
         last_event_ns: int = 0,
         finished: bool = False,
     ) -> None:
-        """Adds one batch's figures: rows received, rejections by issue, row flags."""
+        """Adds one batch's figures: rows received, rejections by issue, rows
+        flagged by issue (see `issue_counts`)."""
         with self._lock:
             feed = self._feeds.setdefault(source, FeedCounters())
             feed.received += received
             feed.rejected.update(rejected)
             kept = received - sum(rejected.values())
             feed.accepted += kept
-            feed.flagged.update(issue_counts(flags))
+            feed.flagged.update(flagged or {})
             feed.last_event_ns = max(feed.last_event_ns, last_event_ns)
             feed.finished = feed.finished or finished
 
@@ -108,15 +109,15 @@ class FeedStatusBoard:
         """Adds the counts recorded with the files already in `store` (those a
         restart will not ingest again); returns how many files they cover."""
         recorded = store.feed_counts()
-        with self._lock:
-            for counts in recorded.values():
-                feed = self._feeds.setdefault(str(counts["source"]), FeedCounters())
-                feed.received += int(counts["received"])
-                feed.accepted += int(counts["accepted"])
-                feed.rejected.update({int(k): int(v) for k, v in counts["rejected"].items()})
-                feed.flagged.update({int(k): int(v) for k, v in counts["flagged"].items()})
-                feed.last_event_ns = max(feed.last_event_ns, int(counts["last_event_ns"]))
-                feed.finished = True
+        for counts in recorded.values():
+            self.record(
+                str(counts["source"]),
+                received=int(counts["received"]),
+                rejected={int(k): int(v) for k, v in counts["rejected"].items()},
+                flagged={int(k): int(v) for k, v in counts["flagged"].items()},
+                last_event_ns=int(counts["last_event_ns"]),
+                finished=True,
+            )
         return len(recorded)
 
     def snapshot(self) -> dict[str, FeedCounters]:
@@ -278,21 +279,20 @@ def _ingest_file(
             last_ns = max(last_ns, int(columns["ts_ns"][-1]))
     received = int(read["rows"]) - int(read["empty_rows"])
     rejected = {MALFORMED: malformed} if malformed else {}
+    by_issue = issue_counts(flags)
     board.record(
         source.source,
         received=received,
         rejected=rejected,
-        flags=flags,
+        flagged=by_issue,
         last_event_ns=last_ns,
         finished=True,
     )
-    by_issue = {str(k): v for k, v in issue_counts(flags).items()}
     counts = {
         "source": source.source,
         "received": received,
-        "accepted": received - malformed,
         "rejected": {str(k): v for k, v in rejected.items()},
-        "flagged": by_issue,
+        "flagged": {str(k): v for k, v in by_issue.items()},
         "last_event_ns": last_ns,
     }
     flagged = int(np.count_nonzero(flags)) if flags is not None else 0
