@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import datetime as dt
 import logging
@@ -48,7 +49,7 @@ from nexus.rpc import (
     Unimplemented,
 )
 from nexus.services.context import ServiceContext
-from nexus.services.marketdata.continuous import RollRule, build_continuous
+from nexus.services.marketdata.continuous import ContinuousSeries, RollRule, build_continuous
 from nexus.services.marketdata.ingest import (
     BAD_SIZE,
     ISSUE_NAMES,
@@ -100,6 +101,8 @@ _LIVE_STATES = {
     "stale": md.FEED_STATE_STALE,
     "disconnected": md.FEED_STATE_DISCONNECTED,
 }
+#: Continuous series kept for paging (each a few MB for years of minute bars).
+SERIES_CACHE = 4
 _ROLL_RULES = {md.ROLL_RULE_VOLUME: RollRule.VOLUME, md.ROLL_RULE_CALENDAR: RollRule.CALENDAR}
 _TIMEFRAME_KINDS: dict[int, str] = {
     types_pb2.TIMEFRAME_1M: "1m",
@@ -314,6 +317,11 @@ class MarketDataServicer:
         self.board.restore(self.store)  # what earlier runs and `nexus ingest` counted
         self.books: dict[InstrumentSpec, engine.OrderBook] = {}
         self.live: dict[InstrumentSpec, WebSocketBookFeed] = {}
+        # Stitched series by request and store generation, so that paging through
+        # one does not stitch it again; the last few only.
+        self._series: collections.OrderedDict[tuple[Any, ...], ContinuousSeries] = (
+            collections.OrderedDict()
+        )
         self._feeds_stop = asyncio.Event()
         self._feed_tasks: list[asyncio.Task[None]] = []
 
@@ -626,9 +634,7 @@ class MarketDataServicer:
         offset = 0
         if request.page.page_token:
             offset, _ = _parse_token(request.page.page_token)
-        series = await asyncio.to_thread(
-            build_continuous,
-            self.store,
+        series = await self._continuous_series(
             root,
             _ROLL_RULES[request.roll_rule],
             back_adjust=request.back_adjust,
@@ -673,6 +679,27 @@ class MarketDataServicer:
         if offset + limit < len(inside):
             response.page.next_page_token = _page_token(offset + limit, 0)
         return response
+
+    async def _continuous_series(
+        self, root: InstrumentSpec, rule: RollRule, *, back_adjust: bool, days_before_expiry: int
+    ) -> ContinuousSeries:
+        """The stitched series, from the cache while the store has not changed."""
+        key = (root.key, rule, back_adjust, days_before_expiry, self.store.generation())
+        series = self._series.get(key)
+        if series is None:
+            series = await asyncio.to_thread(
+                build_continuous,
+                self.store,
+                root,
+                rule,
+                back_adjust=back_adjust,
+                days_before_expiry=days_before_expiry,
+            )
+            self._series[key] = series
+            while len(self._series) > SERIES_CACHE:
+                self._series.popitem(last=False)
+        self._series.move_to_end(key)
+        return series
 
     # -- streams -----------------------------------------------------------
 

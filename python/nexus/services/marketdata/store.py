@@ -211,6 +211,13 @@ class TickStore:
         tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
         tmp.replace(path)
 
+    def generation(self) -> int:
+        """Changes whenever a source file is taken (the index's modification
+        time, ns; 0 for an empty store): a key for what is derived from the
+        store."""
+        path = self.root / _SOURCES
+        return path.stat().st_mtime_ns if path.exists() else 0
+
     def sources(self) -> dict[str, str]:
         """Returns the source files taken so far: identity -> where they went."""
         return {k: str(v) for k, v in self._read_index(_SOURCES).items()}
