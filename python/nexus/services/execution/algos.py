@@ -262,13 +262,15 @@ class AlgoOrder:
     """A running parent order: sends its children through `engine`.
 
     `engine` is the Rust ExecutionEngine (or anything with its `submit`,
-    `order`, `reports_since` and `last_sequence` methods); `quote` returns the latest top of
-    book of the symbol, or None.
+    `order`, `reports_since` and `last_sequence` methods); `quote` returns the
+    latest top of book of the symbol, or None; `on_child` hears the order id of
+    each child as it is sent.
     """
 
     spec: AlgoSpec
     engine: Any
     quote: Callable[[], Quote | None]
+    on_child: Callable[[int], None] = lambda _order_id: None
     state: AlgoState = AlgoState.RUNNING
     error: str = ""
     arrival_mid: float | None = None
@@ -314,13 +316,9 @@ class AlgoOrder:
 
     def start(self) -> asyncio.Task[None]:
         """Starts the runner task."""
-        self._cursor = self.engine_last_sequence()
+        self._cursor = int(self.engine.last_sequence())
         self._task = asyncio.create_task(self._run(), name=f"algo-{self.spec.algo_id}")
         return self._task
-
-    def engine_last_sequence(self) -> int:
-        """The report log's latest sequence number."""
-        return int(self.engine.last_sequence())
 
     async def cancel(self, why: str = "cancelled") -> None:
         """Stops sending children; the parent ends CANCELED (if still running)."""
@@ -407,6 +405,7 @@ class AlgoOrder:
             list(spec.venues) or None,
         )
         self.children.append(int(child["order_id"]))
+        self.on_child(int(child["order_id"]))
         if child["status"] == "rejected":
             if child.get("reject_reason") == "kill_switch":
                 self.error = "the kill switch is engaged"

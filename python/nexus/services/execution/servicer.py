@@ -583,9 +583,15 @@ class ExecutionServicer:
         return spec
 
     def _schedule(
-        self, request: ex.ExecuteAlgoRequest, spec: InstrumentSpec, quantity: int, start_ns: int
+        self,
+        request: ex.ExecuteAlgoRequest,
+        spec: InstrumentSpec,
+        quantity: int,
+        start_ns: int,
+        profile: list[float] | None,
     ) -> tuple[list[int], list[int]]:
-        """Slice times and quantities of a parent order."""
+        """Slice times and quantities of a parent order (`profile`: the intraday
+        volume profile, for VWAP)."""
         end_ns = request.window.end_ns
         seconds = (end_ns - start_ns) / 1e9
         asked = request.twap.slices if request.HasField("twap") else 0
@@ -593,8 +599,7 @@ class ExecutionServicer:
         slices = max(1, min(slices, quantity))
         jitter = request.twap.jitter if request.HasField("twap") else 0.0
         times = algos.twap_times(start_ns, end_ns, slices, jitter)
-        if request.kind == ex.ALGO_KIND_VWAP:
-            profile = self._volume_profile(spec, request.vwap.profile_days or 5)
+        if profile is not None:
             weights = algos.profile_weights(profile, times, end_ns)
         elif request.kind == ex.ALGO_KIND_IMPLEMENTATION_SHORTFALL:
             ish = request.implementation_shortfall
@@ -689,7 +694,11 @@ class ExecutionServicer:
             else None
         )
         start = max(request.window.start_ns, now)
-        times, quantities = self._schedule(request, spec, quantity, start)
+        profile = None
+        if request.kind == ex.ALGO_KIND_VWAP:  # read from the store off the event loop
+            days = request.vwap.profile_days or 5
+            profile = await asyncio.to_thread(self._volume_profile, spec, days)
+        times, quantities = self._schedule(request, spec, quantity, start, profile)
         algo_id = f"A{len(self._algos) + 1}-{uuid.uuid4().hex[:8]}"
         algo = algos.AlgoOrder(
             spec=algos.AlgoSpec(
@@ -707,8 +716,9 @@ class ExecutionServicer:
                 if request.HasField("vwap")
                 else 0.0,
             ),
-            engine=_ChildIndex(self._ready(), self._algo_of_order, algo_id),
+            engine=self._ready(),
             quote=lambda: self.last_quote(spec.symbol),
+            on_child=lambda order_id: self._algo_of_order.__setitem__(order_id, algo_id),
         )
         accepted = ex.ExecuteAlgoRequest()
         accepted.CopyFrom(request)
@@ -764,29 +774,6 @@ def _validate_algo_params(request: ex.ExecuteAlgoRequest, v: Violations) -> None
             value = getattr(ish, name)
             if not (value >= 0 and value < float("inf")):
                 v.add(f"implementation_shortfall.{name}", "must be finite and not negative")
-
-
-class _ChildIndex:
-    """The engine as an algo sees it: records which algo each child belongs to."""
-
-    def __init__(self, engine: Any, index: dict[int, str], algo_id: str) -> None:
-        self._engine = engine
-        self._index = index
-        self._algo_id = algo_id
-
-    def submit(self, *args: Any) -> dict[str, Any]:
-        order: dict[str, Any] = self._engine.submit(*args)
-        self._index[int(order["order_id"])] = self._algo_id
-        return order
-
-    def order(self, order_id: int) -> Any:
-        return self._engine.order(order_id)
-
-    def reports_since(self, sequence: int, max_reports: int) -> Any:
-        return self._engine.reports_since(sequence, max_reports)
-
-    def last_sequence(self) -> int:
-        return int(self._engine.last_sequence())
 
 
 class _ReportSignal:
