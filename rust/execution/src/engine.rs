@@ -1,21 +1,19 @@
 //! The engine: one or more venues (in-process paper venues or external FIX
 //! acceptors), a FIX initiator connected to each, the order manager they share,
-//! venue selection, and the thread that applies the venues' reports.
+//! venue selection, and the application that applies the venues' reports on the
+//! FIX sessions' reader threads.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nexus_fix::message::Message;
 use nexus_fix::session::tcp::now_nanos;
 use nexus_fix::session::{
-    Acceptor, AcceptorConfig, AppEvent, ChannelApplication, FileStore, Initiator, InitiatorConfig,
-    MemoryStore, MessageStore, OutgoingMessage, Session, SessionConfig, SessionId, StoreError,
-    TcpError,
+    Acceptor, AcceptorConfig, Application, FileStore, Initiator, InitiatorConfig, MemoryStore,
+    MessageStore, OutgoingMessage, Session, SessionConfig, SessionId, StoreError, TcpError,
 };
 use nexus_oms::{
     ManagerError, NewOrder, Order, OrderManager, OrderType, Position, RiskLimits, Side,
@@ -27,12 +25,6 @@ use crate::wire;
 
 /// Most reports the log keeps; older ones are dropped (and counted).
 pub const REPORT_LOG_CAPACITY: usize = 100_000;
-
-/// Capacity of the channel from the FIX session to the applier thread.
-const EVENT_CAPACITY: usize = 1024;
-
-/// How often the applier thread looks at the stop flag.
-const POLL: Duration = Duration::from_millis(20);
 
 const BEGIN_STRING: &str = "FIX.4.4";
 
@@ -360,7 +352,6 @@ struct VenueLink {
     paper: Option<PaperVenue>,
     acceptor: Mutex<Option<Acceptor>>,
     initiator: Mutex<Option<Initiator>>,
-    sender: SyncSender<OutgoingMessage>,
     session_id: SessionId,
     venue_session_id: SessionId,
     addr: SocketAddr,
@@ -380,9 +371,16 @@ impl VenueLink {
                     .is_some_and(|a| a.is_logged_on(&self.venue_session_id)))
     }
 
+    /// Sends on the caller's thread (numbered, stored and written before this
+    /// returns) while the session is logged on; queued for the next logon
+    /// otherwise.
     fn send(&self, msgs: Vec<OutgoingMessage>) -> Result<(), ExecutionError> {
+        let initiator = lock(&self.initiator);
+        let initiator = initiator.as_ref().ok_or(ExecutionError::Stopped)?;
         for msg in msgs {
-            self.sender.send(msg).map_err(|_| ExecutionError::Stopped)?;
+            initiator
+                .send_now(msg)
+                .map_err(|_| ExecutionError::Stopped)?;
         }
         Ok(())
     }
@@ -447,13 +445,11 @@ pub struct ExecutionEngine {
     venues: Vec<VenueLink>,
     latency_cost_bps_per_ms: f64,
     book: Arc<Mutex<Book>>,
-    /// Notified (with `book`) each time the applier has handled a venue message.
+    /// Notified (with `book`) each time a venue message has been handled.
     reported: Arc<Condvar>,
     /// Held from the order-manager update to the send, so that requests leave in
     /// the order the order manager saw them.
     send_lock: Mutex<()>,
-    applier: Mutex<Option<JoinHandle<()>>>,
-    stop_flag: Arc<AtomicBool>,
     stopped: AtomicBool,
     kill_counter: AtomicU64,
 }
@@ -490,7 +486,7 @@ fn check_client_order_id(id: &str) -> Result<(), ExecutionError> {
 }
 
 impl ExecutionEngine {
-    /// Starts the venues, an initiator to each and the applier thread. The
+    /// Starts the venues and an initiator to each. The
     /// sessions log on in the background: see [`Self::wait_logged_on`].
     ///
     /// # Errors
@@ -575,21 +571,13 @@ impl ExecutionEngine {
         let venue_names: Arc<Vec<String>> =
             Arc::new(config.venues.iter().map(|v| v.name.clone()).collect());
 
-        let (app, rx) = ChannelApplication::new(EVENT_CAPACITY);
-        let stop_flag = Arc::new(AtomicBool::new(false));
         let reported = Arc::new(Condvar::new());
-        let applier = {
-            let book = Arc::clone(&book);
-            let reported = Arc::clone(&reported);
-            let instruments = Arc::clone(&instruments);
-            let stop_flag = Arc::clone(&stop_flag);
-            let names = Arc::clone(&venue_names);
-            std::thread::Builder::new()
-                .name("nexus-execution".to_owned())
-                .spawn(move || apply_loop(&rx, &book, &reported, &instruments, &names, &stop_flag))
-                .map_err(ExecutionError::Spawn)?
-        };
-        let app: Arc<ChannelApplication> = Arc::new(app);
+        let app = Arc::new(Reports {
+            book: Arc::clone(&book),
+            reported: Arc::clone(&reported),
+            instruments: Arc::clone(&instruments),
+            venues: venue_names,
+        });
         let dictionary = Arc::new(PaperVenue::dictionary()?);
         let mut venues: Vec<VenueLink> = Vec::with_capacity(config.venues.len());
         for setup in &config.venues {
@@ -600,8 +588,6 @@ impl ExecutionEngine {
                         link.stop();
                         link.stop_acceptor();
                     }
-                    stop_flag.store(true, Ordering::Release);
-                    let _ = applier.join();
                     return Err(e);
                 }
             }
@@ -614,8 +600,6 @@ impl ExecutionEngine {
             book,
             reported,
             send_lock: Mutex::new(()),
-            applier: Mutex::new(Some(applier)),
-            stop_flag,
             stopped: AtomicBool::new(false),
             kill_counter: AtomicU64::new(1),
         })
@@ -729,9 +713,8 @@ impl ExecutionEngine {
     }
 
     /// Which venues are logged on. Read before the book is locked: the FIX
-    /// threads hold a session lock while they hand reports to the applier,
-    /// which takes the book lock, so the book lock must never wait for a
-    /// session lock.
+    /// reader threads hold a session lock while they apply reports, which takes
+    /// the book lock, so the book lock must never wait for a session lock.
     fn online(&self) -> Vec<bool> {
         self.venues.iter().map(VenueLink::is_logged_on).collect()
     }
@@ -1121,17 +1104,12 @@ impl ExecutionEngine {
         self.venues.iter().map(VenueLink::state).collect()
     }
 
-    /// Logs out, stops the initiators, the applier thread and the venues, and
-    /// joins their threads. Idempotent; also done on drop.
+    /// Logs out, stops the initiators and the venues, and joins their threads.
+    /// Idempotent; also done on drop.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
         for link in &self.venues {
             link.stop();
-        }
-        self.stop_flag.store(true, Ordering::Release);
-        let applier = lock(&self.applier).take();
-        if let Some(handle) = applier {
-            let _ = handle.join();
         }
         for link in &self.venues {
             link.stop_acceptor();
@@ -1169,7 +1147,7 @@ fn start_link(
     config: &ExecutionConfig,
     setup: &VenueSetup,
     dictionary: &Arc<nexus_fix::Dictionary>,
-    app: &Arc<ChannelApplication>,
+    app: &Arc<Reports>,
 ) -> Result<VenueLink, ExecutionError> {
     let venue_session_id = SessionId::new(BEGIN_STRING, &setup.name, &config.sender_comp_id);
     let session_id = SessionId::new(BEGIN_STRING, &config.sender_comp_id, &setup.name);
@@ -1212,7 +1190,7 @@ fn start_link(
     let session = Session::new(session_config, Arc::clone(dictionary), initiator_store);
     let mut initiator_config = InitiatorConfig::new(addr);
     initiator_config.reconnect_min = Duration::from_millis(50);
-    let app: Arc<ChannelApplication> = Arc::clone(app);
+    let app: Arc<Reports> = Arc::clone(app);
     let initiator = match Initiator::start(initiator_config, session, app) {
         Ok(i) => i,
         Err(e) => {
@@ -1226,7 +1204,6 @@ fn start_link(
         setup: setup.clone(),
         paper,
         acceptor: Mutex::new(acceptor),
-        sender: initiator.sender(),
         initiator: Mutex::new(Some(initiator)),
         session_id,
         venue_session_id,
@@ -1235,50 +1212,38 @@ fn start_link(
     })
 }
 
-fn apply_loop(
-    rx: &Receiver<AppEvent>,
-    book: &Mutex<Book>,
-    reported: &Condvar,
-    instruments: &HashMap<String, InstrumentConfig>,
-    venues: &[String],
-    stop: &AtomicBool,
-) {
-    loop {
-        match rx.recv_timeout(POLL) {
-            Ok(AppEvent::Message(session, bytes)) => {
-                let venue = venues.iter().position(|v| *v == session.target_comp_id);
-                apply(&bytes, venue, book, instruments, venues);
-                reported.notify_all();
-            }
-            Ok(AppEvent::Logon(_) | AppEvent::Logout(_)) => {}
-            Err(RecvTimeoutError::Timeout) => {
-                if stop.load(Ordering::Acquire) {
-                    return;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
+/// The FIX application of the engine's sessions: applies each venue message to
+/// the order manager on the session's reader thread, as it is read (no hand-off
+/// to another thread), and wakes the waiters of [`ExecutionEngine::wait_report_after`].
+struct Reports {
+    book: Arc<Mutex<Book>>,
+    reported: Arc<Condvar>,
+    instruments: Arc<HashMap<String, InstrumentConfig>>,
+    venues: Arc<Vec<String>>,
+}
+
+impl Application for Reports {
+    fn on_message(&self, session: &SessionId, msg: &Message<'_>, _: &mut Vec<OutgoingMessage>) {
+        let venue = self
+            .venues
+            .iter()
+            .position(|v| *v == session.target_comp_id);
+        apply(msg, venue, &self.book, &self.instruments, &self.venues);
+        self.reported.notify_all();
     }
 }
 
 /// Applies one venue message to the order manager and logs the report. A report
 /// from another venue than the one the order went to is not applied (noted).
 fn apply(
-    bytes: &[u8],
+    msg: &Message<'_>,
     venue: Option<usize>,
     book: &Mutex<Book>,
     instruments: &HashMap<String, InstrumentConfig>,
     venues: &[String],
 ) {
     let mut book = lock(book);
-    let msg = match Message::parse(bytes) {
-        Ok(m) => m,
-        Err(e) => {
-            book.note_unapplied(format!("unparsable message: {e}"));
-            return;
-        }
-    };
-    let translated = match wire::translate(&msg, |s| instruments.get(s).cloned()) {
+    let translated = match wire::translate(msg, |s| instruments.get(s).cloned()) {
         Ok(Some(t)) => t,
         Ok(None) => return,
         Err(why) => {

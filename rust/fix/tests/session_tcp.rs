@@ -343,3 +343,48 @@ fn fixt_session_with_fix50sp2_application_messages() {
     initiator.stop();
     drop(acceptor);
 }
+
+#[test]
+fn send_now_numbers_on_the_callers_thread_and_never_overtakes_queued_messages() {
+    // A free port with nothing listening yet: the initiator keeps reconnecting.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (initiator, rx) = start_initiator(addr, Box::new(MemoryStore::new()));
+    let order = |id: &str| {
+        OutgoingMessage::new("D")
+            .field(11, id)
+            .field(54, "1")
+            .field(55, "X")
+    };
+    // Not logged on: queued, in order.
+    for id in ["Q1", "Q2", "Q3"] {
+        initiator.send_now(order(id)).unwrap();
+    }
+    assert!(!initiator.is_logged_on());
+    let dir = temp_dir("tcp-send-now");
+    let _acceptor = start_acceptor(FileStore::open(&dir, "acceptor").unwrap(), Some(addr));
+    assert_eq!(next_event(&rx), AppEvent::Logon(initiator_id()));
+    let mut seen = Vec::new();
+    let take = |seen: &mut Vec<String>| match next_event(&rx) {
+        AppEvent::Message(_, bytes) => {
+            let msg = Message::parse(&bytes).unwrap();
+            seen.push(msg.get_str(11).unwrap().to_owned());
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    // Sent right after the logon, possibly while the queue is still draining:
+    // never ahead of Q1..Q3.
+    initiator.send_now(order("N1")).unwrap();
+    for _ in 0..4 {
+        take(&mut seen);
+    }
+    assert_eq!(seen, ["Q1", "Q2", "Q3", "N1"]);
+    // Logged on and nothing queued: numbered before send_now returns.
+    let (before, _) = initiator.seq_nums();
+    initiator.send_now(order("N2")).unwrap();
+    assert_eq!(initiator.seq_nums().0, before + 1);
+    take(&mut seen);
+    assert_eq!(seen.last().map(String::as_str), Some("N2"));
+}

@@ -36,13 +36,13 @@
 //! than the instrument's scale.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use nexus_fix::message::{tags, write_utc_timestamp, Decimal, FieldAccess, Message};
 use nexus_fix::session::state::{Application, OutgoingMessage, SessionId};
-use nexus_fix::session::tcp::{now_nanos, Acceptor, AcceptorConfig, TcpError};
+use nexus_fix::session::tcp::{now_nanos, Acceptor, AcceptorConfig, SessionSender, TcpError};
 use nexus_fix::session::Session;
 use nexus_fix::{Dictionary, DictionaryError, TimestampPrecision};
 use thiserror::Error;
@@ -132,7 +132,7 @@ struct Inner {
     engine: MatchingEngine,
     orders: HashMap<OrderId, OrderInfo>,
     by_cl_ord_id: HashMap<(SessionId, String), OrderId>,
-    senders: HashMap<SessionId, SyncSender<OutgoingMessage>>,
+    senders: HashMap<SessionId, SessionSender>,
     /// Unsolicited reports not yet handed to a session channel.
     pending: HashMap<SessionId, Vec<OutgoingMessage>>,
     next_exec_id: u64,
@@ -227,7 +227,7 @@ impl Refusal {
 }
 
 /// An unsolicited report to hand to a session's channel.
-type Delivery = (SessionId, SyncSender<OutgoingMessage>, OutgoingMessage);
+type Delivery = (SessionId, SessionSender, OutgoingMessage);
 
 /// Parsed order fields of a D or G.
 struct OrderFields {
@@ -737,7 +737,7 @@ impl PaperVenue {
     /// Registers the outgoing channel of `session` (from
     /// [`nexus_fix::session::Acceptor::sender`]) for unsolicited reports; reports
     /// queued for it so far are sent now.
-    pub fn attach(&self, session: SessionId, sender: SyncSender<OutgoingMessage>) {
+    pub fn attach(&self, session: SessionId, sender: SessionSender) {
         let sends = {
             let mut inner = self.lock();
             inner.senders.insert(session, sender);
@@ -912,7 +912,6 @@ impl Application for PaperVenue {
 mod tests {
     use super::*;
     use nexus_fix::message::MessageBuilder;
-    use std::sync::mpsc::sync_channel;
     use std::time::Instant;
 
     const SYM: &str = "ESZ6";
@@ -1123,7 +1122,7 @@ mod tests {
         }
         assert_eq!(v.on_quote(SYM, 10_100, 10_125, 9, 9, 2).unwrap(), 2);
         assert_eq!(v.pending_reports(), 2);
-        let (tx, rx) = sync_channel(1);
+        let (tx, rx) = SessionSender::channel(1);
         v.attach(session(), tx);
         assert_eq!(v.pending_reports(), 1);
         let first = rx.try_recv().unwrap();

@@ -45,4 +45,4 @@ pub use state::{
     SessionId,
 };
 pub use store::{FileStore, MemoryStore, MessageStore, StoreError};
-pub use tcp::{Acceptor, AcceptorConfig, Initiator, InitiatorConfig, TcpError};
+pub use tcp::{Acceptor, AcceptorConfig, Initiator, InitiatorConfig, SessionSender, TcpError};

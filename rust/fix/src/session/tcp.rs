@@ -6,20 +6,25 @@
 //! send outside its callbacks go through a bounded channel per session
 //! ([`Acceptor::sender`], [`Initiator::sender`]); a full channel blocks the sender
 //! (back-pressure). Each connection has a writer thread that blocks on that channel
-//! and sends what arrives at once (no wait for the reader's poll). Events go to an
-//! optional bounded channel and are dropped when it is full. Every thread is joined
-//! by `stop` (or on drop).
+//! and sends what arrives at once (no wait for the reader's poll).
+//! [`Initiator::send_now`] skips that hand-off: the caller numbers, stores and
+//! writes the message itself, on its own thread, when nothing is queued before it
+//! (otherwise it queues behind). Events go to an optional bounded channel and are
+//! dropped when it is full. Every thread is joined by `stop` (or on drop).
 //!
-//! Ordering: the reader and the writer both hold the session lock from the moment
-//! the session numbers (and stores) a message until its bytes are written to the
-//! socket, so messages leave in sequence-number order; only the writer (or, when it
-//! could not be spawned, the reader) takes from the channel, so they leave in the
-//! order they were queued.
+//! Ordering: the reader, the writer and `send_now` all hold the session lock from
+//! the moment the session numbers (and stores) a message until its bytes are
+//! written to the socket, so messages leave in sequence-number order; only the
+//! writer (or, when it could not be spawned, the reader) takes from the channel,
+//! so they leave in the order they were queued, and `send_now` writes directly only
+//! when the channel holds nothing (a count kept by [`SessionSender`]).
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{
+    sync_channel, Receiver, RecvTimeoutError, SendError, SyncSender, TrySendError,
+};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -75,17 +80,65 @@ struct Outgoing {
     held: Option<OutgoingMessage>,
 }
 
+/// The sending end of a session's bounded channel of outgoing application
+/// messages: a [`SyncSender`] that also counts what it queued and the session has
+/// not sent yet (so that [`Initiator::send_now`] never overtakes a queued message).
+#[derive(Debug, Clone)]
+pub struct SessionSender {
+    tx: SyncSender<OutgoingMessage>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl SessionSender {
+    /// A bounded channel of `capacity` on its own, not attached to a session (for
+    /// tests and adapters that consume the messages themselves).
+    #[must_use]
+    pub fn channel(capacity: usize) -> (Self, Receiver<OutgoingMessage>) {
+        let (tx, rx) = sync_channel(capacity);
+        let sender = Self {
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+        };
+        (sender, rx)
+    }
+
+    /// Queues `msg`, blocking while the channel is full.
+    ///
+    /// # Errors
+    /// The message back when the connection's end of the channel is gone.
+    pub fn send(&self, msg: OutgoingMessage) -> Result<(), SendError<OutgoingMessage>> {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(msg).inspect_err(|_| {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+
+    /// Queues `msg` if the channel has room.
+    ///
+    /// # Errors
+    /// The message back when the channel is full or its other end is gone.
+    pub fn try_send(&self, msg: OutgoingMessage) -> Result<(), TrySendError<OutgoingMessage>> {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.tx.try_send(msg).inspect_err(|_| {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+}
+
 struct Slot {
     id: SessionId,
     session: Mutex<Session>,
     connected: AtomicBool,
     outgoing: Mutex<Outgoing>,
-    sender: SyncSender<OutgoingMessage>,
+    sender: SessionSender,
+    /// A clone of the connected socket, for [`Slot::send_now`] (None while
+    /// disconnected).
+    direct: Mutex<Option<TcpStream>>,
 }
 
 impl Slot {
     fn new(session: Session) -> Self {
-        let (sender, receiver) = sync_channel(OUTGOING_CAPACITY);
+        let (tx, receiver) = sync_channel(OUTGOING_CAPACITY);
         Self {
             id: session.id().clone(),
             session: Mutex::new(session),
@@ -94,8 +147,47 @@ impl Slot {
                 receiver,
                 held: None,
             }),
-            sender,
+            sender: SessionSender {
+                tx,
+                queued: Arc::new(AtomicUsize::new(0)),
+            },
+            direct: Mutex::new(None),
         }
+    }
+
+    fn direct(&self) -> MutexGuard<'_, Option<TcpStream>> {
+        self.direct
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Numbers, stores and writes `msg` on the calling thread when the session is
+    /// logged on, connected and has nothing queued; queues it otherwise.
+    fn send_now(
+        &self,
+        shared: &Shared,
+        msg: OutgoingMessage,
+    ) -> Result<(), SendError<OutgoingMessage>> {
+        {
+            let mut session = self.session();
+            if self.sender.queued.load(Ordering::Acquire) == 0
+                && session.is_logged_on()
+                && !session.is_logging_out()
+            {
+                let mut direct = self.direct();
+                if let Some(stream) = direct.as_mut() {
+                    let mut out = Outbox::new();
+                    session.send(msg, now_nanos(), &mut out);
+                    shared.emit(&self.id, &mut out);
+                    if !write_all(stream, &mut out) || out.disconnect {
+                        // Stored: sent again on the next logon's resend request.
+                        let _ = stream.shutdown(Shutdown::Both);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        self.sender.send(msg)
     }
 
     fn session(&self) -> MutexGuard<'_, Session> {
@@ -113,7 +205,13 @@ impl Slot {
 
 /// Moves queued application messages into the session (numbered, stored) while it
 /// is logged on and not logging out. Called with the session locked.
-fn drain_outgoing(outgoing: &mut Outgoing, session: &mut Session, now: i64, out: &mut Outbox) {
+fn drain_outgoing(
+    outgoing: &mut Outgoing,
+    queued: &AtomicUsize,
+    session: &mut Session,
+    now: i64,
+    out: &mut Outbox,
+) {
     while session.is_logged_on() && !session.is_logging_out() {
         let msg = match outgoing.held.take() {
             Some(m) => m,
@@ -123,6 +221,7 @@ fn drain_outgoing(outgoing: &mut Outgoing, session: &mut Session, now: i64, out:
             },
         };
         session.send(msg, now, out);
+        queued.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -154,7 +253,13 @@ fn writer_loop(slot: &Slot, shared: &Shared, mut stream: TcpStream, done: &Atomi
             std::thread::sleep(HELD_RETRY);
             continue;
         }
-        drain_outgoing(&mut outgoing, &mut session, now_nanos(), &mut out);
+        drain_outgoing(
+            &mut outgoing,
+            &slot.sender.queued,
+            &mut session,
+            now_nanos(),
+            &mut out,
+        );
         shared.emit(&slot.id, &mut out);
         let failed = !write_all(&mut stream, &mut out) || out.disconnect;
         drop(session);
@@ -249,6 +354,7 @@ fn serve(
         }
         drop(session);
         writer = spawn_writer(s, shared, &stream, &writer_done);
+        *s.direct() = stream.try_clone().ok();
     }
     let mut stop_logout_sent = false;
     let connected_at = std::time::Instant::now();
@@ -277,6 +383,7 @@ fn serve(
                         session.on_connect(now_nanos());
                         drop(session);
                         writer = spawn_writer(&s, shared, &stream, &writer_done);
+                        *s.direct() = stream.try_clone().ok();
                         slot = Some(s);
                     }
                     _ => break 'conn,
@@ -311,7 +418,13 @@ fn serve(
             }
             if writer.is_none() {
                 // No writer thread: send what is queued here, as each poll ends.
-                drain_outgoing(&mut s.outgoing(), &mut session, now, &mut out);
+                drain_outgoing(
+                    &mut s.outgoing(),
+                    &s.sender.queued,
+                    &mut session,
+                    now,
+                    &mut out,
+                );
             }
             session.tick(now, &mut out);
             shared.emit(&s.id, &mut out);
@@ -326,6 +439,11 @@ fn serve(
         }
     }
     writer_done.store(true, Ordering::Release);
+    if let (Some(s), true) = (&slot, claimed) {
+        // Under the session lock: no direct send is between numbering and writing.
+        let _session = s.session();
+        *s.direct() = None;
+    }
     if let Some(w) = writer {
         let _ = w.join();
     }
@@ -474,7 +592,7 @@ impl Acceptor {
     /// A bounded channel to send application messages on session `id` (sent while
     /// it is logged on; blocks when full).
     #[must_use]
-    pub fn sender(&self, id: &SessionId) -> Option<SyncSender<OutgoingMessage>> {
+    pub fn sender(&self, id: &SessionId) -> Option<SessionSender> {
         self.slot(id).map(|s| s.sender.clone())
     }
 
@@ -639,8 +757,20 @@ impl Initiator {
 
     /// A bounded channel to send application messages (sent while logged on).
     #[must_use]
-    pub fn sender(&self) -> SyncSender<OutgoingMessage> {
+    pub fn sender(&self) -> SessionSender {
         self.slot.sender.clone()
+    }
+
+    /// Sends `msg` on the calling thread: numbered, stored and written to the
+    /// socket before this returns, when the session is logged on and nothing is
+    /// queued on [`Self::sender`]; otherwise queued behind what is (blocking while
+    /// the channel is full), as [`Self::sender`] would. Saves the hand-off to the
+    /// connection's writer thread.
+    ///
+    /// # Errors
+    /// The message back when the initiator has stopped.
+    pub fn send_now(&self, msg: OutgoingMessage) -> Result<(), SendError<OutgoingMessage>> {
+        self.slot.send_now(&self.shared, msg)
     }
 
     /// Whether the session is logged on.
