@@ -514,7 +514,7 @@ pub(crate) const FLAG_HEADER: u8 = 2;
 pub(crate) const FLAG_TRAILER: u8 = 4;
 /// Per-tag flag: a data field with a known length field.
 pub(crate) const FLAG_DATA: u8 = 8;
-const FLAG_GROUP_COUNT: u8 = 16;
+pub(crate) const FLAG_GROUP_COUNT: u8 = 16;
 const NO_FIELD: u32 = u32::MAX;
 /// The largest tag number accepted in a dictionary.
 const MAX_TAG: u32 = 10_000_000;

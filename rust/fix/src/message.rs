@@ -69,7 +69,9 @@ use std::ops::Range;
 
 use thiserror::Error;
 
-use crate::dictionary::{Dictionary, GroupId, FLAG_DATA, FLAG_HEADER, FLAG_TRAILER};
+use crate::dictionary::{
+    Dictionary, GroupId, FLAG_DATA, FLAG_GROUP_COUNT, FLAG_HEADER, FLAG_TRAILER,
+};
 use crate::frame::{checksum, FrameError, SOH};
 
 /// Tag numbers of the standard fields used by the codec and the session layer.
@@ -287,6 +289,9 @@ pub(crate) struct EntryRec {
     pub(crate) end: u32,
 }
 
+/// Slots of the tag index of a message: a tag's slot is `tag % LOOKUP_SLOTS`.
+const LOOKUP_SLOTS: usize = 256;
+
 /// Reusable allocations of a [`Message`]: pass them to [`Message::parse_reusing`] and
 /// get them back with [`Message::into_storage`] to parse without allocating.
 #[derive(Debug, Clone, Default)]
@@ -295,6 +300,12 @@ pub struct MessageStorage {
     groups: Vec<GroupRec>,
     entries: Vec<EntryRec>,
     stack: Vec<(u32, u32)>,
+    /// Per slot, 1 + the index of the first field whose tag falls in it (0: none),
+    /// so that a lookup goes straight to a field instead of scanning them all.
+    lookup: Vec<u16>,
+    /// Indexes of the fields whose tag a dictionary names as a NumInGroup field,
+    /// in order: where the group layout starts looking.
+    group_counts: Vec<u32>,
 }
 
 impl MessageStorage {
@@ -303,6 +314,7 @@ impl MessageStorage {
     pub fn with_capacity(fields: usize) -> Self {
         Self {
             fields: Vec::with_capacity(fields),
+            lookup: vec![0; LOOKUP_SLOTS],
             ..Self::default()
         }
     }
@@ -312,6 +324,49 @@ impl MessageStorage {
         self.groups.clear();
         self.entries.clear();
         self.stack.clear();
+        self.group_counts.clear();
+        if self.lookup.len() == LOOKUP_SLOTS {
+            self.lookup.fill(0);
+        } else {
+            self.lookup = vec![0; LOOKUP_SLOTS];
+        }
+    }
+
+    /// Appends a field, indexing it when it is the first of its slot.
+    #[inline(always)]
+    fn push(&mut self, field: FieldRef) {
+        let index = self.fields.len();
+        if let (Some(slot), Ok(entry)) = (
+            self.lookup.get_mut(field.tag as usize % LOOKUP_SLOTS),
+            u16::try_from(index + 1),
+        ) {
+            if *slot == 0 {
+                *slot = entry;
+            }
+        }
+        self.fields.push(field);
+    }
+
+    /// The first top-level field with `tag`, through the index when it can tell.
+    #[inline]
+    fn find_top(&self, tag: u32) -> Option<&FieldRef> {
+        let slot = self
+            .lookup
+            .get(tag as usize % LOOKUP_SLOTS)
+            .copied()
+            .unwrap_or(0);
+        if slot == 0 {
+            // Every field is indexed while there are fewer than u16::MAX.
+            if self.fields.len() < usize::from(u16::MAX) && self.lookup.len() == LOOKUP_SLOTS {
+                return None;
+            }
+        } else if let Some(f) = self.fields.get(usize::from(slot) - 1) {
+            if f.is_top(tag) {
+                return Some(f);
+            }
+        }
+        // Another tag in the slot, or this one inside a group first: scan.
+        self.fields.iter().find(|f| f.is_top(tag))
     }
 }
 
@@ -368,10 +423,13 @@ impl<'d> ParseOptions<'d> {
             return builtin;
         }
         let session = self.session.map_or(0, |d| d.flags(tag));
-        let application = self.application.map_or(0, |d| d.flags(tag));
+        let application = match (self.session, self.application) {
+            (Some(s), Some(a)) if std::ptr::eq(s, a) => session,
+            (_, a) => a.map_or(0, |d| d.flags(tag)),
+        };
         (builtin & (FLAG_HEADER | FLAG_TRAILER))
-            | (session & (FLAG_HEADER | FLAG_TRAILER | FLAG_DATA))
-            | (application & FLAG_DATA)
+            | (session & (FLAG_HEADER | FLAG_TRAILER | FLAG_DATA | FLAG_GROUP_COUNT))
+            | (application & (FLAG_DATA | FLAG_GROUP_COUNT))
     }
 
     /// Returns the length field of data field `tag` (whose flags have `FLAG_DATA`).
@@ -449,9 +507,53 @@ fn builtin_length_for_data(tag: u32) -> Option<u32> {
 }
 
 /// Parses the tag at the start of `rest` up to its `=`; returns the tag and the number
-/// of digits.
+/// of digits. Tags of up to 7 digits are read eight bytes at a time.
 #[inline(always)]
 fn parse_tag(rest: &[u8]) -> Option<(u32, usize)> {
+    const EQUALS: u64 = 0x3D3D_3D3D_3D3D_3D3D;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    if let Some(word) = rest
+        .get(..8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        .map(u64::from_le_bytes)
+    {
+        let x = word ^ EQUALS;
+        // The lowest high bit set marks the first `=`.
+        let equals = x.wrapping_sub(ONES) & !x & HIGHS;
+        if equals != 0 {
+            let digits = (equals.trailing_zeros() / 8) as usize;
+            if digits == 0 {
+                return None;
+            }
+            let mask = (1u64 << (8 * digits)) - 1;
+            let text = word & mask;
+            // Every byte before the `=` in '0'..='9': high nibble 3, and no carry
+            // into the high nibble when adding 6.
+            let threes = 0x3030_3030_3030_3030 & mask;
+            if text & (0xF0F0_F0F0_F0F0_F0F0 & mask) != threes
+                || (text.wrapping_add(0x0606_0606_0606_0606 & mask)
+                    & (0xF0F0_F0F0_F0F0_F0F0 & mask))
+                    != threes
+            {
+                return None;
+            }
+            // The digits in the top bytes (leading zeros below), then pairs, quads
+            // and the whole: the classic eight-digit SWAR conversion.
+            let v = (text << (8 * (8 - digits))) & 0x0F0F_0F0F_0F0F_0F0F;
+            let v = (v.wrapping_mul(2561) >> 8) & 0x00FF_00FF_00FF_00FF;
+            let v = (v.wrapping_mul(6_553_601) >> 16) & 0x0000_FFFF_0000_FFFF;
+            let v = v.wrapping_mul(42_949_672_960_001) >> 32;
+            return u32::try_from(v).ok().map(|t| (t, digits));
+        }
+    }
+    parse_tag_slow(rest)
+}
+
+/// [`parse_tag`] one byte at a time: near the end of the buffer, and for tags of
+/// 8 digits or more.
+#[inline(never)]
+fn parse_tag_slow(rest: &[u8]) -> Option<(u32, usize)> {
     let mut tag: u64 = 0;
     for (i, &c) in rest.iter().enumerate().take(11) {
         let d = c.wrapping_sub(b'0');
@@ -585,7 +687,10 @@ impl<'a> Message<'a> {
             laid_out: false,
         };
         if options.session.is_some() || options.application.is_some() {
-            msg.lay_out_groups(options);
+            msg.laid_out = true;
+            if !msg.st.group_counts.is_empty() {
+                msg.lay_out_groups(options, true);
+            }
         }
         Ok(msg)
     }
@@ -608,12 +713,14 @@ impl<'a> Message<'a> {
         self.group_order = None;
         self.laid_out = false;
         if options.session.is_some() || options.application.is_some() {
-            self.lay_out_groups(options);
+            self.laid_out = true;
+            self.lay_out_groups(options, false);
         }
     }
 
-    fn lay_out_groups(&mut self, options: &ParseOptions<'_>) {
-        self.laid_out = true;
+    /// Lays out the repeating groups: from the NumInGroup candidates the tokenizer
+    /// noted (`from_candidates`), or from every field.
+    fn lay_out_groups(&mut self, options: &ParseOptions<'_>, from_candidates: bool) {
         let msg_type = self.msg_type();
         let session_msg = options
             .session
@@ -626,7 +733,28 @@ impl<'a> Message<'a> {
         let n = self.st.fields.len();
         let mut i = 2;
         let mut order_error = None;
+        let mut next_candidate = 0;
         while i + 1 < n {
+            if from_candidates {
+                // Skip to the next candidate not inside a group laid out already.
+                loop {
+                    match self.st.group_counts.get(next_candidate) {
+                        Some(&c) if (c as usize) < i => next_candidate += 1,
+                        Some(&c) => {
+                            i = c as usize;
+                            next_candidate += 1;
+                            break;
+                        }
+                        None => {
+                            i = n;
+                            break;
+                        }
+                    }
+                }
+                if i + 1 >= n {
+                    break;
+                }
+            }
             let Some(&f) = self.st.fields.get(i) else {
                 break;
             };
@@ -833,11 +961,7 @@ impl<'a> Message<'a> {
 impl<'a> FieldAccess<'a> for Message<'a> {
     #[inline]
     fn raw(&self, tag: u32) -> Option<&'a [u8]> {
-        self.st
-            .fields
-            .iter()
-            .find(|f| f.is_top(tag))
-            .map(|f| self.value(f))
+        self.st.find_top(tag).map(|f| self.value(f))
     }
 }
 
@@ -913,7 +1037,7 @@ fn tokenize(
 
     // All offsets fit in u32 (checked above).
     let to32 = |v: usize| v as u32;
-    st.fields.push(FieldRef {
+    st.push(FieldRef {
         tag: tags::BEGIN_STRING,
         start: 2,
         end: to32(soh1),
@@ -921,7 +1045,7 @@ fn tokenize(
         depth: 0,
         negative: false,
     });
-    st.fields.push(FieldRef {
+    st.push(FieldRef {
         tag: tags::BODY_LENGTH,
         start: to32(len_start),
         end: to32(soh2),
@@ -941,7 +1065,9 @@ fn tokenize(
         if negative {
             pos += 1;
         }
-        let Some((tag, digits)) = parse_tag(body.get(pos..).unwrap_or_default()) else {
+        // From `buf`: the trailer behind the body lets the tag be read eight bytes
+        // at a time up to the last field (the SOH before the trailer stops it).
+        let Some((tag, digits)) = parse_tag(buf.get(pos..).unwrap_or_default()) else {
             return Err(ParseError::InvalidTag {
                 offset: field_start,
             });
@@ -972,7 +1098,10 @@ fn tokenize(
             state = Section::Body;
             Section::Body
         };
-        st.fields.push(FieldRef {
+        if flags & FLAG_GROUP_COUNT != 0 {
+            st.group_counts.push(to32(st.fields.len()));
+        }
+        st.push(FieldRef {
             tag,
             start: to32(value_start),
             end: to32(value_end),
@@ -982,7 +1111,7 @@ fn tokenize(
         });
         pos = value_end + 1;
     }
-    st.fields.push(FieldRef {
+    st.push(FieldRef {
         tag: tags::CHECKSUM,
         start: to32(trailer_start + 3),
         end: to32(len - 1),
@@ -2754,6 +2883,41 @@ mod property_tests {
             let (from, to) = (a.min(b), a.max(b));
             let naive = bytes.get(from..to).and_then(|h| h.iter().position(|&x| x == SOH)).map(|p| p + from);
             prop_assert_eq!(find_soh(&bytes, from, to), naive);
+        }
+
+        #[test]
+        fn parse_tag_matches_the_byte_loop(
+            digits in proptest::collection::vec(prop_oneof![8 => b'0'..=b'9', 1 => any::<u8>()], 0..12),
+            rest in proptest::collection::vec(prop_oneof![Just(b'='), Just(SOH), any::<u8>()], 0..10),
+        ) {
+            let mut bytes = digits;
+            bytes.push(b'=');
+            bytes.extend_from_slice(&rest);
+            for start in 0..bytes.len() {
+                let tail = &bytes[start..];
+                prop_assert_eq!(parse_tag(tail), parse_tag_slow(tail), "{:?}", lossy(tail));
+            }
+        }
+
+        #[test]
+        fn lookups_find_the_first_top_level_field(
+            tags in proptest::collection::vec(prop_oneof![1u32..40, (1u32..8).prop_map(|k| 11 + 256 * k), 1u32..5000], 1..30),
+        ) {
+            // Tags in the same lookup slot (11, 267, 523...), repeats, and the
+            // Parties group of the dictionary-less built-ins do not exist: every
+            // field is top level, so the first with the tag is the answer.
+            let items: Vec<Item> = tags
+                .iter()
+                .filter(|t| !builtin_is_header(**t) && !matches!(t, 10 | 89 | 93) && builtin_length_for_data(**t).is_none())
+                .enumerate()
+                .map(|(i, t)| Item::Field(*t, i.to_string().into_bytes()))
+                .collect();
+            let bytes = build(7, "S", &items);
+            let msg = Message::parse(&bytes).expect("built messages parse");
+            for probe in tags.iter().copied().chain([5, 267, 9999, 11 + 256 * 9]) {
+                let naive = msg.fields().iter().find(|f| f.tag() == probe && f.depth() == 0 && !f.is_negative()).map(|f| msg.value(f));
+                prop_assert_eq!(msg.get(probe), naive, "tag {}", probe);
+            }
         }
 
         #[test]

@@ -885,6 +885,23 @@ mod tests {
     const ORDER: &str = "11=ID|54=1|60=20250101-00:00:00|40=2|44=1.5|";
 
     #[test]
+    fn lookups_skip_group_members_for_the_top_level_field() {
+        // 448 first occurs inside the Parties group (nested 523 too), then at the
+        // top level: `get` answers the top-level one, the entries their own.
+        let body =
+            format!("{ORDER}453=2|448=A|452=1|802=1|523=X|803=2|448=B|452=3|523=TOP|448=TOP|");
+        let bytes = msg("D", HEADER, &body);
+        let d = dict();
+        let m = Message::parse_with(&bytes, &d).expect("parses");
+        assert_eq!(m.get(448), Some(&b"TOP"[..]));
+        assert_eq!(m.get(523), Some(&b"TOP"[..]));
+        assert_eq!(m.get(452), None);
+        let parties = m.group(453).expect("laid out");
+        let ids: Vec<_> = parties.entries().map(|e| e.get_str(448).ok()).collect();
+        assert_eq!(ids, [Some("A"), Some("B")]);
+    }
+
+    #[test]
     fn valid_messages_pass() {
         assert_eq!(check(&msg("0", HEADER, "")), Ok(()));
         assert_eq!(check(&msg("D", HEADER, ORDER)), Ok(()));
