@@ -19,6 +19,7 @@ from tests.conftest import ThreadedServer
 pytestmark = pytest.mark.integration
 
 EURUSD = types_pb2.InstrumentId(symbol="EUR/USD", venue="OANDA")
+TICK = Decimal("0.00001")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def _order(client_id: str, quantity: str, **kw: object) -> ex.SubmitOrderRequest
         client_order_id=client_id,
         instrument=EURUSD,
         side=types_pb2.SIDE_BUY,
-        order_type=ex.ORDER_TYPE_MARKET,
+        order_type=kw.pop("order_type", ex.ORDER_TYPE_MARKET),  # type: ignore[arg-type]
         quantity=to_decimal(quantity),
         **kw,  # type: ignore[arg-type]
     )
@@ -169,6 +170,41 @@ def test_orders_route_to_the_cheaper_venue_or_the_one_named(client: NexusClient)
         client.execution.SubmitOrder(_order("route-3", "1000", venue="NYSE"))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "PAPER-SLOW" in str(info.value.details())
+
+
+def test_submit_can_wait_for_the_venues_answer(client: NexusClient) -> None:
+    # PAPER-SLOW answers after 20 ms: without waiting the call returns before the
+    # venue has seen the order; with await_venue_ack it returns the venue's answer.
+    sent = client.execution.SubmitOrder(_order("ack-0", "1000", venue="PAPER-SLOW")).order
+    assert sent.status == ex.ORDER_STATUS_PENDING_NEW
+    started = time.monotonic()
+    filled = client.execution.SubmitOrder(
+        _order("ack-1", "1000", venue="PAPER-SLOW", await_venue_ack=True)
+    ).order
+    assert time.monotonic() - started >= 0.02
+    # The venue's first answer: New (its fill follows in a report of its own).
+    assert filled.status in (ex.ORDER_STATUS_NEW, ex.ORDER_STATUS_FILLED)
+    filled = _wait_status(client, filled.order_id, ex.ORDER_STATUS_FILLED)
+    assert from_decimal(filled.filled_quantity) == 1000
+    resting = client.execution.SubmitOrder(
+        _order(
+            "ack-2",
+            "1000",
+            order_type=ex.ORDER_TYPE_LIMIT,
+            # 0.5% below the market (within the 1% collar): rests.
+            limit_price=to_decimal(
+                str((from_decimal(filled.average_price) * Decimal("0.995")).quantize(TICK))
+            ),
+            await_venue_ack=True,
+        )
+    ).order
+    assert resting.status == ex.ORDER_STATUS_NEW
+    client.execution.CancelOrder(ex.CancelOrderRequest(order_id=resting.order_id))
+    # A refusal by the pre-trade checks is answered at once, without waiting.
+    refused = client.execution.SubmitOrder(
+        _order("ack-3", "900000000", await_venue_ack=True), timeout=10
+    ).order
+    assert refused.status == ex.ORDER_STATUS_REJECTED
 
 
 # -- algos ------------------------------------------------------------------

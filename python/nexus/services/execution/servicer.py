@@ -50,6 +50,8 @@ __all__ = ["ExecutionServicer", "validate_submit_order"]
 log = logging.getLogger("nexus.execution")
 
 _NEEDS_LIMIT = (ex.ORDER_TYPE_LIMIT, ex.ORDER_TYPE_STOP_LIMIT)
+# Longest a SubmitOrder with await_venue_ack waits for the venue's answer.
+_ACK_WAIT_S = 5.0
 _NEEDS_STOP = (ex.ORDER_TYPE_STOP, ex.ORDER_TYPE_STOP_LIMIT)
 _STATUS = {
     "pending_new": ex.ORDER_STATUS_PENDING_NEW,
@@ -372,6 +374,7 @@ class ExecutionServicer:
             _TIF.get(request.time_in_force, "day"),
             [request.venue] if request.venue else None,
         )
+        logged_before = eng.last_sequence()
         try:
             result = submit()
         except engine.ExecutionError as err:  # session down, engine stopped
@@ -379,7 +382,33 @@ class ExecutionServicer:
         except ValueError as err:  # the engine's argument checks (e.g. a reused ClOrdID)
             raise InvalidArgument([("", str(err))]) from None
         self._by_client_id[request.client_order_id] = int(result["order_id"])
+        if request.await_venue_ack and result["status"] == "pending_new":
+            result = await self._venue_answer(eng, result, logged_before, context)
         return ex.SubmitOrderResponse(order=self._order(result))
+
+    async def _venue_answer(
+        self,
+        eng: Any,
+        order: dict[str, Any],
+        logged_before: int,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> dict[str, Any]:
+        """The order once the venue has answered it (woken by each logged report),
+        or as it stands at the call's deadline or after 5 s."""
+        remaining = context.time_remaining()
+        budget = _ACK_WAIT_S if remaining is None else min(_ACK_WAIT_S, max(remaining, 0.0))
+        deadline = time.monotonic() + budget
+        seen = logged_before
+        while True:
+            # Noted before looking: a report logged after the look wakes the wait.
+            seen = max(seen, self._reports.latest)
+            current: dict[str, Any] | None = eng.order(int(order["order_id"]))
+            if current is None or current["status"] != "pending_new":
+                return current if current is not None else order
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return current
+            await self._reports.wait_beyond(seen, left)
 
     async def CancelOrder(
         self, request: ex.CancelOrderRequest, context: grpc.aio.ServicerContext[Any, Any]

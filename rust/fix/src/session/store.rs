@@ -5,12 +5,17 @@
 //! `<name>.body`, an append-only log of the sent messages (each record is a line
 //! `<seq> <length>\n` followed by the message bytes and `\n`), and `<name>.seqnums`,
 //! one line `<next sender seq> <next target seq> <creation time>\n` (the time in
-//! nanoseconds since the epoch, UTC), rewritten (through a temporary file and a
-//! rename) on every change.
+//! nanoseconds since the epoch, UTC), each number right-aligned in 20 columns so
+//! that the line always has the same 63 bytes: it is rewritten in place with one
+//! write at offset 0 on every change, as QuickFIX's FileStore does (a temporary
+//! file and a rename on every message cost a file creation each; a 63-byte write
+//! within one disk sector is not torn). Lines of the earlier variable-width form
+//! are read too.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -148,12 +153,18 @@ impl MessageStore for MemoryStore {
     }
 }
 
+/// Bytes of the `.seqnums` line: three numbers in 20 columns, two spaces, `\n`.
+const SEQNUMS_LINE: u64 = 63;
+
 /// A store in two files that survives a restart (see the module documentation).
 #[derive(Debug)]
 pub struct FileStore {
     body_path: PathBuf,
     seq_path: PathBuf,
+    seq_file: File,
     body: File,
+    /// Where the next record of `body` starts (its length).
+    body_end: u64,
     /// seq -> (offset of the message bytes, length)
     index: BTreeMap<u64, (u64, usize)>,
     created: i64,
@@ -185,13 +196,22 @@ impl FileStore {
             .create(true)
             .open(&body_path)
             .map_err(io_err(&body_path))?;
+        let seq_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&seq_path)
+            .map_err(io_err(&seq_path))?;
         let mut store = Self {
             index: BTreeMap::new(),
             created: now_nanos(),
             sender: 1,
             target: 1,
             body,
+            body_end: 0,
             body_path,
+            seq_file,
             seq_path,
         };
         store.load()?;
@@ -206,8 +226,14 @@ impl FileStore {
     }
 
     fn load(&mut self) -> Result<(), StoreError> {
-        match fs::read_to_string(&self.seq_path) {
-            Ok(text) => {
+        let mut text = String::new();
+        (&self.seq_file)
+            .read_to_string(&mut text)
+            .map_err(io_err(&self.seq_path))?;
+        match text {
+            // New (or created by a crash before its first write).
+            text if text.trim().is_empty() => self.write_seqnums()?,
+            text => {
                 let nums: Vec<i64> = text
                     .split_whitespace()
                     .filter_map(|s| s.parse().ok())
@@ -230,9 +256,13 @@ impl FileStore {
                         ))
                     }
                 }
+                // Rewritten at the fixed width; whatever followed a hand-edited
+                // line is cut.
+                self.write_seqnums()?;
+                self.seq_file
+                    .set_len(SEQNUMS_LINE)
+                    .map_err(io_err(&self.seq_path))?;
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => self.write_seqnums()?,
-            Err(e) => return Err(io_err(&self.seq_path)(e)),
         }
         let path = self.body_path.clone();
         self.body.seek(SeekFrom::Start(0)).map_err(io_err(&path))?;
@@ -267,14 +297,18 @@ impl FileStore {
         if file_len > offset {
             self.body.set_len(offset).map_err(io_err(&path))?;
         }
+        self.body_end = offset;
         Ok(())
     }
 
     fn write_seqnums(&self) -> Result<(), StoreError> {
-        let tmp = self.seq_path.with_extension("seqnums.tmp");
-        let text = format!("{} {} {}\n", self.sender, self.target, self.created);
-        fs::write(&tmp, text).map_err(io_err(&tmp))?;
-        fs::rename(&tmp, &self.seq_path).map_err(io_err(&self.seq_path))
+        let text = format!(
+            "{:>20} {:>20} {:>20}\n",
+            self.sender, self.target, self.created
+        );
+        self.seq_file
+            .write_all_at(text.as_bytes(), 0)
+            .map_err(io_err(&self.seq_path))
     }
 }
 
@@ -295,14 +329,14 @@ impl MessageStore for FileStore {
     }
     fn save(&mut self, seq: u64, message: &[u8]) -> Result<(), StoreError> {
         let path = self.body_path.clone();
-        let end = self.body.seek(SeekFrom::End(0)).map_err(io_err(&path))?;
+        let end = self.body_end;
         let header = format!("{seq} {}\n", message.len());
         let mut record = Vec::with_capacity(header.len() + message.len() + 1);
         record.extend_from_slice(header.as_bytes());
         record.extend_from_slice(message);
         record.push(b'\n');
         self.body.write_all(&record).map_err(io_err(&path))?;
-        self.body.flush().map_err(io_err(&path))?;
+        self.body_end = end + record.len() as u64;
         self.index
             .insert(seq, (end + header.len() as u64, message.len()));
         Ok(())
@@ -329,6 +363,7 @@ impl MessageStore for FileStore {
     fn reset(&mut self) -> Result<(), StoreError> {
         self.created = now_nanos();
         self.body.set_len(0).map_err(io_err(&self.body_path))?;
+        self.body_end = 0;
         self.index.clear();
         self.sender = 1;
         self.target = 1;
@@ -362,6 +397,37 @@ mod tests {
         s.reset().unwrap();
         assert!(s.get(1, 100).unwrap().is_empty());
         assert_eq!(s.next_sender_seq(), 1);
+    }
+
+    #[test]
+    fn seqnums_are_rewritten_in_place_at_a_fixed_width() {
+        let dir = std::env::temp_dir().join(format!("nexus-store-width-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        // The earlier variable-width line, with trailing junk after it.
+        fs::write(dir.join("s.seqnums"), "7 12 1700000000000000000\n\n\n   \n").unwrap();
+        let mut store = FileStore::open(&dir, "s").unwrap();
+        assert_eq!((store.next_sender_seq(), store.next_target_seq()), (7, 12));
+        assert_eq!(store.creation_time(), 1_700_000_000_000_000_000);
+        for seq in 8..200 {
+            store.save(seq, b"8=FIX.4.4\x01").unwrap();
+            store.set_next_sender_seq(seq + 1).unwrap();
+            store.set_next_target_seq(seq * 1000).unwrap();
+            assert_eq!(
+                fs::metadata(dir.join("s.seqnums")).unwrap().len(),
+                SEQNUMS_LINE
+            );
+        }
+        drop(store);
+        let mut again = FileStore::open(&dir, "s").unwrap();
+        assert_eq!(
+            (again.next_sender_seq(), again.next_target_seq()),
+            (200, 199_000)
+        );
+        assert_eq!(again.get(150, 151).unwrap().len(), 2);
+        again.save(200, b"last").unwrap();
+        assert_eq!(again.get(199, 200).unwrap()[1], (200, b"last".to_vec()));
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
