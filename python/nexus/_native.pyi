@@ -28,9 +28,11 @@ __all__ = [
     "FixDictionary",
     "FixFrame",
     "FixFrameError",
+    "FixMarketDataSession",
     "FixMessage",
     "FixParseError",
     "OrderBook",
+    "PaperMarketDataServer",
     "PaperVenueServer",
     "ParquetDay",
     "PriceError",
@@ -171,6 +173,30 @@ class ExecutionEngine:
     def stop(self) -> None: ...
 
 @final
+class PaperMarketDataServer:
+    """The market-data venue (a simulator) behind a FIX 4.4 acceptor on 127.0.0.1."""
+
+    def __new__(
+        cls,
+        instruments: dict[str, tuple[int, int]],
+        *,
+        depth: int = 1,
+        sender_comp_id: str = "PAPER-MD",
+        clients: list[str] = ...,
+        port: int = 0,
+    ) -> PaperMarketDataServer: ...
+    @property
+    def port(self) -> int: ...
+    def set_book(
+        self, symbol: str, bids: list[tuple[int, int]], asks: list[tuple[int, int]]
+    ) -> int: ...
+    def on_quote(self, symbol: str, bid: int, ask: int, bid_size: int, ask_size: int) -> int: ...
+    def drop_next_updates(self, symbol: str, count: int) -> None: ...
+    def book(self, symbol: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]: ...
+    def stats(self) -> dict[str, int]: ...
+    def stop(self) -> None: ...
+
+@final
 class PaperVenueServer:
     """The paper venue (a simulator) behind a FIX 4.4 acceptor on 127.0.0.1."""
 
@@ -264,6 +290,33 @@ class FixBookFeed:
     def symbols(self) -> list[str]: ...
     def needs_snapshot(self) -> list[str]: ...
     def stats(self) -> dict[str, Any]: ...
+    def set_gap_buffer(self, max_changes: int) -> None: ...
+    def buffered(self, symbol: str) -> int: ...
+
+@final
+class FixMarketDataSession:
+    """A live FIX market-data session (MarketDataRequest, W/X into L2 books)."""
+
+    def __new__(
+        cls,
+        host: str,
+        port: int,
+        sender_comp_id: str,
+        target_comp_id: str,
+        instruments: dict[str, tuple[int, int]],
+        *,
+        depth: int = 0,
+        begin_string: str = "FIX.4.4",
+        heart_bt_int: int = 30,
+        stale_after_s: float = 5.0,
+        gap_buffer: int = 10_000,
+        reconnect_min_s: float = 0.1,
+    ) -> FixMarketDataSession: ...
+    def book(self, symbol: str) -> OrderBook: ...
+    def symbols(self) -> list[str]: ...
+    def status(self) -> dict[str, Any]: ...
+    def stats(self) -> dict[str, Any]: ...
+    def stop(self) -> None: ...
 
 def replay_binance_book(
     path: str | PathLike[str], market_name: str, price_scale: int, size_scale: int

@@ -27,8 +27,10 @@ from pydantic_settings import (
 __all__ = [
     "ConfigError",
     "ExecutionConfig",
+    "FixMarketDataSessionConfig",
     "LogConfig",
     "MarketDataConfig",
+    "PaperMarketDataConfig",
     "PaperVenueConfig",
     "ServerConfig",
     "ServiceName",
@@ -112,6 +114,48 @@ class FixBookLogConfig(_Section):
     venue: str = Field(description="venue of the instruments its Symbol (55) names, e.g. BINANCE")
 
 
+_COMP_ID = r"^[!-~]{1,32}$"
+
+
+class FixMarketDataSessionConfig(_Section):
+    """A live FIX market-data session: MarketDataRequest (35=V), then the venue's
+    snapshots (35=W) and incremental refreshes (35=X) kept in L2 books."""
+
+    venue: str = Field(description="venue of the instruments; feed status source fix:<venue>")
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535, description="the venue's FIX acceptor")
+    sender: str = Field(default="NEXUS", pattern=_COMP_ID, description="our SenderCompID")
+    target: str = Field(pattern=_COMP_ID, description="the venue's CompID (our TargetCompID)")
+    symbols: tuple[str, ...] = Field(
+        default=(), description="Symbol (55) of each instrument to subscribe; empty: all of venue"
+    )
+    depth: int = Field(default=0, ge=0, le=10_000, description="MarketDepth (264); 0: full book")
+    begin_string: Literal["FIX.4.4", "FIX.4.2"] = "FIX.4.4"
+    heart_bt_int: int = Field(default=30, ge=1, le=3600, description="HeartBtInt, s")
+    stale_after_s: float = Field(
+        default=5.0, gt=0, description="no W or X this long while logged on is stale"
+    )
+    gap_buffer: int = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000,
+        description="level changes buffered per book while it waits for a snapshot",
+    )
+
+
+class PaperMarketDataConfig(_Section):
+    """The market-data venue simulator, fed with stored quotes, and a live FIX
+    market-data session subscribed to it (source fix:paper-md)."""
+
+    enabled: bool = Field(default=False, description="start the simulator and its session")
+    instruments: tuple[str, ...] = Field(
+        default=("OANDA:EUR/USD",), description="VENUE:SYMBOL of the stored quotes it publishes"
+    )
+    replay_speed: float = Field(default=60.0, gt=0, description="x real time, looping")
+    quote_size: int = Field(default=1_000_000, gt=0, description="size shown at each quote")
+    stale_after_s: float = Field(default=5.0, gt=0)
+
+
 class MarketDataConfig(_Section):
     """The market-data service: its store, what it ingests, how it streams."""
 
@@ -131,6 +175,10 @@ class MarketDataConfig(_Section):
     websocket_feeds: tuple[WebSocketFeedConfig, ...] = Field(
         default=(), description="live order-book feeds to connect at start"
     )
+    fix_sessions: tuple[FixMarketDataSessionConfig, ...] = Field(
+        default=(), description="live FIX market-data sessions to start"
+    )
+    paper_market_data: PaperMarketDataConfig = PaperMarketDataConfig()
     stream_queue_batches: int = Field(
         default=64, ge=1, le=10_000, description="bounded queue per stream, in messages"
     )

@@ -14,9 +14,21 @@
 //!   match. The group is laid out from the wire order, not from a dictionary, so that entries may
 //!   carry RptSeq and venue-specific tags that the QuickFIX FIX 4.2/4.4 specs leave out of the
 //!   group (a dictionary layout would end the group at the first such tag).
-//! * In each entry: MDEntryType (269: 0 bid, 1 offer), MDEntryPx (270), MDEntrySize (271),
-//!   MDUpdateAction (279: 0 new, 1 change, 2 delete, 5 overlay), Symbol (55, else the message's),
-//!   RptSeq (83).
+//! * In each entry: MDEntryType (269: 0 bid, 1 offer, J empty book), MDEntryPx (270),
+//!   MDEntrySize (271), MDPriceLevel (1023), MDUpdateAction (279: 0 new, 1 change, 2 delete,
+//!   3 delete thru, 4 delete from, 5 overlay), Symbol (55, else the message's), RptSeq (83).
+//!
+//! # Book operations
+//!
+//! New, change, delete and overlay name one level by its price. Delete Thru (3) deletes the
+//! side's levels from the best through a boundary, Delete From (4) from a boundary to the worst,
+//! both inclusive. The boundary is the MDPriceLevel (1023) position, 1 for the best level, as FIX
+//! 5.0 SP2 defines it; without 1023, the level at MDEntryPx (270). A boundary the book does not
+//! have (a position beyond its depth, a price without a level) means the book has drifted from
+//! the venue's and is rejected like a delete of an absent level. Empty Book (269=J, FIX 5.0 SP2)
+//! empties both sides: in an X at that point of the update (later entries may add levels again),
+//! in a W as the whole snapshot (a W that has levels beside it contradicts itself and is
+//! rejected).
 //!
 //! Trades (269=2) and the other FIX entry types (index values, opening prices, ...) do not
 //! change a book: they are counted as ignored ([`FixFeedStats::trades`],
@@ -34,6 +46,19 @@
 //! 4.2/4.4), each update is taken as the next one: the FIX session's own MsgSeqNum recovery keeps
 //! such a feed in order.
 //!
+//! # Gap buffer
+//!
+//! With a gap buffer ([`FixBookFeed::set_gap_buffer`], off by default), the numbered updates of a
+//! book that waits for a snapshot (the update that revealed the gap included) are kept instead
+//! of refused ([`MessageStatus::Buffered`]), up to a bound of level changes per book (an update
+//! that changes no level counts as one). When the bound is reached the oldest buffered updates
+//! are dropped and counted ([`FixFeedStats::buffer_dropped`]). When the W arrives, the buffered
+//! updates that end at or before its RptSeq are dropped as already in it (counted as stale) and
+//! the newer ones are applied in order under the usual rules: if the oldest kept one does not
+//! continue the W (the venue's W is older than what was dropped), the book is gapped again and
+//! keeps buffering. Updates without RptSeq are never buffered: nothing would tell which of them
+//! the W already holds.
+//!
 //! # Bad input
 //!
 //! A message that cannot be trusted as a whole (malformed frame, broken group, W without a known
@@ -46,7 +71,7 @@
 //! not have, and a new level at a price it already has, mean the book has drifted from the venue's
 //! and are rejected the same way.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
 use nexus_fix::message::{
@@ -76,6 +101,8 @@ mod tag {
     pub const MD_ENTRY_SIZE: u32 = 271;
     /// MDUpdateAction (279).
     pub const MD_UPDATE_ACTION: u32 = 279;
+    /// MDPriceLevel (1023).
+    pub const MD_PRICE_LEVEL: u32 = 1023;
 }
 
 /// The values of MDEntryType (269) defined by FIX 5.0 SP2 (a superset of 4.2's and 4.4's).
@@ -103,13 +130,9 @@ pub enum RejectReason {
     ZeroSize,
     /// MDUpdateAction is not a FIX value.
     UnknownAction,
-    /// MDUpdateAction is Delete Thru (3) or Delete From (4), which need price-level positions.
-    UnsupportedAction,
     /// MDEntryType is not a FIX value.
     UnknownEntryType,
-    /// MDEntryType is Empty Book (J) in an incremental refresh.
-    UnsupportedEntryType,
-    /// A change or delete of a level the book does not have.
+    /// A change or delete of a level the book does not have (by price or by position).
     AbsentLevel,
     /// A new level at a price the book already has (or a price twice in a snapshot).
     LevelExists,
@@ -121,7 +144,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// All reasons, in counter order.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 13] = [
         Self::Malformed,
         Self::MissingField,
         Self::BadGroup,
@@ -130,9 +153,7 @@ impl RejectReason {
         Self::NegativeSize,
         Self::ZeroSize,
         Self::UnknownAction,
-        Self::UnsupportedAction,
         Self::UnknownEntryType,
-        Self::UnsupportedEntryType,
         Self::AbsentLevel,
         Self::LevelExists,
         Self::UnknownSymbol,
@@ -151,9 +172,7 @@ impl RejectReason {
             Self::NegativeSize => "negative_size",
             Self::ZeroSize => "zero_size",
             Self::UnknownAction => "unknown_action",
-            Self::UnsupportedAction => "unsupported_action",
             Self::UnknownEntryType => "unknown_entry_type",
-            Self::UnsupportedEntryType => "unsupported_entry_type",
             Self::AbsentLevel => "absent_level",
             Self::LevelExists => "level_exists",
             Self::UnknownSymbol => "unknown_symbol",
@@ -224,25 +243,9 @@ pub enum FixMdError {
         /// The value.
         value: String,
     },
-    /// MDUpdateAction needs price-level positions (3 Delete Thru, 4 Delete From).
-    #[error("unsupported MDUpdateAction {value:?} (needs price-level positions){}", at(.entry))]
-    UnsupportedAction {
-        /// The entry (0-based).
-        entry: Option<u32>,
-        /// The value.
-        value: String,
-    },
     /// MDEntryType is not a FIX value.
     #[error("unknown MDEntryType {value:?}{}", at(.entry))]
     UnknownEntryType {
-        /// The entry (0-based).
-        entry: Option<u32>,
-        /// The value.
-        value: String,
-    },
-    /// MDEntryType Empty Book (J) in an incremental refresh.
-    #[error("MDEntryType {value:?} is not supported in an incremental refresh{}", at(.entry))]
-    UnsupportedEntryType {
         /// The entry (0-based).
         entry: Option<u32>,
         /// The value.
@@ -253,12 +256,29 @@ pub enum FixMdError {
     AbsentLevel {
         /// The entry (0-based).
         entry: Option<u32>,
-        /// "change" or "delete".
+        /// "change", "delete", "delete thru" or "delete from".
         action: &'static str,
         /// The side.
         side: Side,
         /// The price mantissa.
         price: i64,
+    },
+    /// A Delete Thru or Delete From at a position beyond the side's depth.
+    #[error(
+        "{action} position {position} of the {side:?} side, which has {depth} levels{}",
+        at(.entry)
+    )]
+    AbsentPosition {
+        /// The entry (0-based).
+        entry: Option<u32>,
+        /// "delete thru" or "delete from".
+        action: &'static str,
+        /// The side.
+        side: Side,
+        /// MDPriceLevel (1023), 1 for the best level.
+        position: u64,
+        /// The levels the side has.
+        depth: usize,
     },
     /// A new level at a price the book already has.
     #[error("new {side:?} level at price {price}, which the book already has{}", at(.entry))]
@@ -307,10 +327,8 @@ impl FixMdError {
             Self::NegativeSize { .. } => RejectReason::NegativeSize,
             Self::ZeroSize { .. } => RejectReason::ZeroSize,
             Self::UnknownAction { .. } => RejectReason::UnknownAction,
-            Self::UnsupportedAction { .. } => RejectReason::UnsupportedAction,
             Self::UnknownEntryType { .. } => RejectReason::UnknownEntryType,
-            Self::UnsupportedEntryType { .. } => RejectReason::UnsupportedEntryType,
-            Self::AbsentLevel { .. } => RejectReason::AbsentLevel,
+            Self::AbsentLevel { .. } | Self::AbsentPosition { .. } => RejectReason::AbsentLevel,
             Self::LevelExists { .. } => RejectReason::LevelExists,
             Self::UnknownSymbol { .. } => RejectReason::UnknownSymbol,
             Self::BadSequence { .. } => RejectReason::BadSequence,
@@ -321,7 +339,7 @@ impl FixMdError {
 /// What one message did, overall.
 ///
 /// A message that touches several books reports the most serious outcome, in this order:
-/// rejected, gap, awaiting snapshot, snapshot, applied, stale, ignored.
+/// rejected, gap, awaiting snapshot, buffered, snapshot, applied, stale, ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageStatus {
     /// The message, or an entry of it, was rejected for this reason (the first one found).
@@ -330,6 +348,8 @@ pub enum MessageStatus {
     Gap,
     /// An update was refused because its book waits for a snapshot.
     AwaitingSnapshot,
+    /// An update was kept in the gap buffer until its book's snapshot arrives.
+    Buffered,
     /// A W replaced its book.
     Snapshot,
     /// X updates were applied.
@@ -348,6 +368,7 @@ impl MessageStatus {
             Self::Rejected(_) => "rejected",
             Self::Gap => "gap",
             Self::AwaitingSnapshot => "awaiting_snapshot",
+            Self::Buffered => "buffered",
             Self::Snapshot => "snapshot",
             Self::Applied => "applied",
             Self::Stale => "stale",
@@ -357,9 +378,10 @@ impl MessageStatus {
 
     fn rank(self) -> u8 {
         match self {
-            Self::Rejected(_) => 6,
-            Self::Gap => 5,
-            Self::AwaitingSnapshot => 4,
+            Self::Rejected(_) => 7,
+            Self::Gap => 6,
+            Self::AwaitingSnapshot => 5,
+            Self::Buffered => 4,
             Self::Snapshot => 3,
             Self::Applied => 2,
             Self::Stale => 1,
@@ -432,8 +454,14 @@ pub struct FixFeedStats {
     pub updates_rejected: u64,
     /// Trade entries (269=2), ignored.
     pub trades: u64,
-    /// Entries of other types than bid, offer and trade, ignored.
+    /// Entries of other types than bid, offer, trade and empty book, ignored.
     pub other_entries: u64,
+    /// Updates kept in the gap buffer while their book waited for a snapshot.
+    pub buffered: u64,
+    /// Buffered updates applied after their book's snapshot.
+    pub buffer_applied: u64,
+    /// Buffered updates dropped because the buffer of their book was full.
+    pub buffer_dropped: u64,
     rejected: [u64; RejectReason::ALL.len()],
     /// The first rejections, up to [`MAX_KEPT_ERRORS`].
     pub first_errors: Vec<KeptError>,
@@ -473,6 +501,7 @@ struct EntryFields {
     size: Option<FieldRef>,
     symbol: Option<FieldRef>,
     rpt_seq: Option<FieldRef>,
+    price_level: Option<FieldRef>,
 }
 
 impl EntryFields {
@@ -485,6 +514,7 @@ impl EntryFields {
             tag::MD_ENTRY_SIZE => Some(&mut self.size),
             tag::SYMBOL => Some(&mut self.symbol),
             tag::RPT_SEQ => Some(&mut self.rpt_seq),
+            tag::MD_PRICE_LEVEL => Some(&mut self.price_level),
             _ => None,
         }
     }
@@ -498,7 +528,7 @@ struct Body {
     rpt_seq: Option<FieldRef>,
 }
 
-/// What an entry does to a book.
+/// What an entry does to one level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     New,
@@ -508,14 +538,53 @@ enum Action {
     Overlay,
 }
 
+/// Where a Delete Thru or Delete From stops (inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Boundary {
+    /// MDPriceLevel (1023): 1 is the best level.
+    Position(u64),
+    /// The level at this price (MDEntryPx, 270).
+    Price(i64),
+}
+
+/// What one checked entry does to a book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// New, change, delete or overlay of the level at a price: (action, side, price, size).
+    Level(Action, Side, i64, i64),
+    /// Delete Thru (`thru`: from the best level through the boundary) or Delete From (from the
+    /// boundary to the worst level) of one side.
+    Range {
+        thru: bool,
+        side: Side,
+        boundary: Boundary,
+    },
+    /// Empty Book (269=J): both sides emptied.
+    Empty,
+}
+
 /// One checked entry of a book update.
 #[derive(Debug, Clone, Copy)]
 struct Op {
     /// The entry's 0-based number in the message.
     entry: u32,
     /// The book change, or `None` for an entry that does not change a book (a trade).
-    change: Option<(Action, Side, i64, i64)>,
+    change: Option<Change>,
     rpt_seq: Option<u64>,
+}
+
+/// An update kept while its book waits for a snapshot.
+#[derive(Debug, Clone)]
+struct Pending {
+    seq: SeqRange,
+    ops: Vec<Op>,
+}
+
+impl Pending {
+    /// What the update costs against the buffer's bound: its entries, at least one.
+    fn cost(&self) -> usize {
+        self.ops.len().max(1)
+    }
 }
 
 /// One instrument of the feed.
@@ -524,6 +593,10 @@ struct Instrument {
     symbol: Box<str>,
     scales: Scales,
     book: OrderBook,
+    /// Updates buffered while the book is not live, oldest first.
+    pending: VecDeque<Pending>,
+    /// The cost of `pending`.
+    pending_cost: usize,
 }
 
 /// Keeps L2 order books in sync with FIX market-data messages (35=W and 35=X), and counts what
@@ -557,6 +630,8 @@ pub struct FixBookFeed {
     asks: Vec<Level>,
     /// Level presence changed by earlier entries of the update being checked.
     overlay: Vec<(Side, i64, bool)>,
+    /// Most level changes buffered per book while it waits for a snapshot (0: no buffer).
+    gap_buffer: usize,
 }
 
 impl FixBookFeed {
@@ -573,6 +648,8 @@ impl FixBookFeed {
             symbol: symbol.into(),
             scales,
             book: OrderBook::new(scales.price, scales.size),
+            pending: VecDeque::new(),
+            pending_cost: 0,
         };
         match self.index.get(symbol) {
             Some(&i) => {
@@ -612,6 +689,47 @@ impl FixBookFeed {
     #[must_use]
     pub fn stats(&self) -> &FixFeedStats {
         &self.stats
+    }
+
+    /// Sets the gap buffer: at most `max_changes` level changes kept per book while it waits for
+    /// a snapshot (see the [module documentation](self#gap-buffer)); 0 turns it off. Lowering
+    /// the bound drops the oldest buffered updates that no longer fit.
+    pub fn set_gap_buffer(&mut self, max_changes: usize) {
+        self.gap_buffer = max_changes;
+        for inst in &mut self.instruments {
+            while inst.pending_cost > max_changes {
+                let Some(old) = inst.pending.pop_front() else {
+                    break;
+                };
+                inst.pending_cost -= old.cost();
+                self.stats.buffer_dropped += 1;
+            }
+        }
+    }
+
+    /// Returns the bound of the gap buffer, in level changes per book (0: off).
+    #[must_use]
+    pub fn gap_buffer(&self) -> usize {
+        self.gap_buffer
+    }
+
+    /// Returns the number of updates buffered for `symbol`.
+    #[must_use]
+    pub fn buffered(&self, symbol: &str) -> usize {
+        self.index
+            .get(symbol)
+            .and_then(|&i| self.instruments.get(i))
+            .map_or(0, |inst| inst.pending.len())
+    }
+
+    /// Marks every book out of sequence and empties the gap buffers: after a lost connection or
+    /// an ended subscription, nothing received before tells what the books hold now.
+    pub fn invalidate_all(&mut self) {
+        for inst in &mut self.instruments {
+            inst.book.invalidate();
+            inst.pending.clear();
+            inst.pending_cost = 0;
+        }
     }
 
     /// Takes a buffer of whole FIX messages back to back (a FIX log; whitespace between them is
@@ -793,6 +911,7 @@ impl FixBookFeed {
         self.bids.clear();
         self.asks.clear();
         let mut max_seq: Option<u64> = None;
+        let mut empty_book = false;
         for n in 0..self.entries.len() {
             let Some(entry) = self.entries.get(n).copied() else {
                 break;
@@ -804,13 +923,14 @@ impl FixBookFeed {
                         max_seq = Some(max_seq.map_or(seq, |m| m.max(seq)));
                     }
                     match op.change {
-                        Some((_, Side::Bid, price, size)) => {
-                            self.bids.push(Level::new(price, size))
+                        Some(Change::Level(_, Side::Bid, price, size)) => {
+                            self.bids.push(Level::new(price, size));
                         }
-                        Some((_, Side::Ask, price, size)) => {
-                            self.asks.push(Level::new(price, size))
+                        Some(Change::Level(_, Side::Ask, price, size)) => {
+                            self.asks.push(Level::new(price, size));
                         }
-                        None => {}
+                        Some(Change::Empty) => empty_book = true,
+                        Some(Change::Range { .. }) | None => {}
                     }
                 }
                 Err(err) => self.entry_error(err, &mut first),
@@ -831,6 +951,14 @@ impl FixBookFeed {
             },
             None => max_seq,
         };
+        if first.is_none() && empty_book && !(self.bids.is_empty() && self.asks.is_empty()) {
+            let err = FixMdError::BadGroup(format!(
+                "Empty Book (269=J) beside {} levels",
+                self.bids.len() + self.asks.len()
+            ));
+            self.stats.record(&err);
+            first = Some(err);
+        }
         if first.is_none() {
             for (side, levels) in [(Side::Bid, &self.bids), (Side::Ask, &self.asks)] {
                 if let Some(price) = repeated_price(levels) {
@@ -861,15 +989,32 @@ impl FixBookFeed {
             });
         };
         // Sizes were checked positive, so the book cannot refuse the snapshot.
+        let snapshot_seq = sequence.unwrap_or(0);
         let _ = inst
             .book
-            .apply_snapshot(&self.bids, &self.asks, sequence.unwrap_or(0));
+            .apply_snapshot(&self.bids, &self.asks, snapshot_seq);
         self.stats.snapshots += 1;
         self.stats.crossed += u64::from(inst.book.is_crossed());
+        let pending = std::mem::take(&mut inst.pending);
+        inst.pending_cost = 0;
+        let mut status = MessageStatus::Snapshot;
+        let mut first = None;
+        for update in pending {
+            if update.seq.last <= snapshot_seq {
+                self.stats.stale += 1;
+                continue;
+            }
+            self.ops = update.ops;
+            let result = self.apply_ops(i, update.seq, true, &mut first);
+            if result == MessageStatus::Applied {
+                self.stats.buffer_applied += 1;
+            }
+            status = status.worst(result);
+        }
         MessageOutcome {
-            status: MessageStatus::Snapshot,
+            status,
             md_req_id: None,
-            error: None,
+            error: first,
         }
     }
 
@@ -1029,6 +1174,23 @@ impl FixBookFeed {
             (Some(first_seq), Some(last_seq)) => SeqRange::new(first_seq, last_seq),
             _ => SeqRange::single(inst.book.sequence().saturating_add(1)),
         };
+        self.apply_ops(i, seq, numbered > 0, first)
+    }
+
+    /// Applies the checked update in `self.ops`, covering `seq`, to book `i`: the sequence rule,
+    /// the gap buffer (for a `numbered` update), the level checks and the book change.
+    fn apply_ops(
+        &mut self,
+        i: usize,
+        seq: SeqRange,
+        numbered: bool,
+        first: &mut Option<FixMdError>,
+    ) -> MessageStatus {
+        let changes = self.ops.iter().any(|op| op.change.is_some());
+        let buffer = self.gap_buffer > 0 && numbered;
+        let Some(inst) = self.instruments.get_mut(i) else {
+            return MessageStatus::Ignored;
+        };
         match inst.book.check_sequence(seq) {
             Ok(Continuity::InSequence) => {}
             Ok(Continuity::Stale) if !changes => return MessageStatus::Ignored,
@@ -1037,57 +1199,41 @@ impl FixBookFeed {
                 return MessageStatus::Stale;
             }
             Err(_) if inst.book.state() != BookState::Live => {
+                if buffer {
+                    self.buffer(i, seq);
+                    return MessageStatus::Buffered;
+                }
                 self.stats.awaiting_snapshot += 1;
                 return MessageStatus::AwaitingSnapshot;
             }
             Err(_) => {
                 inst.book.invalidate();
                 self.stats.gaps += 1;
+                if buffer {
+                    // The update that shows the gap is newer than what was lost: keep it too.
+                    self.buffer(i, seq);
+                }
                 return MessageStatus::Gap;
             }
         }
-        // Check every change against the book as the earlier changes leave it.
         self.bids.clear();
         self.asks.clear();
-        self.overlay.clear();
-        let mut drift = None;
-        for op in &self.ops {
-            let Some((action, side, price, size)) = op.change else {
-                continue;
-            };
-            let present = self
-                .overlay
-                .iter()
-                .rev()
-                .find(|(s, p, _)| *s == side && *p == price)
-                .map_or_else(|| inst.book.size_at(side, price).is_some(), |o| o.2);
-            let entry = Some(op.entry);
-            let error = match action {
-                Action::New if present => Some(FixMdError::LevelExists { entry, side, price }),
-                Action::Change | Action::Delete if !present => Some(FixMdError::AbsentLevel {
-                    entry,
-                    action: if action == Action::Change {
-                        "change"
-                    } else {
-                        "delete"
-                    },
-                    side,
-                    price,
-                }),
-                _ => None,
-            };
-            if let Some(err) = error {
-                drift = Some(err);
-                break;
-            }
-            let size = if action == Action::Delete { 0 } else { size };
-            self.overlay.push((side, price, size != 0));
-            match side {
-                Side::Bid => self.bids.push(Level::new(price, size)),
-                Side::Ask => self.asks.push(Level::new(price, size)),
-            }
-        }
-        if let Some(err) = drift {
+        let ranged = self
+            .ops
+            .iter()
+            .any(|op| matches!(op.change, Some(Change::Range { .. } | Change::Empty)));
+        let checked = if ranged {
+            check_on_copy(&inst.book, &self.ops, &mut self.bids, &mut self.asks)
+        } else {
+            check_levels(
+                &inst.book,
+                &self.ops,
+                &mut self.overlay,
+                &mut self.bids,
+                &mut self.asks,
+            )
+        };
+        if let Err(err) = checked {
             inst.book.invalidate();
             self.stats.record(&err);
             self.stats.updates_rejected += 1;
@@ -1116,6 +1262,33 @@ impl FixBookFeed {
         }
     }
 
+    /// Keeps the update in `self.ops`, covering `seq`, in the gap buffer of book `i`, dropping
+    /// the oldest buffered updates that no longer fit.
+    fn buffer(&mut self, i: usize, seq: SeqRange) {
+        let update = Pending {
+            seq,
+            ops: self.ops.clone(),
+        };
+        let cost = update.cost();
+        let Some(inst) = self.instruments.get_mut(i) else {
+            return;
+        };
+        if cost > self.gap_buffer {
+            self.stats.buffer_dropped += 1;
+            return;
+        }
+        while inst.pending_cost + cost > self.gap_buffer {
+            let Some(old) = inst.pending.pop_front() else {
+                break;
+            };
+            inst.pending_cost -= old.cost();
+            self.stats.buffer_dropped += 1;
+        }
+        inst.pending_cost += cost;
+        inst.pending.push_back(update);
+        self.stats.buffered += 1;
+    }
+
     fn record_bad(
         &mut self,
         err: FixMdError,
@@ -1132,6 +1305,141 @@ impl FixBookFeed {
     }
 }
 
+/// Checks the level changes of an update against `book` as the earlier changes leave it (their
+/// presence tracked in `overlay`) and lists them per side.
+fn check_levels(
+    book: &OrderBook,
+    ops: &[Op],
+    overlay: &mut Vec<(Side, i64, bool)>,
+    bids: &mut Vec<Level>,
+    asks: &mut Vec<Level>,
+) -> Result<(), FixMdError> {
+    overlay.clear();
+    for op in ops {
+        let Some(Change::Level(action, side, price, size)) = op.change else {
+            continue;
+        };
+        let present = overlay
+            .iter()
+            .rev()
+            .find(|(s, p, _)| *s == side && *p == price)
+            .map_or_else(|| book.size_at(side, price).is_some(), |o| o.2);
+        level_allowed(action, side, price, present, op.entry)?;
+        let size = if action == Action::Delete { 0 } else { size };
+        overlay.push((side, price, size != 0));
+        match side {
+            Side::Bid => bids.push(Level::new(price, size)),
+            Side::Ask => asks.push(Level::new(price, size)),
+        }
+    }
+    Ok(())
+}
+
+/// Checks whether `action` may touch the level at `price`, given whether the book has it.
+fn level_allowed(
+    action: Action,
+    side: Side,
+    price: i64,
+    present: bool,
+    entry: u32,
+) -> Result<(), FixMdError> {
+    let entry = Some(entry);
+    match action {
+        Action::New if present => Err(FixMdError::LevelExists { entry, side, price }),
+        Action::Change | Action::Delete if !present => Err(FixMdError::AbsentLevel {
+            entry,
+            action: if action == Action::Change {
+                "change"
+            } else {
+                "delete"
+            },
+            side,
+            price,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Checks an update with Delete Thru, Delete From or Empty Book entries, which touch levels by
+/// position, by running it on a copy of `book`, and lists the level changes per side (each
+/// range expanded into the deletes of its levels).
+fn check_on_copy(
+    book: &OrderBook,
+    ops: &[Op],
+    bids: &mut Vec<Level>,
+    asks: &mut Vec<Level>,
+) -> Result<(), FixMdError> {
+    let mut copy = book.clone();
+    let mut gone: Vec<(Side, Level)> = Vec::new();
+    for op in ops {
+        gone.clear();
+        match op.change {
+            None => continue,
+            Some(Change::Level(action, side, price, size)) => {
+                let present = copy.size_at(side, price).is_some();
+                level_allowed(action, side, price, present, op.entry)?;
+                let size = if action == Action::Delete { 0 } else { size };
+                gone.push((side, Level::new(price, size)));
+            }
+            Some(Change::Range {
+                thru,
+                side,
+                boundary,
+            }) => {
+                let action = if thru { "delete thru" } else { "delete from" };
+                let levels: Vec<Level> = copy.levels(side).collect();
+                let at = match boundary {
+                    Boundary::Position(position) => usize::try_from(position)
+                        .ok()
+                        .filter(|&p| p >= 1 && p <= levels.len())
+                        .map(|p| p - 1)
+                        .ok_or(FixMdError::AbsentPosition {
+                            entry: Some(op.entry),
+                            action,
+                            side,
+                            position,
+                            depth: levels.len(),
+                        })?,
+                    Boundary::Price(price) => levels.iter().position(|l| l.price == price).ok_or(
+                        FixMdError::AbsentLevel {
+                            entry: Some(op.entry),
+                            action,
+                            side,
+                            price,
+                        },
+                    )?,
+                };
+                let range = if thru {
+                    levels.get(..=at)
+                } else {
+                    levels.get(at..)
+                };
+                gone.extend(
+                    range
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|l| (side, Level::new(l.price, 0))),
+                );
+            }
+            Some(Change::Empty) => {
+                for side in [Side::Bid, Side::Ask] {
+                    gone.extend(copy.levels(side).map(|l| (side, Level::new(l.price, 0))));
+                }
+            }
+        }
+        for &(side, level) in &gone {
+            // The copy is live (the update passed the sequence check) and sizes are not
+            // negative, so it cannot refuse.
+            let _ = copy.apply_delta(side, level.price, level.size);
+            match side {
+                Side::Bid => bids.push(level),
+                Side::Ask => asks.push(level),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Returns a price that appears twice among `levels`.
 fn repeated_price(levels: &[Level]) -> Option<i64> {
     let mut prices: Vec<i64> = levels.iter().map(|l| l.price).collect();
@@ -1144,25 +1452,28 @@ fn shown(value: &[u8]) -> String {
     String::from_utf8_lossy(value).chars().take(40).collect()
 }
 
-/// The side of a book entry type, `Ok(None)` for a known type that is not a book level.
-fn entry_side(
-    msg: &Message<'_>,
-    entry: &EntryFields,
-    n: u32,
-    incremental: bool,
-) -> Result<Option<Side>, FixMdError> {
+/// What an entry type is to a book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EntryKind {
+    /// A bid (0) or offer (1) level.
+    Level(Side),
+    /// Empty Book (J).
+    Empty,
+    /// Another FIX type: a trade, an index value, ...
+    Other,
+}
+
+/// Reads MDEntryType (269).
+fn entry_kind(msg: &Message<'_>, entry: &EntryFields, n: u32) -> Result<EntryKind, FixMdError> {
     let field = entry.entry_type.ok_or(FixMdError::MissingField {
         tag: tag::MD_ENTRY_TYPE,
         entry: Some(n),
     })?;
     match msg.value(&field) {
-        b"0" => Ok(Some(Side::Bid)),
-        b"1" => Ok(Some(Side::Ask)),
-        b"J" if incremental => Err(FixMdError::UnsupportedEntryType {
-            entry: Some(n),
-            value: "J".into(),
-        }),
-        [c] if KNOWN_ENTRY_TYPES.contains(c) => Ok(None),
+        b"0" => Ok(EntryKind::Level(Side::Bid)),
+        b"1" => Ok(EntryKind::Level(Side::Ask)),
+        b"J" => Ok(EntryKind::Empty),
+        [c] if KNOWN_ENTRY_TYPES.contains(c) => Ok(EntryKind::Other),
         other => Err(FixMdError::UnknownEntryType {
             entry: Some(n),
             value: shown(other),
@@ -1238,16 +1549,17 @@ fn snapshot_entry(
     n: u32,
     scales: Scales,
 ) -> Result<Op, FixMdError> {
-    let side = entry_side(msg, entry, n, false)?;
+    let kind = entry_kind(msg, entry, n)?;
     let rpt_seq = rpt_seq(msg, entry, n)?;
-    let change = match side {
-        Some(side) => Some((
+    let change = match kind {
+        EntryKind::Level(side) => Some(Change::Level(
             Action::New,
             side,
             price(msg, entry, n, scales.price)?,
             size(msg, entry, n, scales.size)?,
         )),
-        None => None,
+        EntryKind::Empty => Some(Change::Empty),
+        EntryKind::Other => None,
     };
     Ok(Op {
         entry: n,
@@ -1267,17 +1579,14 @@ fn increment_entry(
         tag: tag::MD_UPDATE_ACTION,
         entry: Some(n),
     })?;
-    let action = match msg.value(&field) {
-        b"0" => Action::New,
-        b"1" => Action::Change,
-        b"2" => Action::Delete,
-        b"5" => Action::Overlay,
-        v @ (b"3" | b"4") => {
-            return Err(FixMdError::UnsupportedAction {
-                entry: Some(n),
-                value: shown(v),
-            })
-        }
+    // (level action, or Some(thru) for Delete Thru / Delete From)
+    let (action, range) = match msg.value(&field) {
+        b"0" => (Action::New, None),
+        b"1" => (Action::Change, None),
+        b"2" => (Action::Delete, None),
+        b"3" => (Action::Delete, Some(true)),
+        b"4" => (Action::Delete, Some(false)),
+        b"5" => (Action::Overlay, None),
         other => {
             return Err(FixMdError::UnknownAction {
                 entry: Some(n),
@@ -1285,24 +1594,57 @@ fn increment_entry(
             })
         }
     };
-    let side = entry_side(msg, entry, n, true)?;
+    let kind = entry_kind(msg, entry, n)?;
     let rpt_seq = rpt_seq(msg, entry, n)?;
-    let change = match side {
-        Some(side) => {
+    let change = match (kind, range) {
+        (EntryKind::Level(side), Some(thru)) => Some(Change::Range {
+            thru,
+            side,
+            boundary: boundary(msg, entry, n, scales.price)?,
+        }),
+        (EntryKind::Level(side), None) => {
             let price = price(msg, entry, n, scales.price)?;
             let size = match action {
                 Action::Delete => 0,
                 _ => size(msg, entry, n, scales.size)?,
             };
-            Some((action, side, price, size))
+            Some(Change::Level(action, side, price, size))
         }
-        None => None,
+        (EntryKind::Empty, _) => Some(Change::Empty),
+        (EntryKind::Other, _) => None,
     };
     Ok(Op {
         entry: n,
         change,
         rpt_seq,
     })
+}
+
+/// Reads where a Delete Thru or Delete From stops: MDPriceLevel (1023), else MDEntryPx (270).
+fn boundary(
+    msg: &Message<'_>,
+    entry: &EntryFields,
+    n: u32,
+    scale: u8,
+) -> Result<Boundary, FixMdError> {
+    match entry.price_level {
+        Some(field) => {
+            let text = msg.value(&field);
+            parse_u64(text)
+                .filter(|&p| p >= 1)
+                .map(Boundary::Position)
+                .ok_or_else(|| FixMdError::BadNumber {
+                    tag: tag::MD_PRICE_LEVEL,
+                    entry: Some(n),
+                    value: shown(text),
+                })
+        }
+        None if entry.price.is_none() => Err(FixMdError::MissingField {
+            tag: tag::MD_PRICE_LEVEL,
+            entry: Some(n),
+        }),
+        None => price(msg, entry, n, scale).map(Boundary::Price),
+    }
 }
 
 impl fmt::Display for MessageStatus {
@@ -1497,7 +1839,7 @@ mod tests {
     /// Each bad X entry: its reason, its counter, the book unchanged and out of sequence.
     #[test]
     fn bad_entries_reject_the_update_with_a_reason() {
-        let cases: [(&str, RejectReason); 14] = [
+        let cases: [(&str, RejectReason); 18] = [
             (
                 "279=0|269=0|55=BTCUSDT|83=11|271=1",
                 RejectReason::MissingField,
@@ -1539,9 +1881,22 @@ mod tests {
                 RejectReason::UnknownAction,
             ),
             (
-                "279=3|269=0|55=BTCUSDT|83=11|270=98|271=1",
-                RejectReason::UnsupportedAction,
+                "279=6|269=0|55=BTCUSDT|83=11|270=98|271=1",
+                RejectReason::UnknownAction,
             ),
+            (
+                "279=3|269=0|55=BTCUSDT|83=11|1023=4",
+                RejectReason::AbsentLevel,
+            ),
+            (
+                "279=4|269=1|55=BTCUSDT|83=11|270=101.5",
+                RejectReason::AbsentLevel,
+            ),
+            (
+                "279=4|269=1|55=BTCUSDT|83=11|1023=0",
+                RejectReason::BadNumber,
+            ),
+            ("279=3|269=1|55=BTCUSDT|83=11", RejectReason::MissingField),
             (
                 "279=0|269=~|55=BTCUSDT|83=11|270=98|271=1",
                 RejectReason::UnknownEntryType,
@@ -1575,7 +1930,7 @@ mod tests {
     }
 
     #[test]
-    fn change_of_an_absent_level_and_empty_book_in_x_are_rejected() {
+    fn change_of_an_absent_level_is_rejected() {
         let mut feed = live();
         let x = fix44("35=X|268=1|279=1|269=0|55=BTCUSDT|83=11|270=42|271=1|");
         let outcome = feed.on_message(&x);
@@ -1593,11 +1948,232 @@ mod tests {
             "change of absent Bid level at price 4200 in entry 1"
         );
         let mut feed = live();
-        let x = fix44("35=X|268=1|279=0|269=J|55=BTCUSDT|83=11|");
+        let x = fix44("35=X|268=1|279=3|269=0|55=BTCUSDT|83=11|1023=5|");
         assert_eq!(
-            feed.on_message(&x).status,
-            MessageStatus::Rejected(RejectReason::UnsupportedEntryType)
+            feed.on_message(&x).error.unwrap().to_string(),
+            "delete thru position 5 of the Bid side, which has 2 levels in entry 1"
         );
+    }
+
+    /// A book of `n` bid and `n` ask levels at RptSeq 10: bids 100, 99, ...; asks 101, 102, ...
+    /// (size = 10 x the distance from the touch + 1).
+    fn deep(n: i64) -> FixBookFeed {
+        let mut entries = String::new();
+        for k in 0..n {
+            entries.push_str(&format!("269=0|270={}|271={}|", 100 - k, 10 * k + 1));
+            entries.push_str(&format!("269=1|270={}|271={}|", 101 + k, 10 * k + 1));
+        }
+        let mut feed = feed();
+        let w = fix44(&format!("35=W|55=BTCUSDT|83=10|268={}|{entries}", 2 * n));
+        assert_eq!(feed.on_message(&w).status, MessageStatus::Snapshot);
+        feed
+    }
+
+    /// The levels of a side of `deep` as (price, size) mantissas, best first, filtered.
+    fn expected(n: i64, bid: bool, keep: impl Fn(i64) -> bool) -> Vec<(i64, i64)> {
+        (0..n)
+            .filter(|&k| keep(k))
+            .map(|k| {
+                let price = if bid { 100 - k } else { 101 + k };
+                (price * 100, (10 * k + 1) * 1_000)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn delete_thru_removes_the_best_levels_through_the_boundary() {
+        // By position: bids levels 1..=3 go; by price: asks through 103 (positions 1..=3).
+        let mut feed = deep(6);
+        let x = fix44(
+            "35=X|268=2|279=3|269=0|55=BTCUSDT|83=11|1023=3\
+             |279=3|269=1|55=BTCUSDT|83=12|270=103|",
+        );
+        let outcome = feed.on_message(&x);
+        assert_eq!(outcome.status, MessageStatus::Applied, "{outcome:?}");
+        assert_eq!(
+            depth(&feed, "BTCUSDT"),
+            (
+                expected(6, true, |k| k >= 3),
+                expected(6, false, |k| k >= 3)
+            )
+        );
+        assert_eq!(feed.stats().level_updates, 6);
+        // Through the last level: the side is empty.
+        let x = fix44("35=X|268=1|279=3|269=0|55=BTCUSDT|83=13|1023=3|");
+        assert_eq!(feed.on_message(&x).status, MessageStatus::Applied);
+        assert!(depth(&feed, "BTCUSDT").0.is_empty());
+    }
+
+    #[test]
+    fn delete_from_removes_the_boundary_and_everything_worse() {
+        let mut feed = deep(6);
+        let x = fix44(
+            "35=X|268=2|279=4|269=0|55=BTCUSDT|83=11|1023=5\
+             |279=4|269=1|55=BTCUSDT|83=12|270=102|",
+        );
+        assert_eq!(feed.on_message(&x).status, MessageStatus::Applied);
+        assert_eq!(
+            depth(&feed, "BTCUSDT"),
+            (expected(6, true, |k| k < 4), expected(6, false, |k| k < 1))
+        );
+        // 1023 wins over 270 when both are sent.
+        let x = fix44("35=X|268=1|279=4|269=0|55=BTCUSDT|83=13|1023=2|270=100|");
+        assert_eq!(feed.on_message(&x).status, MessageStatus::Applied);
+        assert_eq!(depth(&feed, "BTCUSDT").0, expected(6, true, |k| k == 0));
+    }
+
+    #[test]
+    fn ranges_see_the_earlier_entries_of_their_update() {
+        // A new best bid, then Delete Thru 2 removes it and the old best; a new level after.
+        let mut feed = deep(4);
+        let x = fix44(
+            "35=X|268=3|279=0|269=0|55=BTCUSDT|83=11|270=100.5|271=7\
+             |279=3|269=0|55=BTCUSDT|83=12|1023=2\
+             |279=0|269=0|55=BTCUSDT|83=13|270=99.5|271=9|",
+        );
+        assert_eq!(feed.on_message(&x).status, MessageStatus::Applied);
+        let mut want = vec![(9_950, 9_000)];
+        want.extend(expected(4, true, |k| k >= 1));
+        assert_eq!(depth(&feed, "BTCUSDT").0, want);
+        assert_eq!(feed.book("BTCUSDT").unwrap().sequence(), 13);
+    }
+
+    #[test]
+    fn a_bad_range_rejects_the_whole_update() {
+        let mut feed = deep(3);
+        let before = depth(&feed, "BTCUSDT");
+        let x = fix44(
+            "35=X|268=2|279=3|269=0|55=BTCUSDT|83=11|1023=1\
+             |279=4|269=1|55=BTCUSDT|83=12|1023=4|",
+        );
+        let outcome = feed.on_message(&x);
+        assert_eq!(
+            outcome.status,
+            MessageStatus::Rejected(RejectReason::AbsentLevel)
+        );
+        assert_eq!(depth(&feed, "BTCUSDT"), before);
+        assert_eq!(state(&feed, "BTCUSDT"), BookState::Gapped);
+    }
+
+    #[test]
+    fn empty_book_in_x_clears_both_sides_at_its_place() {
+        let mut feed = live();
+        let x = fix44(
+            "35=X|268=3|279=0|269=0|55=BTCUSDT|83=11|270=100.5|271=1\
+             |279=0|269=J|55=BTCUSDT|83=12\
+             |279=0|269=1|55=BTCUSDT|83=13|270=104|271=2|",
+        );
+        assert_eq!(feed.on_message(&x).status, MessageStatus::Applied);
+        assert_eq!(depth(&feed, "BTCUSDT"), (vec![], vec![(10_400, 2_000)]));
+        assert_eq!(feed.stats().other_entries, 0);
+        // FIXT 1.1 / FIX 5.0 SP2, the version that defines J.
+        let x = fix(
+            "FIXT.1.1",
+            "35=X|1128=9|268=1|279=0|269=J|55=BTCUSDT|83=14|",
+        );
+        assert_eq!(feed.on_message(&x).status, MessageStatus::Applied);
+        assert_eq!(depth(&feed, "BTCUSDT"), (vec![], vec![]));
+        assert_eq!(state(&feed, "BTCUSDT"), BookState::Live);
+        assert_eq!(feed.book("BTCUSDT").unwrap().sequence(), 14);
+    }
+
+    #[test]
+    fn empty_book_in_w_is_an_empty_snapshot() {
+        let mut feed = live();
+        let w = fix("FIXT.1.1", "35=W|1128=9|55=BTCUSDT|83=20|268=1|269=J|");
+        assert_eq!(feed.on_message(&w).status, MessageStatus::Snapshot);
+        assert_eq!(depth(&feed, "BTCUSDT"), (vec![], vec![]));
+        assert_eq!(state(&feed, "BTCUSDT"), BookState::Live);
+        assert_eq!(feed.book("BTCUSDT").unwrap().sequence(), 20);
+        let contradiction = fix44("35=W|55=BTCUSDT|83=30|268=2|269=J|269=0|270=1|271=1|");
+        assert_eq!(
+            feed.on_message(&contradiction).status,
+            MessageStatus::Rejected(RejectReason::BadGroup)
+        );
+        assert_eq!(feed.book("BTCUSDT").unwrap().sequence(), 20);
+    }
+
+    #[test]
+    fn the_gap_buffer_keeps_updates_until_the_snapshot() {
+        let mut feed = live();
+        feed.set_gap_buffer(100);
+        // 11 is lost; 12 shows the gap and is kept, so are 13 and 14.
+        let x = |seq: u64, px: &str| {
+            fix44(&format!(
+                "35=X|268=1|279=0|269=0|55=BTCUSDT|83={seq}|270={px}|271=1|"
+            ))
+        };
+        assert_eq!(feed.on_message(&x(12, "98")).status, MessageStatus::Gap);
+        assert_eq!(
+            feed.on_message(&x(13, "97")).status,
+            MessageStatus::Buffered
+        );
+        assert_eq!(
+            feed.on_message(&x(14, "96")).status,
+            MessageStatus::Buffered
+        );
+        assert_eq!(feed.buffered("BTCUSDT"), 3);
+        assert_eq!(feed.stats().awaiting_snapshot, 0);
+        // The venue's W at 12 holds 11 and 12 (its bid 98 included); 13 and 14 apply on it.
+        let w = fix44("35=W|55=BTCUSDT|83=12|268=2|269=0|270=98|271=1|269=1|270=101|271=1|");
+        assert_eq!(feed.on_message(&w).status, MessageStatus::Snapshot);
+        assert_eq!(
+            depth(&feed, "BTCUSDT").0,
+            vec![(9_800, 1_000), (9_700, 1_000), (9_600, 1_000)]
+        );
+        assert_eq!(feed.book("BTCUSDT").unwrap().sequence(), 14);
+        assert_eq!(feed.buffered("BTCUSDT"), 0);
+        let stats = feed.stats();
+        assert_eq!(
+            (stats.buffered, stats.buffer_applied, stats.stale),
+            (3, 2, 1)
+        );
+        assert_eq!(feed.on_message(&x(15, "95")).status, MessageStatus::Applied);
+    }
+
+    #[test]
+    fn the_gap_buffer_is_bounded_and_drops_the_oldest() {
+        let mut feed = live();
+        feed.set_gap_buffer(2);
+        let x = |seq: u64, px: &str| {
+            fix44(&format!(
+                "35=X|268=1|279=0|269=0|55=BTCUSDT|83={seq}|270={px}|271=1|"
+            ))
+        };
+        assert_eq!(feed.on_message(&x(12, "98")).status, MessageStatus::Gap);
+        for (seq, px) in [(13, "97"), (14, "96"), (15, "95")] {
+            assert_eq!(feed.on_message(&x(seq, px)).status, MessageStatus::Buffered);
+        }
+        assert_eq!(feed.buffered("BTCUSDT"), 2);
+        assert_eq!(feed.stats().buffer_dropped, 2);
+        // A W at 12: 13 was dropped, so 14 does not continue it: gapped again, 14 and 15 kept.
+        let w = fix44("35=W|55=BTCUSDT|83=12|268=1|269=1|270=101|271=1|");
+        assert_eq!(feed.on_message(&w).status, MessageStatus::Gap);
+        assert_eq!(state(&feed, "BTCUSDT"), BookState::Gapped);
+        assert_eq!(feed.buffered("BTCUSDT"), 2);
+        // A W at 13 takes both.
+        let w = fix44("35=W|55=BTCUSDT|83=13|268=1|269=1|270=101|271=1|");
+        assert_eq!(feed.on_message(&w).status, MessageStatus::Snapshot);
+        assert_eq!(feed.book("BTCUSDT").unwrap().sequence(), 15);
+        assert_eq!(
+            depth(&feed, "BTCUSDT").0,
+            vec![(9_600, 1_000), (9_500, 1_000)]
+        );
+        // Updates without RptSeq are never buffered; an invalidated feed forgets its buffer.
+        let mut feed = live();
+        feed.set_gap_buffer(10);
+        feed.invalidate_all();
+        let unnumbered = fix44("35=X|268=1|279=0|269=0|55=BTCUSDT|270=98|271=1|");
+        assert_eq!(
+            feed.on_message(&unnumbered).status,
+            MessageStatus::AwaitingSnapshot
+        );
+        assert_eq!(
+            feed.on_message(&x(12, "98")).status,
+            MessageStatus::Buffered
+        );
+        feed.invalidate_all();
+        assert_eq!(feed.buffered("BTCUSDT"), 0);
     }
 
     #[test]
@@ -2072,6 +2648,84 @@ mod property_tests {
                     }
                 }
                 _ => prop_assert_eq!(after, before),
+            }
+        }
+
+        /// Delete Thru, Delete From (by position or by price) and Empty Book entries mixed with
+        /// new levels build the book a BTreeMap reference holds.
+        #[test]
+        fn ranges_match_a_reference_book(
+            snapshot in prop::collection::btree_set(1i64..200, 1..40),
+            updates in prop::collection::vec(
+                (0usize..2, 0u8..5, any::<prop::sample::Index>(), 1i64..200),
+                1..30,
+            ),
+        ) {
+            let mut feed = FixBookFeed::new();
+            feed.add_instrument("X", Scales::new(0, 0));
+            let mut reference: Side2 = [BTreeMap::new(), BTreeMap::new()];
+            // Bids below 1000, asks above: the sides never share a price.
+            let mut entries = String::new();
+            for &p in &snapshot {
+                reference[0].insert(p, p);
+                reference[1].insert(1000 + p, p);
+                entries.push_str(&format!("269=0|270={p}|271={p}|269=1|270={}|271={p}|", 1000 + p));
+            }
+            let w = fix44(&format!("35=W|55=X|83=1|268={}|{entries}", 2 * snapshot.len()));
+            prop_assert_eq!(feed.on_message(&w).status, MessageStatus::Snapshot);
+            let mut seq = 1;
+            for &(side, kind, index, price) in &updates {
+                let book = &mut reference[side];
+                // Best first: highest bid, lowest ask.
+                let best_first: Vec<i64> = if side == 0 {
+                    book.keys().rev().copied().collect()
+                } else {
+                    book.keys().copied().collect()
+                };
+                let entry = match kind {
+                    0..=3 if !best_first.is_empty() => {
+                        let at = index.index(best_first.len());
+                        let thru = kind % 2 == 0;
+                        let (gone, keep): (Vec<i64>, Vec<i64>) = if thru {
+                            (best_first[..=at].to_vec(), best_first[at + 1..].to_vec())
+                        } else {
+                            (best_first[at..].to_vec(), best_first[..at].to_vec())
+                        };
+                        prop_assert_eq!(gone.len() + keep.len(), best_first.len());
+                        for p in gone {
+                            book.remove(&p);
+                        }
+                        let boundary = if kind < 2 {
+                            format!("1023={}", at + 1)
+                        } else {
+                            format!("270={}", best_first[at])
+                        };
+                        format!("279={}|269={side}|55=X|83={}|{boundary}|", if thru { 3 } else { 4 }, seq + 1)
+                    }
+                    4 if index.index(4) == 0 => {
+                        reference[0].clear();
+                        reference[1].clear();
+                        format!("279=0|269=J|55=X|83={}|", seq + 1)
+                    }
+                    _ => {
+                        let p = if side == 0 { price } else { 1000 + price };
+                        if book.contains_key(&p) {
+                            continue;
+                        }
+                        book.insert(p, 7);
+                        format!("279=0|269={side}|55=X|83={}|270={p}|271=7|", seq + 1)
+                    }
+                };
+                seq += 1;
+                let outcome = feed.on_message(&fix44(&format!("35=X|268=1|{entry}")));
+                prop_assert_eq!(outcome.status, MessageStatus::Applied, "{:?}", outcome);
+                let book = feed.book("X").unwrap();
+                let bids: Vec<(i64, i64)> = book.levels(Side::Bid).map(|l| (l.price, l.size)).collect();
+                let asks: Vec<(i64, i64)> = book.levels(Side::Ask).map(|l| (l.price, l.size)).collect();
+                let want_bids: Vec<(i64, i64)> = reference[0].iter().rev().map(|(p, s)| (*p, *s)).collect();
+                let want_asks: Vec<(i64, i64)> = reference[1].iter().map(|(p, s)| (*p, *s)).collect();
+                prop_assert_eq!(bids, want_bids);
+                prop_assert_eq!(asks, want_asks);
             }
         }
 

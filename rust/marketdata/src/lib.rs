@@ -7,6 +7,7 @@ pub mod bars;
 pub mod book;
 pub mod feeds;
 pub mod fix_feed;
+pub mod fix_session;
 pub mod indicators;
 pub mod lean;
 pub mod pipeline;

@@ -11,5 +11,6 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     nexus_fix::python::register(module)?;
     nexus_marketdata::python::register(module)?;
     nexus_execution::python::register(module)?;
+    nexus_venue::python::register(module)?;
     Ok(())
 }

@@ -39,6 +39,7 @@ import numpy.typing as npt
 
 from nexus import engine
 from nexus.common.v1 import types_pb2
+from nexus.config import FixMarketDataSessionConfig
 from nexus.marketdata.v1 import marketdata_pb2 as md
 from nexus.metrics import MetricFamily
 from nexus.rpc import (
@@ -50,8 +51,8 @@ from nexus.rpc import (
 )
 from nexus.services.context import ServiceContext
 from nexus.services.marketdata.continuous import ContinuousSeries, RollRule, build_continuous
+from nexus.services.marketdata.fix_session import LiveFixSession, PaperMarketDataFeed, fix_issue
 from nexus.services.marketdata.ingest import (
-    BAD_SIZE,
     ISSUE_NAMES,
     MALFORMED,
     SEQUENCE_GAP,
@@ -86,16 +87,6 @@ _ASSET_CLASSES = {
     "crypto": types_pb2.ASSET_CLASS_CRYPTO,
 }
 _PRICE_SOURCES = ("", "mid", "bid", "ask")
-_ISSUE_NUMBERS = {name: number for number, name in ISSUE_NAMES.items()}
-# FIX market-data rejection reasons (FixBookFeed) as feed-status issues; others are MALFORMED.
-_FIX_REASON_ISSUES = {
-    "non_positive_price": _ISSUE_NUMBERS["BAD_PRICE"],
-    "negative_size": BAD_SIZE,
-    "zero_size": BAD_SIZE,
-    "bad_sequence": SEQUENCE_GAP,
-    "absent_level": SEQUENCE_GAP,
-    "level_exists": SEQUENCE_GAP,
-}
 _LIVE_STATES = {
     "healthy": md.FEED_STATE_HEALTHY,
     "stale": md.FEED_STATE_STALE,
@@ -317,6 +308,8 @@ class MarketDataServicer:
         self.board.restore(self.store)  # what earlier runs and `nexus ingest` counted
         self.books: dict[InstrumentSpec, engine.OrderBook] = {}
         self.live: dict[InstrumentSpec, WebSocketBookFeed] = {}
+        self.fix_sessions: list[LiveFixSession] = []
+        self.paper_md: PaperMarketDataFeed | None = None
         # Stitched series by request and store generation, so that paging through
         # one does not stitch it again; the last few only.
         self._series: collections.OrderedDict[tuple[Any, ...], ContinuousSeries] = (
@@ -326,8 +319,8 @@ class MarketDataServicer:
         self._feed_tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Ingests the configured files (the shipped sample by default) and
-        replays the configured recorded feeds into order books."""
+        """Ingests the configured files (the shipped sample by default), replays
+        the configured recorded feeds into order books and starts the live feeds."""
         for path in self._cfg.order_book_feeds:
             await asyncio.to_thread(self._load_book, path)
         for fix_log in self._cfg.fix_book_logs:
@@ -348,6 +341,12 @@ class MarketDataServicer:
             )
             self.live[spec] = feed
             self._feed_tasks.append(asyncio.create_task(feed.run(self._feeds_stop)))
+        for session_cfg in self._cfg.fix_sessions:
+            await asyncio.to_thread(self._start_fix_session, session_cfg)
+        if self._cfg.paper_market_data.enabled:
+            self.paper_md = await asyncio.to_thread(self._start_paper_market_data)
+            if self.paper_md is not None:
+                self._feed_tasks.append(asyncio.create_task(self.paper_md.run(self._feeds_stop)))
         paths = [p for p in self._cfg.ingest_on_start if p.exists()]
         if not paths:
             return
@@ -366,14 +365,87 @@ class MarketDataServicer:
         )
 
     async def stop(self) -> None:
-        """Disconnects the live feeds."""
+        """Disconnects the live feeds and logs the FIX sessions out."""
         self._feeds_stop.set()
         for task in self._feed_tasks:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, 5)
+        for session in self.fix_sessions:
+            await asyncio.to_thread(session.stop)
+        if self.paper_md is not None:
+            await asyncio.to_thread(self.paper_md.stop)
+
+    def _start_fix_session(self, cfg: FixMarketDataSessionConfig) -> None:
+        """Starts one configured live FIX market-data session (it connects in the background)."""
+        venue = cfg.venue.upper()
+        specs = [s for s in INSTRUMENTS if s.venue == venue]
+        if cfg.symbols:
+            wanted = {sym.replace("/", "").upper() for sym in cfg.symbols}
+            specs = [s for s in specs if s.symbol.replace("/", "").upper() in wanted]
+        if not specs:
+            log.error("no known instrument for a FIX market-data session", extra={"venue": venue})
+            return
+        try:
+            session = LiveFixSession(
+                f"fix:{cfg.venue.lower()}",
+                specs,
+                host=cfg.host,
+                port=cfg.port,
+                sender=cfg.sender,
+                target=cfg.target,
+                depth=cfg.depth,
+                begin_string=cfg.begin_string,
+                heart_bt_int=cfg.heart_bt_int,
+                stale_after_s=cfg.stale_after_s,
+                gap_buffer=cfg.gap_buffer,
+            )
+        except (ValueError, RuntimeError) as err:
+            log.error("FIX market-data session not started", extra={"reason": str(err)})
+            return
+        self.fix_sessions.append(session)
+        log.info(
+            "FIX market-data session started",
+            extra={"source": session.source, "host": cfg.host, "port": cfg.port},
+        )
+
+    def _start_paper_market_data(self) -> PaperMarketDataFeed | None:
+        """Starts the market-data venue simulator and a session to it (the quote
+        replay is the returned feed's `run`)."""
+        cfg = self._cfg.paper_market_data
+        specs = []
+        for item in cfg.instruments:
+            venue, _, symbol = item.partition(":")
+            spec = find_instrument(symbol, venue)
+            if spec is None:
+                log.error("unknown paper market-data instrument", extra={"instrument": item})
+                continue
+            specs.append(spec)
+        if not specs:
+            return None
+        store_dir = self._cfg.store_dir or self._ctx.settings.data_dir / "store"
+        feed = PaperMarketDataFeed(
+            specs,
+            Path(store_dir),
+            replay_speed=cfg.replay_speed,
+            quote_size=cfg.quote_size,
+            client="NEXUS-MD",
+        )
+        self.fix_sessions.append(
+            LiveFixSession(
+                "fix:paper-md",
+                specs,
+                host="127.0.0.1",
+                port=feed.port,
+                sender="NEXUS-MD",
+                target="PAPER-MD",
+                stale_after_s=cfg.stale_after_s,
+            )
+        )
+        return feed
 
     def metrics(self) -> list[MetricFamily]:
         """Feed quality counters for Prometheus, per source and issue."""
+        self._sync_fix_sessions()
         received, accepted, rejected, flagged = [], [], [], []
         for source, c in sorted(self.board.snapshot().items()):
             received.append(({"source": source}, float(c.received)))
@@ -402,6 +474,11 @@ class MarketDataServicer:
                 flagged,
             ),
         ]
+
+    def _sync_fix_sessions(self) -> dict[str, dict[str, Any]]:
+        """Adds what the live FIX sessions received since the last call to the board;
+        returns each session's status by source."""
+        return {session.source: session.sync(self.board) for session in self.fix_sessions}
 
     def _load_book(self, path: Path) -> None:
         try:
@@ -437,13 +514,9 @@ class MarketDataServicer:
                 self.books[spec] = book
         rejected: dict[int, int] = {}
         for status, reason, _ in outcomes:
-            if reason is not None:
-                issue = _FIX_REASON_ISSUES.get(reason, MALFORMED)
-            elif status in ("gap", "awaiting_snapshot"):
-                issue = SEQUENCE_GAP
-            else:
-                continue
-            rejected[issue] = rejected.get(issue, 0) + 1
+            issue = fix_issue(status, reason)
+            if issue is not None:
+                rejected[issue] = rejected.get(issue, 0) + 1
         source = f"fix:{venue.lower()}"
         self.board.record(source, received=len(outcomes), rejected=rejected, finished=True)
         stats = feed.stats()
@@ -492,6 +565,7 @@ class MarketDataServicer:
         self, request: md.GetFeedStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> md.GetFeedStatusResponse:
         """Returns each source's counters: received, accepted, rejected and flagged by reason."""
+        fix_status = self._sync_fix_sessions()
         feeds = []
         for source, counters in sorted(self.board.snapshot().items()):
             if request.sources and source not in request.sources:
@@ -506,9 +580,19 @@ class MarketDataServicer:
                 if counters.rejected.get(issue) or counters.flagged.get(issue)
             ]
             state = md.FEED_STATE_FINISHED if counters.finished else md.FEED_STATE_HEALTHY
+            reason, episodes = "", 0
             live = next((f for f in self.live.values() if f.source == source), None)
             if live is not None:
                 state = _LIVE_STATES[live.health()]
+                reason = live.health_reason()
+            status = fix_status.get(source)
+            if status is not None:
+                state = _LIVE_STATES[status["health"]]
+                reason, episodes = status["reason"], status["stale_episodes"]
+                if status["rejects"]:
+                    first = status["first_rejects"][0]
+                    refused = f"{status['rejects']} MarketDataRequest(s) refused, first: {first[3]}"
+                    reason = f"{reason}; {refused}" if reason else refused
             feeds.append(
                 md.FeedStatus(
                     source=source,
@@ -517,6 +601,8 @@ class MarketDataServicer:
                     received=counters.received,
                     accepted=counters.accepted,
                     issues=issues,
+                    state_reason=reason,
+                    stale_episodes=episodes,
                 )
             )
         return md.GetFeedStatusResponse(feeds=feeds)
@@ -942,6 +1028,14 @@ class MarketDataServicer:
 
     # -- pending -----------------------------------------------------------
 
+    def _fix_book(self, spec: InstrumentSpec) -> engine.OrderBook | None:
+        """The book of `spec` from a live FIX session, else a replayed one."""
+        for session in self.fix_sessions:
+            book = session.book(spec)
+            if book is not None:
+                return book
+        return self.books.get(spec)
+
     async def GetOrderBook(
         self, request: md.GetOrderBookRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> md.GetOrderBookResponse:
@@ -953,7 +1047,7 @@ class MarketDataServicer:
         v.raise_if_any()
         spec = _resolve("instrument", request.instrument)
         live = self.live.get(spec)
-        book = live.book.book() if live is not None else self.books.get(spec)
+        book = live.book.book() if live is not None else self._fix_book(spec)
         if book is None:
             raise NotFound(f"instrument: no order book is kept for {spec.symbol} at {spec.venue}")
         bid_px, bid_sz, ask_px, ask_sz = book.depth(request.depth or 10)

@@ -73,6 +73,20 @@ class WebSocketBookFeed:
         silent = time.monotonic() - self.state.last_message_monotonic
         return "stale" if silent > self.stale_after_s else "healthy"
 
+    def health_reason(self) -> str:
+        """Why the feed is not healthy; empty when it is."""
+        health = self.health()
+        if health == "disconnected":
+            return (
+                f"not connected: {self.state.last_error}"
+                if self.state.last_error
+                else ("not connected")
+            )
+        if health == "stale":
+            silent = time.monotonic() - self.state.last_message_monotonic
+            return f"no message for {silent:.1f} s (threshold {self.stale_after_s:g} s)"
+        return ""
+
     def on_message(self, message: str | bytes) -> str:
         """Applies one message; counts it on the feed status board."""
         text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message

@@ -8,7 +8,7 @@ use pyo3::types::{PyBytes, PyDict};
 
 use super::book::PyOrderBook;
 use crate::feeds::Scales;
-use crate::fix_feed::{FixBookFeed, MessageOutcome, MessageStatus, RejectReason};
+use crate::fix_feed::{FixBookFeed, FixFeedStats, MessageOutcome, MessageStatus, RejectReason};
 
 /// What one message did, for Python: (status, reason of a rejection, MDReqID).
 type PyOutcome = (&'static str, Option<&'static str>, Option<String>);
@@ -49,8 +49,8 @@ impl PyFixBookFeed {
     }
 
     /// Takes one whole FIX message; returns (status, reason, MDReqID): status
-    /// "snapshot", "applied", "stale", "gap", "awaiting_snapshot", "ignored"
-    /// or "rejected" (with the reason's name).
+    /// "snapshot", "applied", "stale", "gap", "awaiting_snapshot", "buffered",
+    /// "ignored" or "rejected" (with the reason's name).
     fn on_message(&mut self, message: &[u8]) -> PyOutcome {
         outcome(self.inner.on_message(message))
     }
@@ -100,36 +100,57 @@ impl PyFixBookFeed {
 
     /// Counters: messages, snapshots, updates applied, stale, gaps, refused
     /// while awaiting a snapshot, crossed, rejected updates, ignored trades and
-    /// other entries, rejections by reason (every reason present), and the
+    /// other entries, the gap buffer's (buffered, buffer_applied,
+    /// buffer_dropped), rejections by reason (every reason present), and the
     /// first rejections as (message number, reason, description).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.stats();
-        let out = PyDict::new(py);
-        out.set_item("messages", s.messages)?;
-        out.set_item("other_messages", s.other_messages)?;
-        out.set_item("snapshots", s.snapshots)?;
-        out.set_item("updates_applied", s.updates_applied)?;
-        out.set_item("level_updates", s.level_updates)?;
-        out.set_item("stale", s.stale)?;
-        out.set_item("gaps", s.gaps)?;
-        out.set_item("awaiting_snapshot", s.awaiting_snapshot)?;
-        out.set_item("crossed", s.crossed)?;
-        out.set_item("updates_rejected", s.updates_rejected)?;
-        out.set_item("trades", s.trades)?;
-        out.set_item("other_entries", s.other_entries)?;
-        let rejected = PyDict::new(py);
-        for reason in RejectReason::ALL {
-            rejected.set_item(reason.name(), s.rejected(reason))?;
-        }
-        out.set_item("rejected", rejected)?;
-        let first: Vec<(u64, &str, String)> = s
-            .first_errors
-            .iter()
-            .map(|e| (e.message, e.error.reason().name(), e.error.to_string()))
-            .collect();
-        out.set_item("first_errors", first)?;
-        Ok(out)
+        stats_dict(py, self.inner.stats())
     }
+
+    /// Keeps, per book waiting for a snapshot, up to `max_changes` level
+    /// changes of the numbered updates that arrive meanwhile, and applies
+    /// those newer than the snapshot when it comes; 0 (the default) refuses
+    /// them instead.
+    fn set_gap_buffer(&mut self, max_changes: usize) {
+        self.inner.set_gap_buffer(max_changes);
+    }
+
+    /// The number of updates buffered for `symbol`.
+    fn buffered(&self, symbol: &str) -> usize {
+        self.inner.buffered(symbol)
+    }
+}
+
+/// The counters of a feed as a dict (see `FixBookFeed.stats`).
+pub(super) fn stats_dict<'py>(py: Python<'py>, s: &FixFeedStats) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    out.set_item("messages", s.messages)?;
+    out.set_item("other_messages", s.other_messages)?;
+    out.set_item("snapshots", s.snapshots)?;
+    out.set_item("updates_applied", s.updates_applied)?;
+    out.set_item("level_updates", s.level_updates)?;
+    out.set_item("stale", s.stale)?;
+    out.set_item("gaps", s.gaps)?;
+    out.set_item("awaiting_snapshot", s.awaiting_snapshot)?;
+    out.set_item("crossed", s.crossed)?;
+    out.set_item("updates_rejected", s.updates_rejected)?;
+    out.set_item("trades", s.trades)?;
+    out.set_item("other_entries", s.other_entries)?;
+    out.set_item("buffered", s.buffered)?;
+    out.set_item("buffer_applied", s.buffer_applied)?;
+    out.set_item("buffer_dropped", s.buffer_dropped)?;
+    let rejected = PyDict::new(py);
+    for reason in RejectReason::ALL {
+        rejected.set_item(reason.name(), s.rejected(reason))?;
+    }
+    out.set_item("rejected", rejected)?;
+    let first: Vec<(u64, &str, String)> = s
+        .first_errors
+        .iter()
+        .map(|e| (e.message, e.error.reason().name(), e.error.to_string()))
+        .collect();
+    out.set_item("first_errors", first)?;
+    Ok(out)
 }
 
 /// Adds the FIX market-data feed class to `module`.

@@ -6,6 +6,7 @@
 mod book;
 mod errors;
 mod fix_feed;
+mod fix_session;
 mod indicators;
 
 use std::cell::RefCell;
@@ -509,6 +510,7 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("PriceError", module.py().get_type::<PriceError>())?;
     book::register(module)?;
     fix_feed::register(module)?;
+    fix_session::register(module)?;
     indicators::register(module)?;
     module.add("DataFileError", module.py().get_type::<DataFileError>())?;
     Ok(())
