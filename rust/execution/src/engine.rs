@@ -25,6 +25,11 @@ use thiserror::Error;
 
 use crate::wire;
 
+mod journal;
+mod reconcile;
+
+pub use journal::{JournalError, JournalStatus, FILE_NAME as JOURNAL_FILE_NAME};
+
 /// Most reports the log keeps; older ones are dropped (and counted).
 pub const REPORT_LOG_CAPACITY: usize = 100_000;
 
@@ -69,6 +74,9 @@ pub enum ExecutionError {
     /// The engine was stopped.
     #[error("the engine is stopped")]
     Stopped,
+    /// The order journal cannot be opened, read, replayed or written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 /// An instrument: symbol and fixed-point scales.
@@ -162,6 +170,14 @@ pub struct ExecutionConfig {
     /// a restart resumes them (the paper venues' sessions too); None keeps
     /// them in memory and every start begins at 1.
     pub store_dir: Option<std::path::PathBuf>,
+    /// Where the order journal lives (see the `journal` module): orders,
+    /// positions and applied reports survive a restart, and the orders still
+    /// open are reconciled with their venues (OrderStatusRequest) once their
+    /// sessions log on. None keeps them in memory only.
+    pub journal_dir: Option<std::path::PathBuf>,
+    /// The journal is compacted (one snapshot record) once the records after
+    /// the last snapshot exceed this many bytes, or the snapshot's own size.
+    pub journal_compact_bytes: u64,
 }
 
 impl Default for ExecutionConfig {
@@ -174,6 +190,8 @@ impl Default for ExecutionConfig {
             limits: RiskLimits::default(),
             latency_cost_bps_per_ms: 0.1,
             store_dir: None,
+            journal_dir: None,
+            journal_compact_bytes: 16 << 20,
         }
     }
 }
@@ -297,6 +315,10 @@ struct Book {
     ack_ms: Vec<f64>,
     /// Orders routed to each venue.
     routed: Vec<u64>,
+    /// The order journal, when configured.
+    journal: Option<journal::Journal>,
+    /// Reconciliation with the venues after a restart.
+    recon: reconcile::Reconciliation,
 }
 
 impl Book {
@@ -315,6 +337,8 @@ impl Book {
                 .map(|v| v.latency.as_secs_f64() * 1e3)
                 .collect(),
             routed: vec![0; venues.len()],
+            journal: None,
+            recon: reconcile::Reconciliation::default(),
         }
     }
 
@@ -571,9 +595,13 @@ impl ExecutionEngine {
         for spec in &config.instruments {
             oms.risk_mut().set_limits(&spec.symbol, config.limits);
         }
-        let book = Arc::new(Mutex::new(Book::new(oms, &config.venues)));
         let venue_names: Arc<Vec<String>> =
             Arc::new(config.venues.iter().map(|v| v.name.clone()).collect());
+        let mut book = Book::new(oms, &config.venues);
+        if let Some(dir) = &config.journal_dir {
+            journal::open(&mut book, dir, config.journal_compact_bytes, &venue_names)?;
+        }
+        let book = Arc::new(Mutex::new(book));
 
         let (app, rx) = ChannelApplication::new(EVENT_CAPACITY);
         let stop_flag = Arc::new(AtomicBool::new(false));
@@ -606,6 +634,7 @@ impl ExecutionEngine {
                 }
             }
         }
+        reconcile::install(&book, venues.iter().map(|l| l.sender.clone()).collect());
         Ok(Self {
             instruments,
             order_of_instruments,
@@ -825,6 +854,7 @@ impl ExecutionEngine {
                 .clone();
             book.tifs.insert(order.order_id, request.time_in_force);
             book.venue_of.insert(order.order_id, venue);
+            journal::record_submit(&mut book, &order, venue, request.time_in_force)?;
             let msg = (order.status == nexus_oms::OrderStatus::PendingNew).then(|| {
                 book.routed[venue] += 1;
                 book.sent_at.insert(order.order_id, Instant::now());
@@ -862,6 +892,7 @@ impl ExecutionEngine {
                 .ok_or_else(|| ManagerError::UnknownOrder(order_id.to_string()))?;
             let link = self.link_of(&book, &online, order_id)?;
             let order = book.oms.cancel(order_id, new_client_order_id)?.clone();
+            journal::record_change(&mut book, order_id, new_client_order_id, None)?;
             let spec = self.spec(&order.instrument)?;
             let msg = wire::cancel_request(&order, &orig, new_client_order_id, spec);
             (order, msg, link)
@@ -924,6 +955,12 @@ impl ExecutionEngine {
                 .oms
                 .replace(order_id, new_client_order_id, quantity, limit_price)?
                 .clone();
+            journal::record_change(
+                &mut book,
+                order_id,
+                new_client_order_id,
+                Some((quantity, limit_price)),
+            )?;
             let spec = self.spec(&order.instrument)?;
             let msg = wire::replace_request(
                 &order,
@@ -1076,6 +1113,7 @@ impl ExecutionEngine {
         let (ids, msgs) = {
             let mut book = lock(&self.book);
             let open = book.oms.set_kill_switch(engaged);
+            journal::record_kill_switch(&mut book, engaged);
             let mut ids = Vec::with_capacity(open.len());
             let mut msgs: Vec<Vec<OutgoingMessage>> = vec![Vec::new(); self.venues.len()];
             for id in open {
@@ -1087,13 +1125,14 @@ impl ExecutionEngine {
                 };
                 let n = self.kill_counter.fetch_add(1, Ordering::Relaxed);
                 let cl_ord_id = format!("KILL-{id}-{n}");
-                let Ok(order) = book.oms.cancel(id, &cl_ord_id) else {
+                let Ok(order) = book.oms.cancel(id, &cl_ord_id).cloned() else {
                     continue;
                 };
+                journal::record_kill_cancel(&mut book, id, &cl_ord_id);
                 let Some(spec) = self.instruments.get(&order.instrument) else {
                     continue;
                 };
-                msgs[venue].push(wire::cancel_request(order, &orig, &cl_ord_id, spec));
+                msgs[venue].push(wire::cancel_request(&order, &orig, &cl_ord_id, spec));
                 ids.push(id);
             }
             (ids, msgs)
@@ -1107,6 +1146,20 @@ impl ExecutionEngine {
             }
         }
         Ok(ids)
+    }
+
+    /// What the order journal has done (None without one), with where
+    /// reconciliation stands: status requests sent, answers applied, and
+    /// restored open orders not answered for yet.
+    #[must_use]
+    pub fn journal_status(&self) -> Option<JournalStatus> {
+        let book = lock(&self.book);
+        journal::status(&book).map(|mut s| {
+            s.status_requests = book.recon.asked;
+            s.status_answers = book.recon.answered;
+            s.unreconciled = reconcile::unanswered(&book) as u64;
+            s
+        })
     }
 
     /// The state of the first venue's FIX session.
@@ -1250,7 +1303,8 @@ fn apply_loop(
                 apply(&bytes, venue, book, instruments, venues);
                 reported.notify_all();
             }
-            Ok(AppEvent::Logon(_) | AppEvent::Logout(_)) => {}
+            Ok(AppEvent::Logon(session)) => reconcile::on_logon(book, &session, venues),
+            Ok(AppEvent::Logout(_)) => {}
             Err(RecvTimeoutError::Timeout) => {
                 if stop.load(Ordering::Acquire) {
                     return;
@@ -1278,6 +1332,9 @@ fn apply(
             return;
         }
     };
+    if reconcile::on_status(&mut book, &msg, instruments, venues) {
+        return;
+    }
     let translated = match wire::translate(&msg, |s| instruments.get(s).cloned()) {
         Ok(Some(t)) => t,
         Ok(None) => return,
@@ -1303,6 +1360,10 @@ fn apply(
             return;
         }
     }
+    if let Some(why) = reconcile::already_counted(&book, &translated) {
+        book.note_unapplied(why);
+        return;
+    }
     match book.oms.on_execution_report(&translated.report) {
         Ok(true) => {
             let Some(order) = book
@@ -1319,14 +1380,26 @@ fn apply(
                 .unwrap_or_default();
             book.push(ReportRecord {
                 sequence: 0,
-                exec_id: translated.report.exec_id,
+                exec_id: translated.report.exec_id.clone(),
                 exec_type: translated.exec_type,
                 order,
                 last_quantity: translated.last_quantity,
                 last_price: translated.last_price,
                 commission: translated.commission,
-                venue,
+                venue: venue.clone(),
             });
+            // After the push: a compaction then snapshots the log with it.
+            journal::record_report(
+                &mut book,
+                &translated.report,
+                translated.exec_type,
+                (
+                    translated.last_quantity,
+                    translated.last_price,
+                    translated.commission,
+                ),
+                &venue,
+            );
         }
         Ok(false) => {}
         Err(e) => book.note_unapplied(format!(

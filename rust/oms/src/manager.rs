@@ -256,6 +256,12 @@ impl OrderManager {
         all
     }
 
+    /// Whether a report with this ExecID has been applied.
+    #[must_use]
+    pub fn knows_exec_id(&self, exec_id: &str) -> bool {
+        self.exec_ids.contains(exec_id)
+    }
+
     /// Returns the state to keep across a restart (see [`ManagerState`]).
     #[must_use]
     pub fn state(&self) -> ManagerState {
