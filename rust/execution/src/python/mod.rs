@@ -118,6 +118,10 @@ fn order_dict<'py>(py: Python<'py>, order: &Order, venue: &str) -> PyResult<Boun
     d.set_item("venue", venue)?;
     d.set_item("order_id", order.order_id)?;
     d.set_item("client_order_id", order.client_order_id())?;
+    d.set_item(
+        "original_client_order_id",
+        order.chain.first().map_or("", String::as_str),
+    )?;
     d.set_item("symbol", &order.instrument)?;
     d.set_item("side", side_name(order.side))?;
     d.set_item("order_type", order_type_name(order.order_type))?;
