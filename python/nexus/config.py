@@ -229,6 +229,11 @@ class ExecutionConfig(_Section):
         default=True,
         description="keep FIX messages and sequence numbers in <data_dir>/fix, resumed on restart",
     )
+    persist_orders: bool = Field(
+        default=True,
+        description="journal orders, positions and algo orders in <data_dir>/orders, "
+        "restored and reconciled with the venues on restart",
+    )
     latency_cost_bps_per_ms: float = Field(
         default=0.1,
         ge=0,

@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from nexus.common.v1 import types_pb2
-from nexus.config import ServiceName, load_settings
+from nexus.config import ServiceName, Settings, load_settings
 from nexus.execution.v1 import execution_pb2 as ex
 from nexus_client import NexusClient, from_decimal, to_decimal
 from tests.conftest import ThreadedServer
@@ -383,3 +383,118 @@ def test_fix_sequence_numbers_resume_after_a_restart(tmp_path: Path) -> None:
         "FIX.4.4-NEXUS-PAPER-SLOW.body",
         "FIX.4.4-NEXUS-PAPER-SLOW.seqnums",
     ]
+
+
+def _serve_with_quotes(settings: Settings) -> ThreadedServer:
+    server = ThreadedServer(settings)
+    servicer = server.server.context.hosted[ServiceName.EXECUTION][1]
+    deadline = time.monotonic() + 30
+    while getattr(servicer, "quotes_fed", 0) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server
+
+
+def _positions(client: NexusClient) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+    return [
+        (
+            p.instrument.symbol,
+            from_decimal(p.quantity),
+            from_decimal(p.average_price),
+            from_decimal(p.realized_pnl),
+        )
+        for p in client.execution.GetPositions(ex.GetPositionsRequest(include_flat=True)).positions
+    ]
+
+
+def test_orders_positions_and_algos_survive_a_restart(tmp_path: Path) -> None:
+    settings = load_settings(
+        overrides={
+            "server": {"port": 0, "grace_period_s": 0.2, "metrics_port": None},
+            "data_dir": str(tmp_path),
+            "services": "hub,marketdata,execution",
+            "execution": {"replay_speed": 600.0, "algo_slice_s": 0.25},
+        }
+    )
+    server = _serve_with_quotes(settings)
+    try:
+        with NexusClient(server.target, timeout_s=10) as client:
+            bought = client.execution.SubmitOrder(_order("keep-1", "100000")).order
+            bought = _wait_status(client, bought.order_id, ex.ORDER_STATUS_FILLED)
+            sell = _order("keep-2", "40000")
+            sell.side = types_pb2.SIDE_SELL
+            sold = client.execution.SubmitOrder(sell).order
+            _wait_status(client, sold.order_id, ex.ORDER_STATUS_FILLED)
+            # Within the collar, below the market: rests at the paper venue.
+            below = from_decimal(bought.average_price) * Decimal("0.995")
+            rest = _order(
+                "keep-3",
+                "10000",
+                limit_price=to_decimal(str(below.quantize(Decimal("0.00001")))),
+                time_in_force=ex.TIME_IN_FORCE_GTC,
+            )
+            rest.order_type = ex.ORDER_TYPE_LIMIT
+            resting = client.execution.SubmitOrder(rest).order
+            _wait_status(client, resting.order_id, ex.ORDER_STATUS_NEW)
+            done = client.execution.ExecuteAlgo(
+                _algo("keep-twap", ex.ALGO_KIND_TWAP, "20000", 1.0, twap=ex.TwapParams(slices=2))
+            ).execution
+            done = _wait_algo(client, done.algo_id)
+            assert done.status == ex.ALGO_STATUS_COMPLETED, done.error.message
+            waiting = client.execution.ExecuteAlgo(
+                _algo(
+                    "keep-wait",
+                    ex.ALGO_KIND_TWAP,
+                    "100000",
+                    120.0,
+                    twap=ex.TwapParams(slices=4),
+                    limit_price=to_decimal("0.5"),  # never reachable: no children yet
+                )
+            ).execution
+            assert waiting.status == ex.ALGO_STATUS_RUNNING
+            orders = list(client.execution.GetOrders(ex.GetOrdersRequest()).orders)
+            positions = _positions(client)
+    finally:
+        server.stop()
+    assert (tmp_path / "orders" / "orders.journal").stat().st_size > 0
+
+    server = _serve_with_quotes(settings)
+    try:
+        with NexusClient(server.target, timeout_s=10) as client:
+            assert _positions(client) == positions
+            listed = client.execution.GetOrders(ex.GetOrdersRequest()).orders
+            after = {o.order_id: o for o in listed}
+            assert set(after) == {o.order_id for o in orders}
+            for before in orders:
+                if before.order_id != resting.order_id:
+                    assert after[before.order_id] == before
+            # The paper venue restarted empty: the resting order is gone, and says why.
+            gone = _wait_status(client, resting.order_id, ex.ORDER_STATUS_CANCELED)
+            assert "does not know the order" in gone.text
+            # SubmitOrder stays idempotent on client_order_id across the restart.
+            again = client.execution.SubmitOrder(_order("keep-1", "100000")).order
+            assert again.order_id == bought.order_id
+            # Algo parents: the finished one answers as it was; the running one resumed.
+            finished = client.execution.GetAlgoExecution(
+                ex.GetAlgoExecutionRequest(algo_id=done.algo_id)
+            ).execution
+            assert finished.status == ex.ALGO_STATUS_COMPLETED
+            assert finished.tca == done.tca
+            assert [c.order_id for c in finished.child_orders] == [
+                c.order_id for c in done.child_orders
+            ]
+            assert all(c.algo_id == done.algo_id for c in finished.child_orders)
+            resumed = client.execution.GetAlgoExecution(
+                ex.GetAlgoExecutionRequest(algo_id=waiting.algo_id)
+            ).execution
+            assert resumed.status == ex.ALGO_STATUS_RUNNING
+            assert resumed.request.client_algo_id == "keep-wait"
+            retry = client.execution.ExecuteAlgo(
+                _algo("keep-wait", ex.ALGO_KIND_TWAP, "100000", 120.0)
+            ).execution
+            assert retry.algo_id == waiting.algo_id
+            cancelled = client.execution.CancelAlgo(
+                ex.CancelAlgoRequest(algo_id=waiting.algo_id)
+            ).execution
+            assert cancelled.status == ex.ALGO_STATUS_CANCELED
+    finally:
+        server.stop()

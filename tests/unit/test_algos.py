@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nexus import engine
 from nexus.services.execution import algos
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data/sample/market/fx/ticks/lean_oanda_eurusd"
@@ -155,3 +156,44 @@ def test_volatility_per_sqrt_second_matches_numpy() -> None:
     expected = math.sqrt(float(np.sum(returns**2)) / ((len(quotes) - 1) * 0.25))
     assert algos.volatility_per_sqrt_second(quotes) == pytest.approx(expected, rel=1e-12)
     assert algos.volatility_per_sqrt_second(quotes[:2]) == 0.0
+
+
+def test_algo_store_round_trips_and_moves_a_bad_file_aside(tmp_path: Path) -> None:
+    store = algos.AlgoStore(tmp_path / "orders" / "algos.json")
+    assert store.load() == {}
+    records = {"A1": {"state": "running", "children": [1, 2]}}
+    store.save(records)
+    assert store.load() == records
+    assert [p.name for p in (tmp_path / "orders").iterdir()] == ["algos.json"]
+    store.path.write_text('{"version": 1, "algos": [')  # torn
+    assert store.load() == {}
+    (aside,) = [p for p in (tmp_path / "orders").iterdir() if "corrupt" in p.name]
+    assert aside.read_text().startswith('{"version": 1')
+
+
+def test_a_parent_restored_after_its_window_ends_expires_with_the_reason() -> None:
+    eng = engine.ExecutionEngine([("EURUSD", 5, 0, 1)])
+    try:
+        spec = algos.AlgoSpec(
+            algo_id="A7",
+            kind=algos.AlgoKind.TWAP,
+            symbol="EURUSD",
+            side="buy",
+            quantity=10,
+            slice_times_ns=(1, 2),
+            slice_quantities=(5, 5),
+            end_ns=3,
+        )
+        saved: list[dict[str, object]] = []
+        algo = algos.AlgoOrder(spec=spec, engine=eng, quote=lambda: None, arrival_mid=1.5)
+        record = algo.to_record()
+        restored = algos.AlgoOrder.from_record(
+            record, eng, quote=lambda: None, on_change=lambda: saved.append(algo.to_record())
+        )
+        assert restored.to_record() == record
+        restored.resume(now_ns=4)
+        assert restored.state is algos.AlgoState.EXPIRED
+        assert "window ended while the service was down" in restored.error
+        assert saved, "the end was saved"
+    finally:
+        eng.stop()

@@ -13,7 +13,8 @@ use nexus_fix::message::Message;
 use nexus_fix::session::tcp::now_nanos;
 use nexus_fix::session::{
     Acceptor, AcceptorConfig, Application, FileStore, Initiator, InitiatorConfig, MemoryStore,
-    MessageStore, OutgoingMessage, Session, SessionConfig, SessionId, StoreError, TcpError,
+    MessageStore, OutgoingMessage, Session, SessionConfig, SessionId, SessionSender, StoreError,
+    TcpError,
 };
 use nexus_oms::{
     ManagerError, NewOrder, Order, OrderManager, OrderType, Position, RiskLimits, Side,
@@ -22,6 +23,11 @@ use nexus_venue::{EngineConfig, FeeModel, InstrumentSpec, PaperVenue, VenueConfi
 use thiserror::Error;
 
 use crate::wire;
+
+mod journal;
+mod reconcile;
+
+pub use journal::{JournalError, JournalStatus, FILE_NAME as JOURNAL_FILE_NAME};
 
 /// Most reports the log keeps; older ones are dropped (and counted).
 pub const REPORT_LOG_CAPACITY: usize = 100_000;
@@ -61,6 +67,9 @@ pub enum ExecutionError {
     /// The engine was stopped.
     #[error("the engine is stopped")]
     Stopped,
+    /// The order journal cannot be opened, read, replayed or written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 /// An instrument: symbol and fixed-point scales.
@@ -154,6 +163,14 @@ pub struct ExecutionConfig {
     /// a restart resumes them (the paper venues' sessions too); None keeps
     /// them in memory and every start begins at 1.
     pub store_dir: Option<std::path::PathBuf>,
+    /// Where the order journal lives (see the `journal` module): orders,
+    /// positions and applied reports survive a restart, and the orders still
+    /// open are reconciled with their venues (OrderStatusRequest) once their
+    /// sessions log on. None keeps them in memory only.
+    pub journal_dir: Option<std::path::PathBuf>,
+    /// The journal is compacted (one snapshot record) once the records after
+    /// the last snapshot exceed this many bytes, or the snapshot's own size.
+    pub journal_compact_bytes: u64,
 }
 
 impl Default for ExecutionConfig {
@@ -166,6 +183,8 @@ impl Default for ExecutionConfig {
             limits: RiskLimits::default(),
             latency_cost_bps_per_ms: 0.1,
             store_dir: None,
+            journal_dir: None,
+            journal_compact_bytes: 16 << 20,
         }
     }
 }
@@ -289,6 +308,10 @@ struct Book {
     ack_ms: Vec<f64>,
     /// Orders routed to each venue.
     routed: Vec<u64>,
+    /// The order journal, when configured.
+    journal: Option<journal::Journal>,
+    /// Reconciliation with the venues after a restart.
+    recon: reconcile::Reconciliation,
 }
 
 impl Book {
@@ -307,6 +330,8 @@ impl Book {
                 .map(|v| v.latency.as_secs_f64() * 1e3)
                 .collect(),
             routed: vec![0; venues.len()],
+            journal: None,
+            recon: reconcile::Reconciliation::default(),
         }
     }
 
@@ -352,6 +377,9 @@ struct VenueLink {
     paper: Option<PaperVenue>,
     acceptor: Mutex<Option<Acceptor>>,
     initiator: Mutex<Option<Initiator>>,
+    /// The session's queue (for messages that must not block, e.g. order status
+    /// requests sent from the reader thread).
+    sender: SessionSender,
     session_id: SessionId,
     venue_session_id: SessionId,
     addr: SocketAddr,
@@ -567,9 +595,13 @@ impl ExecutionEngine {
         for spec in &config.instruments {
             oms.risk_mut().set_limits(&spec.symbol, config.limits);
         }
-        let book = Arc::new(Mutex::new(Book::new(oms, &config.venues)));
         let venue_names: Arc<Vec<String>> =
             Arc::new(config.venues.iter().map(|v| v.name.clone()).collect());
+        let mut book = Book::new(oms, &config.venues);
+        if let Some(dir) = &config.journal_dir {
+            journal::open(&mut book, dir, config.journal_compact_bytes, &venue_names)?;
+        }
+        let book = Arc::new(Mutex::new(book));
 
         let reported = Arc::new(Condvar::new());
         let app = Arc::new(Reports {
@@ -592,6 +624,7 @@ impl ExecutionEngine {
                 }
             }
         }
+        reconcile::install(&book, venues.iter().map(|l| l.sender.clone()).collect());
         Ok(Self {
             instruments,
             order_of_instruments,
@@ -808,6 +841,7 @@ impl ExecutionEngine {
                 .clone();
             book.tifs.insert(order.order_id, request.time_in_force);
             book.venue_of.insert(order.order_id, venue);
+            journal::record_submit(&mut book, &order, venue, request.time_in_force)?;
             let msg = (order.status == nexus_oms::OrderStatus::PendingNew).then(|| {
                 book.routed[venue] += 1;
                 book.sent_at.insert(order.order_id, Instant::now());
@@ -845,6 +879,7 @@ impl ExecutionEngine {
                 .ok_or_else(|| ManagerError::UnknownOrder(order_id.to_string()))?;
             let link = self.link_of(&book, &online, order_id)?;
             let order = book.oms.cancel(order_id, new_client_order_id)?.clone();
+            journal::record_change(&mut book, order_id, new_client_order_id, None)?;
             let spec = self.spec(&order.instrument)?;
             let msg = wire::cancel_request(&order, &orig, new_client_order_id, spec);
             (order, msg, link)
@@ -907,6 +942,12 @@ impl ExecutionEngine {
                 .oms
                 .replace(order_id, new_client_order_id, quantity, limit_price)?
                 .clone();
+            journal::record_change(
+                &mut book,
+                order_id,
+                new_client_order_id,
+                Some((quantity, limit_price)),
+            )?;
             let spec = self.spec(&order.instrument)?;
             let msg = wire::replace_request(
                 &order,
@@ -1059,6 +1100,7 @@ impl ExecutionEngine {
         let (ids, msgs) = {
             let mut book = lock(&self.book);
             let open = book.oms.set_kill_switch(engaged);
+            journal::record_kill_switch(&mut book, engaged);
             let mut ids = Vec::with_capacity(open.len());
             let mut msgs: Vec<Vec<OutgoingMessage>> = vec![Vec::new(); self.venues.len()];
             for id in open {
@@ -1070,13 +1112,14 @@ impl ExecutionEngine {
                 };
                 let n = self.kill_counter.fetch_add(1, Ordering::Relaxed);
                 let cl_ord_id = format!("KILL-{id}-{n}");
-                let Ok(order) = book.oms.cancel(id, &cl_ord_id) else {
+                let Ok(order) = book.oms.cancel(id, &cl_ord_id).cloned() else {
                     continue;
                 };
+                journal::record_kill_cancel(&mut book, id, &cl_ord_id);
                 let Some(spec) = self.instruments.get(&order.instrument) else {
                     continue;
                 };
-                msgs[venue].push(wire::cancel_request(order, &orig, &cl_ord_id, spec));
+                msgs[venue].push(wire::cancel_request(&order, &orig, &cl_ord_id, spec));
                 ids.push(id);
             }
             (ids, msgs)
@@ -1090,6 +1133,20 @@ impl ExecutionEngine {
             }
         }
         Ok(ids)
+    }
+
+    /// What the order journal has done (None without one), with where
+    /// reconciliation stands: status requests sent, answers applied, and
+    /// restored open orders not answered for yet.
+    #[must_use]
+    pub fn journal_status(&self) -> Option<JournalStatus> {
+        let book = lock(&self.book);
+        journal::status(&book).map(|mut s| {
+            s.status_requests = book.recon.asked;
+            s.status_answers = book.recon.answered;
+            s.unreconciled = reconcile::unanswered(&book) as u64;
+            s
+        })
     }
 
     /// The state of the first venue's FIX session.
@@ -1204,6 +1261,7 @@ fn start_link(
         setup: setup.clone(),
         paper,
         acceptor: Mutex::new(acceptor),
+        sender: initiator.sender(),
         initiator: Mutex::new(Some(initiator)),
         session_id,
         venue_session_id,
@@ -1223,6 +1281,10 @@ struct Reports {
 }
 
 impl Application for Reports {
+    fn on_logon(&self, session: &SessionId) {
+        reconcile::on_logon(&self.book, session, &self.venues);
+    }
+
     fn on_message(&self, session: &SessionId, msg: &Message<'_>, _: &mut Vec<OutgoingMessage>) {
         let venue = self
             .venues
@@ -1243,6 +1305,9 @@ fn apply(
     venues: &[String],
 ) {
     let mut book = lock(book);
+    if reconcile::on_status(&mut book, msg, instruments, venues) {
+        return;
+    }
     let translated = match wire::translate(msg, |s| instruments.get(s).cloned()) {
         Ok(Some(t)) => t,
         Ok(None) => return,
@@ -1268,6 +1333,10 @@ fn apply(
             return;
         }
     }
+    if let Some(why) = reconcile::already_counted(&book, &translated) {
+        book.note_unapplied(why);
+        return;
+    }
     match book.oms.on_execution_report(&translated.report) {
         Ok(true) => {
             let Some(order) = book
@@ -1284,14 +1353,26 @@ fn apply(
                 .unwrap_or_default();
             book.push(ReportRecord {
                 sequence: 0,
-                exec_id: translated.report.exec_id,
+                exec_id: translated.report.exec_id.clone(),
                 exec_type: translated.exec_type,
                 order,
                 last_quantity: translated.last_quantity,
                 last_price: translated.last_price,
                 commission: translated.commission,
-                venue,
+                venue: venue.clone(),
             });
+            // After the push: a compaction then snapshots the log with it.
+            journal::record_report(
+                &mut book,
+                &translated.report,
+                translated.exec_type,
+                (
+                    translated.last_quantity,
+                    translated.last_price,
+                    translated.commission,
+                ),
+                &venue,
+            );
         }
         Ok(false) => {}
         Err(e) => book.note_unapplied(format!(

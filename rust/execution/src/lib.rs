@@ -24,7 +24,8 @@ mod wire;
 pub mod python;
 
 pub use engine::{
-    ExecType, ExecutionConfig, ExecutionEngine, ExecutionError, InstrumentConfig, OrderRequest,
-    ReportRecord, SessionState, TimeInForce, VenueSetup, VenueStats, REPORT_LOG_CAPACITY,
+    ExecType, ExecutionConfig, ExecutionEngine, ExecutionError, InstrumentConfig, JournalError,
+    JournalStatus, OrderRequest, ReportRecord, SessionState, TimeInForce, VenueSetup, VenueStats,
+    JOURNAL_FILE_NAME, REPORT_LOG_CAPACITY,
 };
 pub use nexus_oms::{Order, OrderStatus, OrderType, Position, RiskLimits, RiskReason, Side};

@@ -9,13 +9,15 @@ use nexus_oms::{ExecKind, ExecutionReport, Order, OrderType, Side};
 
 use crate::engine::{ExecType, InstrumentConfig, TimeInForce};
 
+const AVG_PX: u32 = 6;
 const CL_ORD_ID: u32 = 11;
 const COMMISSION: u32 = 12;
+const CUM_QTY: u32 = 14;
 const EXEC_ID: u32 = 17;
 const LAST_PX: u32 = 31;
 const LAST_QTY: u32 = 32;
-const MSG_SEQ_NUM: u32 = 34;
 const ORDER_QTY: u32 = 38;
+const ORD_STATUS: u32 = 39;
 const ORD_TYPE: u32 = 40;
 const ORIG_CL_ORD_ID: u32 = 41;
 const PRICE: u32 = 44;
@@ -148,6 +150,8 @@ pub(crate) struct Translated {
     pub last_price: Option<i64>,
     /// Commission of a trade.
     pub commission: Option<i64>,
+    /// CumQty (14) of a trade: what the venue has filled of the order with it.
+    pub cum_quantity: Option<i64>,
 }
 
 fn text(msg: &Message<'_>, what: &str, reason_tag: u32) -> String {
@@ -184,6 +188,7 @@ pub(crate) fn translate(
                 last_quantity: 0,
                 last_price: None,
                 commission: None,
+                cum_quantity: None,
             };
             let (kind, exec_type) = match msg.get(EXEC_TYPE) {
                 Some(b"0") => (ExecKind::New, ExecType::New),
@@ -203,6 +208,7 @@ pub(crate) fn translate(
                     out.commission = msg
                         .get(COMMISSION)
                         .and_then(|v| mantissa(v, spec.price_scale));
+                    out.cum_quantity = msg.get(CUM_QTY).and_then(|v| mantissa(v, spec.qty_scale));
                     (ExecKind::Trade { quantity, price }, ExecType::Trade)
                 }
                 Some(b"4") => (ExecKind::Canceled, ExecType::Canceled),
@@ -221,12 +227,13 @@ pub(crate) fn translate(
         }
         b"9" => {
             let client_order_id = string(CL_ORD_ID).ok_or("OrderCancelReject without ClOrdID")?;
-            // No ExecID on a cancel reject: the session sequence number is unique.
-            let seq = string(MSG_SEQ_NUM).unwrap_or_default();
+            // No ExecID on a cancel reject: a request's ClOrdID is unique and gets
+            // one answer (the MsgSeqNum is not unique once a session restarts at 1).
+            let exec_id = format!("CXLREJ-{client_order_id}");
             Ok(Some(Translated {
                 report: ExecutionReport {
                     client_order_id,
-                    exec_id: format!("CXLREJ-{seq}"),
+                    exec_id,
                     kind: ExecKind::CancelRejected(text(
                         msg,
                         "cancel rejected by the venue",
@@ -237,10 +244,87 @@ pub(crate) fn translate(
                 last_quantity: 0,
                 last_price: None,
                 commission: None,
+                cum_quantity: None,
             }))
         }
         _ => Ok(None),
     }
+}
+
+/// OrderStatusRequest (H) of `order`, under its current ClOrdID.
+pub(crate) fn status_request(order: &Order) -> OutgoingMessage {
+    OutgoingMessage::new("H")
+        .field(CL_ORD_ID, order.client_order_id())
+        .field(SYMBOL, &order.instrument)
+        .field(SIDE, side(order.side))
+}
+
+/// An ExecutionReport with ExecType I (order status), as the venue states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StatusReport {
+    /// ClOrdID (11): the venue's latest for the order.
+    pub client_order_id: String,
+    /// OrdStatus (39).
+    pub ord_status: u8,
+    /// OrdRejReason (103), when rejected.
+    pub ord_rej_reason: Option<String>,
+    /// CumQty (14) mantissa.
+    pub cum_quantity: i64,
+    /// AvgPx (6) mantissa.
+    pub average_price: i64,
+    /// Text (58).
+    pub text: Option<String>,
+}
+
+/// Reads an order status report (35=8, 150=I); Ok(None) for any other message.
+///
+/// # Errors
+/// Why a status report cannot be read (missing ClOrdID or OrdStatus, bad CumQty
+/// or AvgPx).
+pub(crate) fn status_report(
+    msg: &Message<'_>,
+    spec: impl Fn(&str) -> Option<InstrumentConfig>,
+) -> Result<Option<StatusReport>, String> {
+    if msg.msg_type() != b"8" || msg.get(EXEC_TYPE) != Some(b"I") {
+        return Ok(None);
+    }
+    let string = |tag: u32| {
+        msg.get(tag)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let client_order_id = string(CL_ORD_ID).ok_or("order status report without ClOrdID")?;
+    let ord_status = match msg.get(ORD_STATUS) {
+        Some([b]) => *b,
+        _ => {
+            return Err(format!(
+                "order status report of {client_order_id} without OrdStatus"
+            ))
+        }
+    };
+    let ord_rej_reason = string(ORD_REJ_REASON);
+    let (cum_quantity, average_price) = if ord_status == b'8' {
+        (0, 0)
+    } else {
+        let symbol = string(SYMBOL).unwrap_or_default();
+        let spec = spec(&symbol).ok_or_else(|| format!("unknown symbol {symbol}"))?;
+        let cum = msg
+            .get(CUM_QTY)
+            .and_then(|v| mantissa(v, spec.qty_scale))
+            .ok_or("order status report without a valid CumQty")?;
+        let avg = msg
+            .get(AVG_PX)
+            .and_then(|v| mantissa(v, spec.price_scale))
+            .ok_or("order status report without a valid AvgPx")?;
+        (cum, avg)
+    };
+    Ok(Some(StatusReport {
+        client_order_id,
+        ord_status,
+        ord_rej_reason,
+        cum_quantity,
+        average_price,
+        text: string(TEXT),
+    }))
 }
 
 #[cfg(test)]

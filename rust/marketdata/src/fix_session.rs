@@ -35,7 +35,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::SyncSender;
+
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use nexus_fix::message::Message;
 use nexus_fix::session::{
     Application, Initiator, InitiatorConfig, MemoryStore, OutgoingMessage, Session, SessionConfig,
-    SessionId, TcpError,
+    SessionId, SessionSender, TcpError,
 };
 use nexus_fix::{Dictionary, DictionaryError};
 use thiserror::Error;
@@ -268,7 +268,7 @@ pub struct FixMdStatus {
 /// The session's state, behind one lock.
 struct State {
     feed: FixBookFeed,
-    sender: Option<SyncSender<OutgoingMessage>>,
+    sender: Option<SessionSender>,
     logged_on: bool,
     /// A logon whose subscriptions wait for the sender.
     subscribe_pending: bool,

@@ -12,8 +12,8 @@ pub mod risk;
 pub mod state;
 
 pub use manager::{
-    ExecKind, ExecutionReport, ManagerError, NewOrder, Order, OrderManager, OrderType,
-    PendingChange, Side,
+    ExecKind, ExecutionReport, ManagerError, ManagerState, NewOrder, Order, OrderManager,
+    OrderType, PendingChange, Side,
 };
 pub use position::{FillSide, Position};
 pub use risk::{RiskCheck, RiskEngine, RiskLimits, RiskReason, RiskReject};

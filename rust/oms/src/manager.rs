@@ -13,6 +13,7 @@ use crate::state::{transition, ExecEvent, OrderStatus, TransitionError};
 pub type Side = FillSide;
 
 /// Market or limit.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderType {
     /// At the best available price.
@@ -41,6 +42,7 @@ pub struct NewOrder {
 }
 
 /// A cancel or replace sent and not yet answered.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PendingChange {
     /// A cancel under this ClOrdID.
@@ -50,6 +52,7 @@ pub enum PendingChange {
 }
 
 /// An order and its state.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
     /// Nexus's id, stable across the ClOrdID chain.
@@ -111,6 +114,7 @@ impl Order {
 }
 
 /// What a venue's execution report says.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecKind {
     /// Acknowledged.
@@ -132,9 +136,15 @@ pub enum ExecKind {
     Expired,
     /// The pending cancel or replace was refused (OrderCancelReject).
     CancelRejected(String),
+    /// The venue does not know the order (its answer to an order status
+    /// request, e.g. after a restart): an order it never acknowledged becomes
+    /// Rejected, a working one Canceled; a change in flight is dropped and the
+    /// text is kept as the order's reason.
+    Lost(String),
 }
 
 /// An execution report, as the FIX layer hands it over.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecutionReport {
     /// ClOrdID (11) the report is about.
@@ -168,6 +178,25 @@ pub enum ManagerError {
     /// The report does not fit the order's state.
     #[error(transparent)]
     Transition(#[from] TransitionError),
+}
+
+/// Everything the order manager must keep across a restart: what
+/// [`OrderManager::state`] returns and [`OrderManager::restore_state`] takes.
+/// The risk engine's memory of recent orders (throttle, duplicate guard) and
+/// last prices are not part of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ManagerState {
+    /// Every order, in id order.
+    pub orders: Vec<Order>,
+    /// Every non-default position, by instrument, sorted.
+    pub positions: Vec<(String, Position)>,
+    /// Every ExecID applied, sorted (resends of them are ignored).
+    pub exec_ids: Vec<String>,
+    /// The id the next order gets.
+    pub next_id: u64,
+    /// Whether the kill switch is engaged.
+    pub kill_switch: bool,
 }
 
 /// Orders, positions and the pre-trade risk engine of one trading account.
@@ -225,6 +254,110 @@ impl OrderManager {
         let mut all: Vec<&Order> = self.orders.values().collect();
         all.sort_by_key(|o| o.order_id);
         all
+    }
+
+    /// Whether a report with this ExecID has been applied.
+    #[must_use]
+    pub fn knows_exec_id(&self, exec_id: &str) -> bool {
+        self.exec_ids.contains(exec_id)
+    }
+
+    /// Returns the state to keep across a restart (see [`ManagerState`]).
+    #[must_use]
+    pub fn state(&self) -> ManagerState {
+        let mut positions: Vec<(String, Position)> = self
+            .positions
+            .iter()
+            .filter(|(_, p)| **p != Position::default())
+            .map(|(k, p)| (k.clone(), *p))
+            .collect();
+        positions.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut exec_ids: Vec<String> = self.exec_ids.iter().cloned().collect();
+        exec_ids.sort_unstable();
+        ManagerState {
+            orders: self.orders().into_iter().cloned().collect(),
+            positions,
+            exec_ids,
+            next_id: self.next_id,
+            kill_switch: self.risk.kill_switch(),
+        }
+    }
+
+    /// Replaces the orders, positions, applied ExecIDs and kill switch with
+    /// `state` (risk limits stay as they are).
+    ///
+    /// # Errors
+    /// [`ManagerError::Invalid`] when the state contradicts itself (an order
+    /// id or ClOrdID twice, an id not below `next_id`); the manager is then
+    /// left empty.
+    pub fn restore_state(&mut self, state: ManagerState) -> Result<(), ManagerError> {
+        self.clear();
+        self.positions = state.positions.into_iter().collect();
+        self.exec_ids = state.exec_ids.into_iter().collect();
+        self.next_id = state.next_id.max(1);
+        self.risk.set_kill_switch(state.kill_switch);
+        for order in state.orders {
+            let checked = if order.order_id >= state.next_id {
+                Err(ManagerError::Invalid(format!(
+                    "order id {} is not below the next id {}",
+                    order.order_id, state.next_id
+                )))
+            } else {
+                self.restore_order(order)
+            };
+            if let Err(e) = checked {
+                self.clear();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.orders.clear();
+        self.by_client_id.clear();
+        self.working.clear();
+        self.positions.clear();
+        self.exec_ids.clear();
+        self.next_id = 1;
+    }
+
+    /// Records an order as it is, without the pre-trade checks: an order the
+    /// manager accepted or refused before a restart (as [`Self::submit`]
+    /// returned it). The next order id moves past it.
+    ///
+    /// # Errors
+    /// [`ManagerError::Invalid`] when its id or one of its ClOrdIDs is taken.
+    pub fn restore_order(&mut self, order: Order) -> Result<(), ManagerError> {
+        if self.orders.contains_key(&order.order_id) {
+            return Err(ManagerError::Invalid(format!(
+                "order id {} restored twice",
+                order.order_id
+            )));
+        }
+        let pending = match &order.pending {
+            Some(PendingChange::Cancel(id) | PendingChange::Replace(id, _, _)) => Some(id),
+            None => None,
+        };
+        let ids: Vec<&String> = order.chain.iter().chain(pending).collect();
+        if let Some(taken) = ids
+            .iter()
+            .find(|id| self.by_client_id.contains_key(id.as_str()))
+        {
+            return Err(ManagerError::Invalid(format!(
+                "ClOrdID {taken:?} restored twice"
+            )));
+        }
+        for id in ids {
+            self.by_client_id.insert(id.clone(), order.order_id);
+        }
+        *self
+            .working
+            .entry((order.instrument.clone(), order.side))
+            .or_insert(0) += order.leaves();
+        self.next_id = self.next_id.max(order.order_id + 1);
+        self.orders.insert(order.order_id, order);
+        Ok(())
     }
 
     /// Quantity still working on one side of an instrument: a running total
@@ -450,6 +583,16 @@ impl OrderManager {
             }
             ExecKind::Expired => order.status = transition(order.status, ExecEvent::Expired)?,
             ExecKind::CancelRejected(text) => {
+                order.pending = None;
+                order.reject = Some(text.clone());
+            }
+            ExecKind::Lost(text) => {
+                let event = if order.status == OrderStatus::PendingNew {
+                    ExecEvent::Rejected
+                } else {
+                    ExecEvent::Canceled
+                };
+                order.status = transition(order.status, event)?;
                 order.pending = None;
                 order.reject = Some(text.clone());
             }
@@ -727,6 +870,100 @@ mod tests {
         .expect("fits");
         check(&m);
         assert_eq!(m.working_same_side("EURUSD", Side::Buy), 0);
+    }
+
+    #[test]
+    fn state_round_trips_and_restored_orders_keep_working() {
+        let mut m = OrderManager::new(RiskLimits::default());
+        let a = m
+            .submit(limit("A", Side::Buy, 100, 10))
+            .expect("ok")
+            .order_id;
+        m.submit(limit("B", Side::Sell, 50, 12)).expect("ok");
+        m.on_execution_report(&report("A", "e1", ExecKind::New))
+            .expect("fits");
+        m.on_execution_report(&report(
+            "A",
+            "e2",
+            ExecKind::Trade {
+                quantity: 30,
+                price: 10,
+            },
+        ))
+        .expect("fits");
+        m.cancel(a, "A2").expect("sent");
+        m.set_kill_switch(true);
+        let state = m.state();
+        let mut r = OrderManager::new(RiskLimits::default());
+        r.restore_state(state.clone()).expect("consistent");
+        assert_eq!(r.state(), state);
+        assert_eq!(r.position("EURUSD"), m.position("EURUSD"));
+        for side in [Side::Buy, Side::Sell] {
+            assert_eq!(
+                r.working_same_side("EURUSD", side),
+                m.working_same_side("EURUSD", side)
+            );
+        }
+        // Resends of applied reports are still ignored; the pending cancel
+        // and every ClOrdID are known; new ids continue.
+        assert!(!r
+            .on_execution_report(&report("A", "e2", ExecKind::New))
+            .expect("ignored"));
+        assert!(matches!(
+            r.submit(limit("A2", Side::Buy, 1, 10)),
+            Err(ManagerError::DuplicateClientOrderId(_))
+        ));
+        r.on_execution_report(&report("A2", "e3", ExecKind::Canceled))
+            .expect("fits");
+        assert_eq!(r.order(a).map(|o| o.status), Some(OrderStatus::Canceled));
+        r.set_kill_switch(false);
+        assert_eq!(
+            r.submit(limit("C", Side::Buy, 1, 10)).expect("ok").order_id,
+            3
+        );
+
+        let mut twice = state.clone();
+        twice.orders.push(twice.orders[0].clone());
+        let mut bad = OrderManager::new(RiskLimits::default());
+        assert!(matches!(
+            bad.restore_state(twice),
+            Err(ManagerError::Invalid(_))
+        ));
+        assert!(bad.orders().is_empty());
+    }
+
+    #[test]
+    fn lost_orders_end_with_their_reason() {
+        let mut m = OrderManager::new(RiskLimits::default());
+        let a = m
+            .submit(limit("A", Side::Buy, 10, 10))
+            .expect("ok")
+            .order_id;
+        let b = m
+            .submit(limit("B", Side::Buy, 10, 10))
+            .expect("ok")
+            .order_id;
+        m.on_execution_report(&report("B", "e1", ExecKind::New))
+            .expect("fits");
+        m.cancel(b, "B2").expect("sent");
+        for id in ["A", "B"] {
+            m.on_execution_report(&report(
+                id,
+                &format!("lost-{id}"),
+                ExecKind::Lost("gone".into()),
+            ))
+            .expect("fits");
+        }
+        let (a, b) = (m.order(a).expect("a"), m.order(b).expect("b"));
+        assert_eq!(
+            (a.status, a.reject.as_deref()),
+            (OrderStatus::Rejected, Some("gone"))
+        );
+        assert_eq!((b.status, b.pending.clone()), (OrderStatus::Canceled, None));
+        assert_eq!(m.working_same_side("EURUSD", Side::Buy), 0);
+        assert!(m
+            .on_execution_report(&report("A", "again", ExecKind::Lost("gone".into())))
+            .is_err());
     }
 
     #[test]

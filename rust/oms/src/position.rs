@@ -1,6 +1,7 @@
 //! Net positions from fills: signed quantity, average entry price, realised P&L.
 
 /// Buy or sell, as it changes a position.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FillSide {
     /// Adds to a long or reduces a short.
@@ -14,6 +15,7 @@ pub enum FillSide {
 /// `cost` is the open quantity times its average price, in
 /// price-mantissa x size-mantissa units; `realized` is realised P&L in the
 /// same units (divide by 10^(price_scale + size_scale) for money).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Position {
     /// Signed quantity: positive long, negative short.

@@ -13,6 +13,7 @@ use thiserror::Error;
 use crate::position::FillSide;
 
 /// Why a pre-trade check refused an order (as `nexus.execution.v1.RejectReason`).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RiskReason {
     /// Quantity above the per-order maximum.
@@ -63,6 +64,7 @@ impl fmt::Display for RiskReason {
 }
 
 /// A refused order: the reason and a text naming the limit and the value.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{reason}: {text}")]
 pub struct RiskReject {
@@ -144,6 +146,12 @@ impl RiskEngine {
             default_limits,
             ..Self::default()
         }
+    }
+
+    /// The limits of instruments without their own.
+    #[must_use]
+    pub fn default_limits(&self) -> RiskLimits {
+        self.default_limits
     }
 
     /// Sets the limits of one instrument.

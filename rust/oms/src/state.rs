@@ -3,6 +3,7 @@
 use thiserror::Error;
 
 /// The state of an order (FIX OrdStatus, as in `nexus.execution.v1.OrderStatus`).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderStatus {
     /// Sent, not yet acknowledged.

@@ -27,12 +27,12 @@
 //! changes from every subscriber (their RptSeq is used), as a lost packet would.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc::SyncSender;
+
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use nexus_fix::message::{tags, Decimal, Message, Section};
 use nexus_fix::session::state::{Application, OutgoingMessage, SessionId};
-use nexus_fix::session::tcp::{Acceptor, AcceptorConfig, TcpError};
+use nexus_fix::session::tcp::{Acceptor, AcceptorConfig, SessionSender, TcpError};
 use nexus_fix::session::Session;
 use thiserror::Error;
 
@@ -126,7 +126,7 @@ struct Subscription {
 struct Inner {
     books: HashMap<String, Book>,
     subscriptions: Vec<Subscription>,
-    senders: HashMap<SessionId, SyncSender<OutgoingMessage>>,
+    senders: HashMap<SessionId, SessionSender>,
     stats: MdVenueStats,
 }
 
@@ -430,7 +430,7 @@ impl MarketDataVenue {
     }
 
     /// Registers the outgoing channel of `session` for its Xs.
-    pub fn attach(&self, session: SessionId, sender: SyncSender<OutgoingMessage>) {
+    pub fn attach(&self, session: SessionId, sender: SessionSender) {
         self.lock().senders.insert(session, sender);
     }
 

@@ -11,6 +11,12 @@
 //!   with CxlRejReason (102) and Text.
 //! * OrderCancelReplaceRequest (35=G): ExecType 5 Replaced (then Trade reports if the
 //!   new price is marketable), or an OrderCancelReject.
+//! * OrderStatusRequest (35=H), found by ClOrdID (any of the order's chain) or
+//!   OrderID: an ExecutionReport ExecType I (order status) with the order's
+//!   OrdStatus, CumQty, LeavesQty and AvgPx; for an order the venue does not know,
+//!   ExecType I with OrdStatus 8 Rejected and OrdRejReason 5 unknown order (FIX 4.4,
+//!   volume 4, "Order Status Request"). The venue keeps its orders in memory: a
+//!   restarted venue knows none of the orders sent to the one before.
 //! * Anything else: a BusinessMessageReject (35=j), reason 3 (unsupported type).
 //!
 //! Quotes are fed from another thread with [`PaperVenue::on_quote`] (the venue is a
@@ -30,6 +36,9 @@
 //! the state the venue reports is consistent, only the arrival order may differ.
 //! Simulated latency ([`VenueConfig::latency`]) sleeps on the session thread before
 //! replies and on the quote-feeding thread before unsolicited reports.
+//!
+//! ExecIDs carry a tag of the venue's start time (`<prefix>-<run>-E<n>`), so a
+//! restarted venue never reuses the ExecID of a report its predecessor sent.
 //!
 //! Prices and quantities on the wire are decimals; the venue converts them to the
 //! instrument's mantissas ([`InstrumentSpec`]) and rejects values with more digits
@@ -137,6 +146,8 @@ struct Inner {
     pending: HashMap<SessionId, Vec<OutgoingMessage>>,
     next_exec_id: u64,
     prefix: String,
+    /// Start time of the venue in base 36 milliseconds: part of every ExecID.
+    run: String,
 }
 
 /// The paper venue: a simulator of a broker, serving FIX 4.4 order entry from a
@@ -153,6 +164,20 @@ impl std::fmt::Debug for PaperVenue {
             .field("latency", &self.latency)
             .finish_non_exhaustive()
     }
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[usize::try_from(n % 36).unwrap_or(0)]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn pow10(n: u8) -> Option<i64> {
@@ -262,7 +287,7 @@ impl Inner {
     fn exec_id(&mut self) -> String {
         let id = self.next_exec_id;
         self.next_exec_id += 1;
-        format!("{}-E{id}", self.prefix)
+        format!("{}-{}-E{id}", self.prefix, self.run)
     }
 
     fn order_id(&self, id: OrderId) -> String {
@@ -504,6 +529,55 @@ impl Inner {
         Ok(out)
     }
 
+    /// Answers an OrderStatusRequest: ExecType I with the order's state, or
+    /// OrdStatus 8 with OrdRejReason 5 when no order of the session has that
+    /// ClOrdID (11) or OrderID (37).
+    fn status(&mut self, session: &SessionId, msg: &Message<'_>) -> OutgoingMessage {
+        let ts = now_nanos();
+        let cl_ord_id = msg.get_str(tag::CL_ORD_ID).unwrap_or_default();
+        let id = self
+            .by_cl_ord_id
+            .get(&(session.clone(), cl_ord_id.to_owned()))
+            .copied()
+            .or_else(|| {
+                let id: OrderId = msg
+                    .get_str(tag::ORDER_ID)
+                    .ok()?
+                    .strip_prefix(&self.prefix)?
+                    .strip_prefix('-')?
+                    .parse()
+                    .ok()?;
+                self.orders
+                    .get(&id)
+                    .is_some_and(|info| &info.session == session)
+                    .then_some(id)
+            });
+        if let Some(order) = id.and_then(|id| self.engine.order(id).cloned()) {
+            let progress = Progress {
+                cum: order.filled,
+                notional: order.notional,
+            };
+            return self.report(&order, "I", status_code(order.status), progress, ts);
+        }
+        let mut m = OutgoingMessage::new("8")
+            .field(tag::ORDER_ID, "NONE")
+            .field(tag::CL_ORD_ID, cl_ord_id)
+            .field(tag::EXEC_ID, self.exec_id())
+            .field(tag::EXEC_TYPE, "I")
+            .field(tag::ORD_STATUS, "8")
+            .field(tag::ORD_REJ_REASON, "5")
+            .field(tag::SYMBOL, msg.get(tag::SYMBOL).unwrap_or_default());
+        m = match msg.get(tag::SIDE) {
+            Some(side @ (b"1" | b"2")) => m.field(tag::SIDE, side),
+            _ => m.field(tag::SIDE, "1"),
+        };
+        m.field(tag::LEAVES_QTY, "0")
+            .field(tag::CUM_QTY, "0")
+            .field(tag::AVG_PX, "0")
+            .field(tag::TRANSACT_TIME, timestamp(ts))
+            .field(tags::TEXT, "unknown order")
+    }
+
     /// Finds the order of a cancel or replace: OrigClOrdID (41), else OrderID (37).
     fn find(&self, session: &SessionId, msg: &Message<'_>) -> Option<OrderId> {
         let orig = msg.get_str(tag::ORIG_CL_ORD_ID).unwrap_or_default();
@@ -709,6 +783,7 @@ impl PaperVenue {
                 pending: HashMap::new(),
                 next_exec_id: 1,
                 prefix: config.id_prefix,
+                run: base36(u64::try_from(now_nanos() / 1_000_000).unwrap_or(0)),
             })),
             latency: config.latency,
         }
@@ -716,7 +791,7 @@ impl PaperVenue {
 
     /// The FIX 4.4 data dictionary the venue speaks: the session messages and
     /// NewOrderSingle, OrderCancelRequest, OrderCancelReplaceRequest,
-    /// OrderStatusRequest (answered with 35=j), ExecutionReport, OrderCancelReject
+    /// OrderStatusRequest, ExecutionReport, OrderCancelReject
     /// and BusinessMessageReject. Usable on both sides of a session.
     ///
     /// # Errors
@@ -882,6 +957,7 @@ impl Application for PaperVenue {
                 b"D" => replies.extend(inner.new_order(session, msg)),
                 b"F" => replies.extend(inner.cancel(session, msg)),
                 b"G" => replies.extend(inner.replace(session, msg)),
+                b"H" => replies.push(inner.status(session, msg)),
                 other => {
                     let mut reject = OutgoingMessage::new("j");
                     if let Some(seq) = msg.get(tags::MSG_SEQ_NUM) {
@@ -1143,11 +1219,60 @@ mod tests {
     fn latency_delays_replies() {
         let v = venue(Duration::from_millis(60), crate::FeeModel::None);
         let start = Instant::now();
-        let r = send(&v, "H", &[(11, "A"), (55, SYM), (54, "1")]);
+        let r = send(&v, "8", &[(11, "A"), (55, SYM), (54, "1")]);
         assert!(start.elapsed() >= Duration::from_millis(60));
         assert_eq!(
             (r[0].msg_type.as_str(), get(&r[0], 45), get(&r[0], 380)),
             ("j", "7", "3")
         );
+    }
+
+    #[test]
+    fn order_status_requests_report_the_order_or_unknown() {
+        let v = venue(Duration::ZERO, crate::FeeModel::None);
+        quote(&v);
+        let mut f = nos("A", "1", "10", "1");
+        f.push((44, "99.00"));
+        send(&v, "D", &f);
+        let r = send(
+            &v,
+            "G",
+            &[
+                (41, "A"),
+                (11, "B"),
+                (55, SYM),
+                (54, "1"),
+                (38, "12"),
+                (40, "2"),
+                (44, "99.00"),
+            ],
+        );
+        assert_eq!(get(&r[0], 150), "5");
+        // Found under either ClOrdID of the chain; reported under the latest.
+        for id in ["A", "B"] {
+            let r = send(&v, "H", &[(11, id), (55, SYM), (54, "1")]);
+            assert_eq!(r.len(), 1);
+            assert_eq!(er(&r[0]), ["I", "0", "0", "12", "0.00"]);
+            assert_eq!(get(&r[0], 11), "B");
+        }
+        // A partial fill shows in the status.
+        assert_eq!(v.on_quote(SYM, 9_875, 9_900, 5, 5, 2).unwrap(), 1);
+        let r = send(&v, "H", &[(11, "B"), (55, SYM), (54, "1")]);
+        assert_eq!(er(&r[0]), ["I", "1", "5", "7", "99.00"]);
+        let order_id = get(&r[0], 37).to_owned();
+        let r = send(&v, "H", &[(11, "?"), (37, &order_id), (55, SYM), (54, "1")]);
+        assert_eq!(get(&r[0], 11), "B");
+        let r = send(&v, "H", &[(11, "NOPE"), (55, SYM), (54, "2")]);
+        assert_eq!(er(&r[0]), ["I", "8", "0", "0", "0"]);
+        assert_eq!(
+            (get(&r[0], 103), get(&r[0], 11), get(&r[0], 54)),
+            ("5", "NOPE", "2")
+        );
+        // ExecIDs of a venue started later differ from this one's.
+        let ids: Vec<String> = r.iter().map(|m| get(m, 17).to_owned()).collect();
+        std::thread::sleep(Duration::from_millis(2));
+        let w = venue(Duration::ZERO, crate::FeeModel::None);
+        let other = send(&w, "H", &[(11, "NOPE"), (55, SYM), (54, "2")]);
+        assert_ne!(get(&other[0], 17), ids[0]);
     }
 }

@@ -328,20 +328,28 @@ fn nexus_trades_with_the_paper_venue_over_tcp() {
     rejected.assert_er("O1", "8", "8", "0", "0", "0");
     assert_eq!(rejected.get(103), "6");
 
-    // An unsupported message type: BusinessMessageReject.
-    orders
-        .send(
-            OutgoingMessage::new("H")
-                .field(11, "O1")
-                .field(55, SYM)
-                .field(54, "1"),
-        )
-        .unwrap();
-    let reject = client.next();
-    assert_eq!(
-        [reject.msg_type.as_str(), reject.get(372), reject.get(380)],
-        ["j", "H", "3"]
-    );
+    // OrderStatusRequest: the order's state (ExecType I), or unknown order.
+    for (id, status, reason) in [("O1", None, None), ("O9", Some("8"), Some("5"))] {
+        orders
+            .send(
+                OutgoingMessage::new("H")
+                    .field(11, id)
+                    .field(55, SYM)
+                    .field(54, "1"),
+            )
+            .unwrap();
+        let answer = client.next();
+        assert_eq!(
+            [answer.msg_type.as_str(), answer.get(150), answer.get(11)],
+            ["8", "I", id]
+        );
+        if let Some(status) = status {
+            assert_eq!(answer.get(39), status);
+        } else {
+            assert_ne!(answer.get(39), "8");
+        }
+        assert_eq!(answer.has(103).then(|| answer.get(103)), reason);
+    }
     client.assert_quiet();
 
     // Logout.

@@ -26,6 +26,11 @@ never beyond the parent's limit price, and for VWAP at most
 into the next slice, and the last slice asks for everything left. The parent ends
 COMPLETED when filled, EXPIRED when the window ends first, CANCELED by
 `cancel` or the kill switch, FAILED after repeated refusals of its children.
+
+A parent survives a restart of the service (`AlgoStore`): its state is written
+on every change, and a parent still running is `suspend`ed at stop and
+`resume`d at start, from the first slice it had not sent; one whose window
+ended meanwhile ends EXPIRED (or COMPLETED) with that reason.
 """
 
 from __future__ import annotations
@@ -34,11 +39,17 @@ import asyncio
 import contextlib
 import enum
 import itertools
+import json
+import logging
 import math
+import os
 import random
+import re
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -46,6 +57,7 @@ __all__ = [
     "AlgoOrder",
     "AlgoSpec",
     "AlgoState",
+    "AlgoStore",
     "Quote",
     "allocate",
     "implementation_shortfall_weights",
@@ -61,6 +73,8 @@ MAX_REFUSALS = 3
 CHILD_TIMEOUT_S = 5.0
 #: Terminal order statuses (of the engine's order dicts).
 _DONE = frozenset({"filled", "canceled", "rejected", "expired", "replaced"})
+
+log = logging.getLogger("nexus.execution.algos")
 
 
 class AlgoKind(enum.Enum):
@@ -262,15 +276,17 @@ class AlgoOrder:
     """A running parent order: sends its children through `engine`.
 
     `engine` is the Rust ExecutionEngine (or anything with its `submit`,
-    `order`, `reports_since` and `last_sequence` methods); `quote` returns the
-    latest top of book of the symbol, or None; `on_child` hears the order id of
-    each child as it is sent.
+    `order`, `orders`, `reports_since` and `last_sequence` methods); `quote`
+    returns the latest top of book of the symbol, or None; `on_child` hears the
+    order id of each child as it is sent; `on_change` hears that the state
+    changed (a child sent, fills booked, the parent ended), to persist it.
     """
 
     spec: AlgoSpec
     engine: Any
     quote: Callable[[], Quote | None]
     on_child: Callable[[int], None] = lambda _order_id: None
+    on_change: Callable[[], None] = lambda: None
     state: AlgoState = AlgoState.RUNNING
     error: str = ""
     arrival_mid: float | None = None
@@ -283,7 +299,111 @@ class AlgoOrder:
     _cancel: asyncio.Event = field(default_factory=asyncio.Event)
     _cursor: int = 0
     _refusals: int = 0
+    #: The first slice not sent yet.
+    _next_slice: int = 0
     _task: asyncio.Task[None] | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The parent as plain JSON data: the accepted spec, progress, children
+        and the inputs of its cost analysis."""
+        spec = asdict(self.spec)
+        spec["kind"] = self.spec.kind.value
+        return {
+            "spec": spec,
+            "state": self.state.value,
+            "error": self.error,
+            "arrival_mid": self.arrival_mid,
+            "children": list(self.children),
+            "filled": self.filled,
+            "notional": self.notional,
+            "fees": self.fees,
+            "market_mid_sum": self.market_mid_sum,
+            "market_mid_count": self.market_mid_count,
+            "cursor": self._cursor,
+            "refusals": self._refusals,
+            "next_slice": self._next_slice,
+        }
+
+    @classmethod
+    def from_record(
+        cls,
+        record: dict[str, Any],
+        engine: Any,
+        quote: Callable[[], Quote | None],
+        on_child: Callable[[int], None] = lambda _order_id: None,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> AlgoOrder:
+        """A parent from `to_record`'s data (not running: see `resume`)."""
+        raw = dict(record["spec"])
+        raw["kind"] = AlgoKind(raw["kind"])
+        for name in ("slice_times_ns", "slice_quantities", "venues"):
+            raw[name] = tuple(raw[name])
+        algo = cls(
+            spec=AlgoSpec(**raw),
+            engine=engine,
+            quote=quote,
+            on_child=on_child,
+            on_change=on_change,
+            state=AlgoState(record["state"]),
+            error=str(record["error"]),
+            arrival_mid=record["arrival_mid"],
+            children=[int(c) for c in record["children"]],
+            filled=int(record["filled"]),
+            notional=float(record["notional"]),
+            fees=int(record["fees"]),
+            market_mid_sum=float(record["market_mid_sum"]),
+            market_mid_count=int(record["market_mid_count"]),
+        )
+        algo._cursor = int(record["cursor"])
+        algo._refusals = int(record["refusals"])
+        algo._next_slice = int(record["next_slice"])
+        return algo
+
+    async def suspend(self) -> None:
+        """Stops the runner without ending the parent (the service is stopping
+        and will resume it); its state stays RUNNING."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=CHILD_TIMEOUT_S)
+
+    def resume(self, now_ns: int) -> None:
+        """Takes up a parent restored RUNNING after a restart.
+
+        Children the engine holds under this parent's ClOrdIDs are adopted
+        (one sent just before the stop may not have been recorded), fills
+        reported since the last save are booked, and the runner goes on from
+        the first slice not sent; slices whose time passed meanwhile roll into
+        it. A parent whose window has ended is ended instead: COMPLETED when
+        filled, else EXPIRED, with the reason.
+        """
+        if self.state is not AlgoState.RUNNING:
+            return
+        pattern = re.compile(re.escape(self.spec.algo_id) + r"-(\d+)$")
+        for order in self.engine.orders():
+            found = pattern.match(str(order.get("original_client_order_id", "")))
+            if found is None:
+                continue
+            order_id = int(order["order_id"])
+            if order_id not in self.children:
+                self.children.append(order_id)
+                self.on_child(order_id)
+            self._next_slice = max(self._next_slice, int(found.group(1)))
+        self._book_fills()
+        children = [self.engine.order(c) for c in self.children]
+        filled = sum(int(c["filled"]) for c in children if c is not None)
+        if filled != self.filled:  # the report log no longer reaches back: the orders say
+            self.filled = filled
+            self.notional = float(
+                sum(int(c["filled"]) * int(c["average_price"] or 0) for c in children if c)
+            )
+        if self.filled >= self.spec.quantity:
+            self.state = AlgoState.COMPLETED
+        elif now_ns >= self.spec.end_ns:
+            self.state = AlgoState.EXPIRED
+            self.error = "the window ended while the service was down"
+        else:
+            self._task = asyncio.create_task(self._run(), name=f"algo-{self.spec.algo_id}")
+        self.on_change()
 
     @property
     def average_price(self) -> float | None:
@@ -318,6 +438,7 @@ class AlgoOrder:
         """Starts the runner task."""
         self._cursor = int(self.engine.last_sequence())
         self._task = asyncio.create_task(self._run(), name=f"algo-{self.spec.algo_id}")
+        self.on_change()
         return self._task
 
     async def cancel(self, why: str = "cancelled") -> None:
@@ -355,14 +476,17 @@ class AlgoOrder:
     async def _run(self) -> None:
         spec = self.spec
         try:
-            first = self.quote()
-            self.arrival_mid = first.mid if first is not None else None
+            if self.arrival_mid is None:
+                first = self.quote()
+                self.arrival_mid = first.mid if first is not None else None
             target = 0
             last = len(spec.slice_times_ns) - 1
             for k, (due, planned) in enumerate(
                 zip(spec.slice_times_ns, spec.slice_quantities, strict=True)
             ):
                 target += planned
+                if k < self._next_slice:  # sent before a restart
+                    continue
                 if not await self._sleep_until(due):
                     break
                 want = (spec.quantity if k == last else target) - self.filled
@@ -382,6 +506,8 @@ class AlgoOrder:
         except Exception as err:  # the parent records why and stops
             self.error = f"{type(err).__name__}: {err}"
             self.state = AlgoState.FAILED
+        if self.state is not AlgoState.RUNNING:
+            self.on_change()
 
     async def _send_child(self, k: int, want: int) -> bool:
         """Sends slice `k` as a child for `want` and books its fills; False to stop."""
@@ -405,7 +531,9 @@ class AlgoOrder:
             list(spec.venues) or None,
         )
         self.children.append(int(child["order_id"]))
+        self._next_slice = k + 1
         self.on_child(int(child["order_id"]))
+        self.on_change()
         if child["status"] == "rejected":
             if child.get("reject_reason") == "kill_switch":
                 self.error = "the kill switch is engaged"
@@ -433,6 +561,7 @@ class AlgoOrder:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
         self._book_fills()
+        self.on_change()
 
     def _book_fills(self) -> None:
         """Reads the report log since the last look; books the children's fills."""
@@ -449,3 +578,55 @@ class AlgoOrder:
                 self.filled += qty
                 self.notional += qty * int(r["last_price"] or 0)
                 self.fees += int(r["commission"] or 0)
+
+
+class AlgoStore:
+    """The parents of the execution service in one JSON file, rewritten whole
+    (a temporary file, fsynced, renamed over it) on every change.
+
+    A file that does not read is moved aside (`<name>.corrupt-<ns>`) and
+    logged with the reason, never silently dropped; the service then starts
+    without parents.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """The stored records by algo id (with `request`: the accepted request,
+        base64 protobuf), or none."""
+        try:
+            data = json.loads(self.path.read_text())
+            if not isinstance(data, dict) or data.get("version") != 1:
+                raise ValueError("not an algo store (version 1)")
+            algos = data["algos"]
+            if not isinstance(algos, dict):
+                raise ValueError("algos is not an object")
+            return algos
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError) as err:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}")
+            with contextlib.suppress(OSError):
+                self.path.replace(aside)
+            log.error(
+                "algo store unreadable, moved aside; starting without algo orders",
+                extra={"path": str(self.path), "aside": str(aside), "reason": str(err)},
+            )
+            return {}
+
+    def save(self, algos: dict[str, dict[str, Any]]) -> None:
+        """Replaces the stored records with `algos`, atomically."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps({"version": 1, "algos": algos}, separators=(",", ":"))
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            Path(tmp).replace(self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink()
+            raise

@@ -9,11 +9,18 @@ to the venue it names or the one venue selection picks; fills come back as
 ExecutionReports and move the positions. Algo orders (TWAP, VWAP,
 implementation shortfall; `algos.py`) slice a parent into child orders that
 take the same path, with transaction-cost analysis per parent.
+
+With `execution.persist_orders` (the default) orders, positions and the report
+log survive a restart (the engine's order journal in `<data_dir>/orders`,
+reconciled with the venues once they log on), and so do the algo parents
+(`algos.json` beside it): a running parent is suspended at stop and resumed at
+start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import calendar as _calendar
 import collections
 import contextlib
@@ -183,6 +190,7 @@ class ExecutionServicer:
         self._reports = _ReportSignal()
         self._watcher_stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._algo_store: algos.AlgoStore | None = None
 
     async def start(self) -> None:
         """Starts the engine (paper venue, FIX session, order manager) and the quote replay."""
@@ -208,11 +216,23 @@ class ExecutionServicer:
             venues=[(v.name, v.fee_bps, v.latency_ms) for v in cfg.venues],
             latency_cost_bps_per_ms=cfg.latency_cost_bps_per_ms,
             store_dir=self._ctx.settings.data_dir / "fix" if cfg.persist_sessions else None,
+            journal_dir=self._orders_dir if cfg.persist_orders else None,
         )
         self.venues = tuple(v.name for v in cfg.venues)
         if not await asyncio.to_thread(self.engine.wait_logged_on, 10.0):
             raise RuntimeError("the FIX sessions to the paper venues did not log on")
+        for o in self.engine.orders():  # SubmitOrder stays idempotent across a restart
+            self._by_client_id[o["original_client_order_id"]] = int(o["order_id"])
+        journal = self.engine.journal()
+        if journal is not None:
+            log.info(
+                "order journal replayed",
+                extra={k: journal[k] for k in ("path", "replayed", "notes", "unreconciled")},
+            )
         self._feeder = asyncio.create_task(self._feed_quotes())
+        if cfg.persist_orders:
+            self._algo_store = algos.AlgoStore(self._orders_dir / "algos.json")
+            self._restore_algos()
         self._watcher = threading.Thread(
             target=self._reports.watch,
             args=(self.engine, asyncio.get_running_loop(), self._watcher_stop),
@@ -221,10 +241,73 @@ class ExecutionServicer:
         )
         self._watcher.start()
 
+    @property
+    def _orders_dir(self) -> Path:
+        return Path(self._ctx.settings.data_dir) / "orders"
+
+    def _save_algos(self) -> None:
+        """Writes every parent (the `on_change` of each); a failure is logged,
+        the parents run on."""
+        if self._algo_store is None:
+            return
+        records = {}
+        for algo_id, algo in self._algos.items():
+            record = algo.to_record()
+            record["request"] = base64.b64encode(
+                self._algo_requests[algo_id].SerializeToString()
+            ).decode()
+            records[algo_id] = record
+        try:
+            self._algo_store.save(records)
+        except OSError as err:
+            log.error("algo orders not saved", extra={"reason": str(err)})
+
+    def _restore_algos(self) -> None:
+        """Takes up the parents stored before a restart: the running ones resume
+        (or end, if their window passed); the others answer GetAlgoExecution."""
+        assert self._algo_store is not None
+        now = time.time_ns()
+        for algo_id, record in self._algo_store.load().items():
+            try:
+                request = ex.ExecuteAlgoRequest.FromString(base64.b64decode(record["request"]))
+                symbol = record["spec"]["symbol"]
+                algo = algos.AlgoOrder.from_record(
+                    record,
+                    self.engine,
+                    quote=functools.partial(self.last_quote, symbol),
+                    on_child=functools.partial(self._note_child, algo_id),
+                    on_change=self._save_algos,
+                )
+            except (KeyError, TypeError, ValueError) as err:
+                log.error(
+                    "stored algo order unreadable, left out",
+                    extra={"algo_id": algo_id, "reason": str(err)},
+                )
+                continue
+            self._algos[algo_id] = algo
+            self._algo_requests[algo_id] = request
+            self._algo_by_client_id[request.client_algo_id] = algo_id
+            for child in algo.children:
+                self._algo_of_order[child] = algo_id
+        for algo in self._algos.values():
+            algo.resume(now)
+        if self._algos:
+            running = sum(a.state is algos.AlgoState.RUNNING for a in self._algos.values())
+            log.info("algo orders restored", extra={"algos": len(self._algos), "running": running})
+
+    def _note_child(self, algo_id: str, order_id: int) -> None:
+        self._algo_of_order[order_id] = algo_id
+
     async def stop(self) -> None:
-        """Stops the algos and the quote replay, logs out and stops the engine."""
+        """Stops the algos (suspended to resume after a restart when they are
+        persisted, else cancelled) and the quote replay, logs out and stops the
+        engine."""
         for algo in list(self._algos.values()):
-            await algo.cancel("the service is stopping")
+            if self._algo_store is not None:
+                await algo.suspend()
+            else:
+                await algo.cancel("the service is stopping")
+        self._save_algos()
         self._stop.set()
         if self._feeder is not None:
             self._feeder.cancel()
@@ -747,7 +830,8 @@ class ExecutionServicer:
             ),
             engine=self._ready(),
             quote=lambda: self.last_quote(spec.symbol),
-            on_child=lambda order_id: self._algo_of_order.__setitem__(order_id, algo_id),
+            on_child=functools.partial(self._note_child, algo_id),
+            on_change=self._save_algos,
         )
         accepted = ex.ExecuteAlgoRequest()
         accepted.CopyFrom(request)

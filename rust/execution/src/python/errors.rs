@@ -26,7 +26,9 @@ pub fn to_py(err: EngineError) -> PyErr {
             | ManagerError::Invalid(_)
             | ManagerError::UnknownOrder(_),
         ) => PyValueError::new_err(err.to_string()),
-        EngineError::Store(_) => pyo3::exceptions::PyOSError::new_err(err.to_string()),
+        EngineError::Store(_) | EngineError::Journal(_) => {
+            pyo3::exceptions::PyOSError::new_err(err.to_string())
+        }
         _ => ExecutionError::new_err(err.to_string()),
     }
 }

@@ -118,6 +118,10 @@ fn order_dict<'py>(py: Python<'py>, order: &Order, venue: &str) -> PyResult<Boun
     d.set_item("venue", venue)?;
     d.set_item("order_id", order.order_id)?;
     d.set_item("client_order_id", order.client_order_id())?;
+    d.set_item(
+        "original_client_order_id",
+        order.chain.first().map_or("", String::as_str),
+    )?;
     d.set_item("symbol", &order.instrument)?;
     d.set_item("side", side_name(order.side))?;
     d.set_item("order_type", order_type_name(order.order_type))?;
@@ -216,7 +220,10 @@ impl PyExecutionEngine {
     /// venue selection chooses (fees plus `latency_cost_bps_per_ms` times the
     /// measured acknowledgement time). With `store_dir` the FIX sessions keep
     /// their messages and sequence numbers in files there and resume them on
-    /// the next start.
+    /// the next start. With `journal_dir` orders, positions and applied
+    /// reports are journaled there and restored on the next start, and the
+    /// orders still open are reconciled with their venues once they log on;
+    /// the journal is compacted once it grows by `journal_compact_bytes`.
     #[new]
     #[pyo3(signature = (
         instruments,
@@ -234,7 +241,9 @@ impl PyExecutionEngine {
         fee_bps = 0,
         venues = None,
         latency_cost_bps_per_ms = 0.1,
-        store_dir = None
+        store_dir = None,
+        journal_dir = None,
+        journal_compact_bytes = 16_777_216
     ))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python signature
     fn new(
@@ -254,6 +263,8 @@ impl PyExecutionEngine {
         venues: Option<Vec<(String, i64, f64)>>,
         latency_cost_bps_per_ms: f64,
         store_dir: Option<std::path::PathBuf>,
+        journal_dir: Option<std::path::PathBuf>,
+        journal_compact_bytes: i64,
     ) -> PyResult<Self> {
         let mut specs = Vec::with_capacity(instruments.len());
         for (symbol, price_scale, qty_scale, tick) in instruments {
@@ -315,6 +326,8 @@ impl PyExecutionEngine {
             venues,
             latency_cost_bps_per_ms,
             store_dir,
+            journal_dir,
+            journal_compact_bytes: non_negative("journal_compact_bytes", journal_compact_bytes)?,
             heart_bt_int: non_negative("heart_bt_int", heart_bt_int)?,
             sender_comp_id: sender.to_owned(),
             limits: RiskLimits {
@@ -524,6 +537,32 @@ impl PyExecutionEngine {
     fn venue_stats<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let stats = py.detach(|| self.inner.venue_stats());
         stats.iter().map(|s| venue_stats_dict(py, s)).collect()
+    }
+
+    /// The order journal (None without one): path, bytes, replayed, written,
+    /// compactions, write_errors, notes (what was recovered or could not be
+    /// done, with why), status_requests, status_answers, unreconciled.
+    fn journal<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(status) = py.detach(|| self.inner.journal_status()) else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("path", status.path.to_string_lossy().into_owned())?;
+        d.set_item("bytes", status.bytes)?;
+        d.set_item("replayed", status.replayed)?;
+        d.set_item("written", status.written)?;
+        d.set_item("compactions", status.compactions)?;
+        d.set_item("write_errors", status.write_errors)?;
+        d.set_item("notes", status.notes)?;
+        d.set_item("status_requests", status.status_requests)?;
+        d.set_item("status_answers", status.status_answers)?;
+        d.set_item("unreconciled", status.unreconciled)?;
+        Ok(Some(d))
+    }
+
+    /// Venue messages that could not be applied, most recent last, with why.
+    fn unapplied(&self, py: Python<'_>) -> Vec<String> {
+        py.detach(|| self.inner.unapplied())
     }
 
     /// Logs out and stops every thread of the engine. Idempotent.
