@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from os import PathLike
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,7 @@ def test_quote_validator_counts_each_reason() -> None:
 
 def test_bad_tls_files_fail_the_engine_start_naming_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "missing-ca.pem"
-    tls = {"ca": str(missing), "server_name": "localhost"}
+    tls: dict[str, str | PathLike[str]] = {"ca": str(missing), "server_name": "localhost"}
     with pytest.raises(OSError, match=re.escape(f"TLS of venue PAPER: cannot read {missing}")):
         engine.ExecutionEngine([("X", 2, 0, 1)], connect_to=("127.0.0.1", 9), tls=tls)
     garbage = tmp_path / "garbage.pem"
