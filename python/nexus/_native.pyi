@@ -128,6 +128,7 @@ class ExecutionEngine:
         *,
         venue_port: int = 0,
         connect_to: tuple[str, int] | None = None,
+        tls: dict[str, str | PathLike[str]] | None = None,
         heart_bt_int: int = 30,
         sender: str = "NEXUS",
         target: str = "PAPER",
@@ -137,7 +138,7 @@ class ExecutionEngine:
         collar_bps: int = 0,
         max_orders_per_second: int = 0,
         fee_bps: int = 0,
-        venues: list[tuple[str, int, float]] | None = None,
+        venues: list[tuple[str, int, float] | dict[str, Any]] | None = None,
         latency_cost_bps_per_ms: float = 0.1,
         store_dir: str | PathLike[str] | None = None,
         journal_dir: str | PathLike[str] | None = None,
@@ -211,6 +212,7 @@ class PaperVenueServer:
         *,
         port: int = 0,
         fee_bps: int = 0,
+        tls: dict[str, str | PathLike[str] | bool] | None = None,
     ) -> PaperVenueServer: ...
     @property
     def port(self) -> int: ...
@@ -219,6 +221,7 @@ class PaperVenueServer:
     ) -> int: ...
     def is_logged_on(self, sender_comp_id: str, target_comp_id: str) -> bool: ...
     def seq_nums(self, sender_comp_id: str, target_comp_id: str) -> tuple[int, int] | None: ...
+    def transport_failures(self) -> tuple[int, str | None]: ...
     def stop(self) -> None: ...
 
 class FixFrameError(ValueError):

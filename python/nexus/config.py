@@ -16,7 +16,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,6 +42,8 @@ __all__ = [
     "ServerConfig",
     "ServiceName",
     "Settings",
+    "VenueConfig",
+    "VenueTlsConfig",
     "WebSocketFeedConfig",
     "load_settings",
 ]
@@ -185,17 +194,75 @@ class MarketDataConfig(_Section):
     default_batch_size: int = Field(default=1000, ge=1, le=65_536)
 
 
-class PaperVenueConfig(_Section):
-    """One paper venue (a simulator): its name, fees and simulated latency."""
+class VenueTlsConfig(_Section):
+    """TLS to an external venue: PEM files, read and checked when the service starts."""
+
+    ca: Path = Field(description="CA bundle that verifies the venue's certificate")
+    server_name: str = Field(
+        min_length=1, description="DNS name or IP address the venue's certificate must carry"
+    )
+    cert: Path | None = Field(default=None, description="our certificate chain (mutual TLS)")
+    key: Path | None = Field(default=None, description="the private key of cert")
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> VenueTlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("tls.cert and tls.key go together (mutual TLS) or not at all")
+        return self
+
+
+class VenueConfig(_Section):
+    """One venue: a paper venue (a simulator) with its fees and simulated latency, or,
+    with `connect_to`, an external FIX 4.4 acceptor, optionally over TLS."""
 
     name: str = Field(
         pattern=r"^[!-~]{1,32}$",
         description="the venue's name and FIX SenderCompID (printable ASCII, no spaces)",
     )
-    fee_bps: int = Field(default=0, ge=0, le=1000, description="fee per fill, bps of notional")
+    fee_bps: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="fee per fill, bps of notional (for an external venue: what selection assumes)",
+    )
     latency_ms: float = Field(
         default=0.0, ge=0, le=10_000, description="simulated latency of each answer, ms"
     )
+    connect_to: str | None = Field(
+        default=None,
+        pattern=r"^[^\s:]+:[0-9]{1,5}$",
+        description="HOST:PORT of an external FIX 4.4 acceptor instead of a paper venue",
+    )
+    tls: VenueTlsConfig | None = Field(
+        default=None, description="TLS to the external acceptor (connect_to); none: plain TCP"
+    )
+
+    @model_validator(mode="after")
+    def _tls_needs_connect_to(self) -> VenueConfig:
+        if self.tls is not None and self.connect_to is None:
+            raise ValueError(
+                f"venue {self.name}: tls is for an external venue (connect_to); "
+                "paper venues are plain TCP on 127.0.0.1"
+            )
+        return self
+
+    def engine_entry(self) -> tuple[str, int, float] | dict[str, Any]:
+        """The venue as the native engine takes it."""
+        if self.connect_to is None:
+            return (self.name, self.fee_bps, self.latency_ms)
+        host, _, port = self.connect_to.rpartition(":")
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "fee_bps": self.fee_bps,
+            "latency_ms": self.latency_ms,
+            "connect_to": (host, int(port)),
+        }
+        if self.tls is not None:
+            entry["tls"] = {k: v for k, v in self.tls.model_dump().items() if v is not None}
+        return entry
+
+
+PaperVenueConfig = VenueConfig
 
 
 class ExecutionConfig(_Section):
@@ -211,13 +278,14 @@ class ExecutionConfig(_Section):
     quote_size: int = Field(
         default=1_000_000, gt=0, description="size shown at each quote when the data has none"
     )
-    venues: tuple[PaperVenueConfig, ...] = Field(
+    venues: tuple[VenueConfig, ...] = Field(
         default=(
-            PaperVenueConfig(name="PAPER", fee_bps=1, latency_ms=0.0),
-            PaperVenueConfig(name="PAPER-SLOW", fee_bps=0, latency_ms=20.0),
+            VenueConfig(name="PAPER", fee_bps=1, latency_ms=0.0),
+            VenueConfig(name="PAPER-SLOW", fee_bps=0, latency_ms=20.0),
         ),
         min_length=1,
-        description="the paper venues orders are routed between, each over its own FIX session",
+        description="the venues orders are routed between (paper, or external with connect_to), "
+        "each over its own FIX session",
     )
     algo_slice_s: float = Field(
         default=10.0,
@@ -249,7 +317,7 @@ class ExecutionConfig(_Section):
 
     @field_validator("venues")
     @classmethod
-    def _venue_names_unique(cls, value: tuple[PaperVenueConfig, ...]) -> Any:
+    def _venue_names_unique(cls, value: tuple[VenueConfig, ...]) -> Any:
         names = [v.name for v in value]
         if len(set(names)) != len(names):
             raise ValueError(f"venue names must be unique, got {names}")

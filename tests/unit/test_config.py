@@ -72,3 +72,55 @@ def test_bad_environment_variable_is_an_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("NEXUS_SERVER__PORT", "not-a-port")
     with pytest.raises(ConfigError, match="NEXUS_"):
         load_settings()
+
+
+def test_external_venue_with_tls_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "nexus.toml"
+    path.write_text(
+        "[[execution.venues]]\n"
+        'name = "BROKER"\n'
+        "fee_bps = 2\n"
+        'connect_to = "fix.broker.example:9880"\n'
+        "[execution.venues.tls]\n"
+        'ca = "certs/ca.pem"\n'
+        'server_name = "fix.broker.example"\n'
+        'cert = "certs/nexus.pem"\n'
+        'key = "certs/nexus.key"\n'
+        "[[execution.venues]]\n"
+        'name = "PAPER"\n'
+    )
+    broker, paper = load_settings(path).execution.venues
+    assert broker.engine_entry() == {
+        "name": "BROKER",
+        "fee_bps": 2,
+        "latency_ms": 0.0,
+        "connect_to": ("fix.broker.example", 9880),
+        "tls": {
+            "ca": Path("certs/ca.pem"),
+            "server_name": "fix.broker.example",
+            "cert": Path("certs/nexus.pem"),
+            "key": Path("certs/nexus.key"),
+        },
+    }
+    assert paper.engine_entry() == ("PAPER", 0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("venue", "message"),
+    [
+        ({"name": "A", "tls": {"ca": "ca.pem", "server_name": "a"}}, "tls is for an external"),
+        (
+            {
+                "name": "A",
+                "connect_to": "a:1",
+                "tls": {"ca": "ca.pem", "server_name": "a", "cert": "c.pem"},
+            },
+            "tls.cert and tls.key go together",
+        ),
+        ({"name": "A", "connect_to": "no-port"}, "connect_to"),
+        ({"name": "A", "connect_to": "a:1", "tls": {"ca": "ca.pem"}}, "server_name"),
+    ],
+)
+def test_bad_venue_tls_is_refused(venue: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(None, {"execution": {"venues": [venue]}})

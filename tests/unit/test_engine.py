@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from os import PathLike
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -83,3 +87,36 @@ def test_quote_validator_counts_each_reason() -> None:
         "duplicate": 1,
         "outlier": 0,
     }
+
+
+def test_bad_tls_files_fail_the_engine_start_naming_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing-ca.pem"
+    tls: dict[str, str | PathLike[str]] = {"ca": str(missing), "server_name": "localhost"}
+    with pytest.raises(OSError, match=re.escape(f"TLS of venue PAPER: cannot read {missing}")):
+        engine.ExecutionEngine([("X", 2, 0, 1)], connect_to=("127.0.0.1", 9), tls=tls)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(ValueError, match=re.escape(f"{garbage}: no certificate in it")):
+        engine.ExecutionEngine(
+            [("X", 2, 0, 1)],
+            venues=[
+                {
+                    "name": "BROKER",
+                    "connect_to": ("127.0.0.1", 9),
+                    "tls": {"ca": str(garbage), "server_name": "localhost"},
+                }
+            ],
+        )
+    with pytest.raises(ValueError, match='unknown key "sni" in initiator tls'):
+        engine.ExecutionEngine(
+            [("X", 2, 0, 1)], connect_to=("127.0.0.1", 9), tls={**tls, "sni": "localhost"}
+        )
+    with pytest.raises(ValueError, match="TLS is for external venues"):
+        engine.ExecutionEngine(
+            [("X", 2, 0, 1)],
+            venues=[{"name": "A", "tls": {"ca": str(garbage), "server_name": "a"}}],
+        )
+    with pytest.raises(OSError, match=re.escape(str(missing))):
+        engine.PaperVenueServer(
+            [("X", 2, 0, 1)], [("PAPER", "QF")], tls={"cert": str(missing), "key": str(missing)}
+        )

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use nexus_fix::message::Message;
 use nexus_fix::session::tcp::now_nanos;
 use nexus_fix::session::{
-    Acceptor, AcceptorConfig, Application, FileStore, Initiator, InitiatorConfig, MemoryStore,
-    MessageStore, OutgoingMessage, Session, SessionConfig, SessionId, SessionSender, StoreError,
-    TcpError,
+    Acceptor, AcceptorConfig, Application, ClientTls, ClientTlsFiles, FileStore, Initiator,
+    InitiatorConfig, MemoryStore, MessageStore, OutgoingMessage, Session, SessionConfig, SessionId,
+    SessionSender, StoreError, TcpError, TlsError,
 };
 use nexus_oms::{
     ManagerError, NewOrder, Order, OrderManager, OrderType, Position, RiskLimits, Side,
@@ -61,6 +61,14 @@ pub enum ExecutionError {
     /// A FIX message store could not be opened (unreadable, corrupt).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A venue's TLS files could not be read or used.
+    #[error("TLS of venue {venue}: {source}")]
+    Tls {
+        /// The venue.
+        venue: String,
+        /// What is wrong, naming the file.
+        source: TlsError,
+    },
     /// The FIX session is not logged on: nothing can be sent.
     #[error("the FIX session is not logged on")]
     NotLoggedOn,
@@ -115,6 +123,9 @@ pub struct VenueSetup {
     /// Simulated latency of the paper venue: how long it waits before each
     /// answer. Also the prior of the measured acknowledgement time.
     pub latency: Duration,
+    /// TLS to the external acceptor of [`Self::connect_to`] (None: plain TCP).
+    /// Paper venues are plain TCP on 127.0.0.1.
+    pub tls: Option<ClientTlsFiles>,
 }
 
 impl VenueSetup {
@@ -128,6 +139,7 @@ impl VenueSetup {
             connect_to: None,
             fee_bps: 0,
             latency: Duration::ZERO,
+            tls: None,
         }
     }
 
@@ -285,6 +297,11 @@ pub struct SessionState {
     pub next_sender_seq: u64,
     /// Next MsgSeqNum we expect.
     pub next_target_seq: u64,
+    /// Connections to the venue dropped for a transport failure (a TLS
+    /// handshake or TLS error, a plaintext/TLS mismatch) since the start.
+    pub transport_failures: u64,
+    /// Why the last one was dropped.
+    pub last_transport_failure: Option<String>,
 }
 
 /// Weight of a new acknowledgement time in its moving average.
@@ -385,6 +402,8 @@ struct VenueLink {
     addr: SocketAddr,
     /// Sequence numbers of the session when it was stopped.
     final_seq_nums: Mutex<(u64, u64)>,
+    /// Transport failures of the initiator when it was stopped.
+    final_failures: Mutex<(u64, Option<String>)>,
 }
 
 impl VenueLink {
@@ -415,9 +434,17 @@ impl VenueLink {
 
     fn state(&self) -> SessionState {
         let initiator = lock(&self.initiator);
-        let (logged_on, (next_sender_seq, next_target_seq)) = match initiator.as_ref() {
-            Some(i) => (i.is_logged_on(), i.seq_nums()),
-            None => (false, *lock(&self.final_seq_nums)),
+        let (logged_on, (next_sender_seq, next_target_seq), failures) = match initiator.as_ref() {
+            Some(i) => (
+                i.is_logged_on(),
+                i.seq_nums(),
+                (i.transport_failures(), i.last_transport_failure()),
+            ),
+            None => (
+                false,
+                *lock(&self.final_seq_nums),
+                lock(&self.final_failures).clone(),
+            ),
         };
         SessionState {
             venue: self.setup.name.clone(),
@@ -426,6 +453,8 @@ impl VenueLink {
             logged_on,
             next_sender_seq,
             next_target_seq,
+            transport_failures: failures.0,
+            last_transport_failure: failures.1,
         }
     }
 
@@ -434,6 +463,10 @@ impl VenueLink {
         if let Some(mut initiator) = initiator {
             initiator.stop();
             *lock(&self.final_seq_nums) = initiator.seq_nums();
+            *lock(&self.final_failures) = (
+                initiator.transport_failures(),
+                initiator.last_transport_failure(),
+            );
         }
     }
 
@@ -537,6 +570,12 @@ impl ExecutionEngine {
             if !names.insert(venue.name.as_str()) {
                 return Err(ExecutionError::Config(format!(
                     "venue {} configured twice",
+                    venue.name
+                )));
+            }
+            if venue.tls.is_some() && venue.connect_to.is_none() {
+                return Err(ExecutionError::Config(format!(
+                    "venue {}: TLS is for external venues (connect_to); paper venues are plain TCP on 127.0.0.1",
                     venue.name
                 )));
             }
@@ -1208,6 +1247,15 @@ fn start_link(
 ) -> Result<VenueLink, ExecutionError> {
     let venue_session_id = SessionId::new(BEGIN_STRING, &setup.name, &config.sender_comp_id);
     let session_id = SessionId::new(BEGIN_STRING, &config.sender_comp_id, &setup.name);
+    let tls = setup
+        .tls
+        .as_ref()
+        .map(ClientTls::load)
+        .transpose()
+        .map_err(|source| ExecutionError::Tls {
+            venue: setup.name.clone(),
+            source,
+        })?;
     // Opened first: a bad store fails the start before anything runs.
     let initiator_store = message_store(config, &session_id)?;
     let (paper, mut acceptor, addr) = match setup.connect_to {
@@ -1247,6 +1295,7 @@ fn start_link(
     let session = Session::new(session_config, Arc::clone(dictionary), initiator_store);
     let mut initiator_config = InitiatorConfig::new(addr);
     initiator_config.reconnect_min = Duration::from_millis(50);
+    initiator_config.tls = tls;
     let app: Arc<Reports> = Arc::clone(app);
     let initiator = match Initiator::start(initiator_config, session, app) {
         Ok(i) => i,
@@ -1267,6 +1316,7 @@ fn start_link(
         venue_session_id,
         addr,
         final_seq_nums: Mutex::new((1, 1)),
+        final_failures: Mutex::new((0, None)),
     })
 }
 

@@ -213,14 +213,23 @@ class ExecutionServicer:
             max_position=cfg.max_position,
             collar_bps=cfg.collar_bps,
             max_orders_per_second=cfg.max_orders_per_second,
-            venues=[(v.name, v.fee_bps, v.latency_ms) for v in cfg.venues],
+            venues=[v.engine_entry() for v in cfg.venues],
             latency_cost_bps_per_ms=cfg.latency_cost_bps_per_ms,
             store_dir=self._ctx.settings.data_dir / "fix" if cfg.persist_sessions else None,
             journal_dir=self._orders_dir if cfg.persist_orders else None,
         )
         self.venues = tuple(v.name for v in cfg.venues)
         if not await asyncio.to_thread(self.engine.wait_logged_on, 10.0):
-            raise RuntimeError("the FIX sessions to the paper venues did not log on")
+            not_logged_on = [s["venue"] for s in self.engine.sessions() if not s["logged_on"]]
+            failures = {
+                s["venue"]: s["last_transport_failure"]
+                for s in self.engine.sessions()
+                if s["last_transport_failure"]
+            }
+            raise RuntimeError(
+                f"the FIX sessions to {', '.join(not_logged_on) or 'the venues'} did not log on"
+                + (f"; transport failures: {failures}" if failures else "")
+            )
         for o in self.engine.orders():  # SubmitOrder stays idempotent across a restart
             self._by_client_id[o["original_client_order_id"]] = int(o["order_id"])
         journal = self.engine.journal()

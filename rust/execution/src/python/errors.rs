@@ -1,5 +1,6 @@
 //! The one place where execution-engine errors become Python exceptions.
 
+use nexus_fix::session::TlsError;
 use nexus_oms::ManagerError;
 use pyo3::exceptions::PyValueError;
 use pyo3::{create_exception, PyErr};
@@ -26,9 +27,13 @@ pub fn to_py(err: EngineError) -> PyErr {
             | ManagerError::Invalid(_)
             | ManagerError::UnknownOrder(_),
         ) => PyValueError::new_err(err.to_string()),
-        EngineError::Store(_) | EngineError::Journal(_) => {
-            pyo3::exceptions::PyOSError::new_err(err.to_string())
-        }
+        EngineError::Store(_)
+        | EngineError::Journal(_)
+        | EngineError::Tls {
+            source: TlsError::Read { .. },
+            ..
+        } => pyo3::exceptions::PyOSError::new_err(err.to_string()),
+        EngineError::Tls { .. } => PyValueError::new_err(err.to_string()),
         _ => ExecutionError::new_err(err.to_string()),
     }
 }

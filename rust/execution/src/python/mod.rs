@@ -6,6 +6,7 @@
 //! instrument's scales).
 
 mod errors;
+mod tls;
 mod venue;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -174,6 +175,11 @@ fn session_dict<'py>(py: Python<'py>, state: &SessionState) -> PyResult<Bound<'p
     d.set_item("logged_on", state.logged_on)?;
     d.set_item("next_sender_seq", state.next_sender_seq)?;
     d.set_item("next_target_seq", state.next_target_seq)?;
+    d.set_item("transport_failures", state.transport_failures)?;
+    d.set_item(
+        "last_transport_failure",
+        state.last_transport_failure.as_deref(),
+    )?;
     Ok(d)
 }
 
@@ -215,14 +221,17 @@ impl PyExecutionEngine {
     /// qty_scale, tick)`; the sessions log on in the background
     /// (see `wait_logged_on`). One venue named `target` by default: a paper
     /// venue charging `fee_bps` on `venue_port`, or, with `connect_to=(host,
-    /// port)`, that external FIX 4.4 acceptor. `venues=[(name, fee_bps,
-    /// latency_ms), ...]` starts several paper venues instead, between which
-    /// venue selection chooses (fees plus `latency_cost_bps_per_ms` times the
-    /// measured acknowledgement time). With `store_dir` the FIX sessions keep
-    /// their messages and sequence numbers in files there and resume them on
-    /// the next start. With `journal_dir` orders, positions and applied
-    /// reports are journaled there and restored on the next start, and the
-    /// orders still open are reconciled with their venues once they log on;
+    /// port)`, that external FIX 4.4 acceptor, over TLS with `tls={"ca": ...,
+    /// "server_name": ..., "cert": ..., "key": ...}` (PEM files; cert and key
+    /// for mutual TLS). `venues=[...]` names several venues instead, between
+    /// which venue selection chooses (fees plus `latency_cost_bps_per_ms` times
+    /// the measured acknowledgement time): `(name, fee_bps, latency_ms)` for a
+    /// paper venue, or a dict with `name` and optionally `fee_bps`,
+    /// `latency_ms`, `connect_to` and `tls` (as above). With `store_dir` the
+    /// FIX sessions keep their messages and sequence numbers in files there and
+    /// resume them on the next start. With `journal_dir` orders, positions and
+    /// applied reports are journaled there and restored on the next start, and
+    /// the orders still open are reconciled with their venues once they log on;
     /// the journal is compacted once it grows by `journal_compact_bytes`.
     #[new]
     #[pyo3(signature = (
@@ -230,6 +239,7 @@ impl PyExecutionEngine {
         *,
         venue_port = 0,
         connect_to = None,
+        tls = None,
         heart_bt_int = 30,
         sender = "NEXUS",
         target = "PAPER",
@@ -251,6 +261,7 @@ impl PyExecutionEngine {
         instruments: Vec<(String, i64, i64, i64)>,
         venue_port: i64,
         connect_to: Option<(String, i64)>,
+        tls: Option<Bound<'_, PyDict>>,
         heart_bt_int: i64,
         sender: &str,
         target: &str,
@@ -260,7 +271,7 @@ impl PyExecutionEngine {
         collar_bps: i64,
         max_orders_per_second: i64,
         fee_bps: i64,
-        venues: Option<Vec<(String, i64, f64)>>,
+        venues: Option<Vec<Bound<'_, PyAny>>>,
         latency_cost_bps_per_ms: f64,
         store_dir: Option<std::path::PathBuf>,
         journal_dir: Option<std::path::PathBuf>,
@@ -293,33 +304,22 @@ impl PyExecutionEngine {
         let connect_to = connect_to
             .map(|(host, port)| resolve(&host, non_negative("port", port)?))
             .transpose()?;
+        let tls = tls.as_ref().map(tls::client_files).transpose()?;
         let venues = match venues {
             None => vec![VenueSetup {
                 port: non_negative("venue_port", venue_port)?,
                 connect_to,
                 fee_bps,
+                tls,
                 ..VenueSetup::paper(target)
             }],
-            Some(_) if connect_to.is_some() => {
+            Some(_) if connect_to.is_some() || tls.is_some() => {
                 return Err(PyValueError::new_err(
-                    "connect_to names one external venue; it cannot be combined with venues",
+                    "connect_to and tls name one external venue; they cannot be combined \
+                     with venues (give each venue its own connect_to and tls)",
                 ))
             }
-            Some(list) => list
-                .into_iter()
-                .map(|(name, fee_bps, latency_ms)| {
-                    let latency = Duration::try_from_secs_f64(latency_ms / 1e3).map_err(|_| {
-                        PyValueError::new_err(format!(
-                            "latency of venue {name} must be finite and not negative, got {latency_ms} ms"
-                        ))
-                    })?;
-                    Ok(VenueSetup {
-                        fee_bps,
-                        latency,
-                        ..VenueSetup::paper(&name)
-                    })
-                })
-                .collect::<PyResult<_>>()?,
+            Some(list) => list.iter().map(tls::venue).collect::<PyResult<_>>()?,
         };
         let config = ExecutionConfig {
             instruments: specs,

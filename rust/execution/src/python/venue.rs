@@ -4,11 +4,14 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use nexus_fix::session::{AcceptorConfig, MemoryStore, Session, SessionConfig, SessionId};
+use nexus_fix::session::{
+    AcceptorConfig, MemoryStore, ServerTls, Session, SessionConfig, SessionId, TlsError,
+};
 use nexus_fix::Acceptor;
 use nexus_venue::{EngineConfig, FeeModel, InstrumentSpec, PaperVenue, VenueConfig};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use super::{errors, non_negative};
 use crate::engine::ExecutionError as EngineError;
@@ -49,16 +52,30 @@ impl PyPaperVenueServer {
 impl PyPaperVenueServer {
     /// Starts the acceptor. `instruments` is a list of `(symbol, price_scale,
     /// qty_scale, tick)`; `sessions` a list of `(sender_comp_id,
-    /// target_comp_id)` as the venue sees them (its SenderCompID first).
+    /// target_comp_id)` as the venue sees them (its SenderCompID first). With
+    /// `tls={"cert": ..., "key": ...}` (PEM files) the acceptor speaks TLS
+    /// only; add `"client_ca"` to verify client certificates against that CA
+    /// bundle (mutual TLS), required unless `"require_client_cert": False`.
     #[new]
-    #[pyo3(signature = (instruments, sessions, *, port = 0, fee_bps = 0))]
+    #[pyo3(signature = (instruments, sessions, *, port = 0, fee_bps = 0, tls = None))]
     fn new(
         py: Python<'_>,
         instruments: Vec<(String, i64, i64, i64)>,
         sessions: Vec<(String, String)>,
         port: i64,
         fee_bps: i64,
+        tls: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
+        let tls = match tls {
+            None => None,
+            Some(d) => {
+                let files = super::tls::server_files(&d)?;
+                Some(ServerTls::load(&files).map_err(|e| match e {
+                    TlsError::Read { .. } => pyo3::exceptions::PyOSError::new_err(e.to_string()),
+                    e => PyValueError::new_err(e.to_string()),
+                })?)
+            }
+        };
         if instruments.is_empty() {
             return Err(PyValueError::new_err("no instruments"));
         }
@@ -111,6 +128,7 @@ impl PyPaperVenueServer {
         });
         let mut config = AcceptorConfig::localhost();
         config.bind = SocketAddr::from(([127, 0, 0, 1], port));
+        config.tls = tls;
         let acceptor = py
             .detach(|| venue.serve(config, fix_sessions))
             .map_err(|e| errors::to_py(EngineError::Tcp(e)))?;
@@ -169,6 +187,16 @@ impl PyPaperVenueServer {
     ) -> Option<(u64, u64)> {
         let id = Self::session_id(sender_comp_id, target_comp_id);
         py.detach(|| lock(&self.acceptor).as_ref().and_then(|a| a.seq_nums(&id)))
+    }
+
+    /// Connections dropped for a transport failure (a TLS handshake or TLS
+    /// error, a TLS client on a plaintext acceptor) and why the last one was.
+    fn transport_failures(&self, py: Python<'_>) -> (u64, Option<String>) {
+        py.detach(|| {
+            lock(&self.acceptor).as_ref().map_or((0, None), |a| {
+                (a.transport_failures(), a.last_transport_failure())
+            })
+        })
     }
 
     /// Logs the sessions out, closes the connections and joins every thread.

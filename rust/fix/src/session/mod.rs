@@ -1,7 +1,7 @@
 //! The FIX session layer: the transport-independent state machine ([`state`]),
 //! message stores ([`store`]), session schedules ([`schedule`]), a TCP acceptor
-//! and initiator on std threads ([`tcp`]) and a bounded-channel application
-//! adapter ([`channel`]).
+//! and initiator on std threads ([`tcp`]), optionally over TLS ([`tls`]), and a
+//! bounded-channel application adapter ([`channel`]).
 //!
 //! The state machine follows QuickFIX's `Session` and passes all 117 of QuickFIX's
 //! session acceptance scripts (FIX.4.2 and FIX.4.4, `tests/acceptance.rs`).
@@ -37,6 +37,8 @@ pub mod schedule;
 pub mod state;
 pub mod store;
 pub mod tcp;
+pub mod tls;
+mod transport;
 
 pub use channel::{AppEvent, ChannelApplication};
 pub use schedule::Schedule;
@@ -46,3 +48,4 @@ pub use state::{
 };
 pub use store::{FileStore, MemoryStore, MessageStore, StoreError};
 pub use tcp::{Acceptor, AcceptorConfig, Initiator, InitiatorConfig, SessionSender, TcpError};
+pub use tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles, TlsError};

@@ -18,10 +18,21 @@
 //! writer (or, when it could not be spawned, the reader) takes from the channel,
 //! so they leave in the order they were queued, and `send_now` writes directly only
 //! when the channel holds nothing (a count kept by [`SessionSender`]).
+//!
+//! TLS (optional, [`AcceptorConfig::tls`], [`InitiatorConfig::tls`]): the
+//! handshake runs on the connection's thread before the first FIX byte, bounded
+//! by a timeout, so it never holds up the accept loop; the reader and the writer
+//! then go through a transport that encrypts and decrypts without holding a
+//! lock across a socket read. A connection that fails before FIX begins (a
+//! handshake failure, a TLS peer on a plaintext port, a TLS error later on) is
+//! dropped, logged (`log::warn!`), counted and kept as the last failure
+//! ([`Acceptor::transport_failures`], [`Initiator::transport_failures`]); an
+//! initiator also reports it as [`SessionEvent::Disconnecting`] and reconnects
+//! with its back-off.
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{
     sync_channel, Receiver, RecvTimeoutError, SendError, SyncSender, TrySendError,
 };
@@ -36,6 +47,8 @@ use crate::session::schedule::Schedule;
 use crate::session::state::{
     Application, Outbox, OutgoingMessage, Session, SessionEvent, SessionId,
 };
+use crate::session::tls::{ClientTls, ServerTls};
+use crate::session::transport::{TlsRole, Transport};
 
 /// Why a TCP endpoint could not start.
 #[derive(Debug, Error)]
@@ -131,9 +144,9 @@ struct Slot {
     connected: AtomicBool,
     outgoing: Mutex<Outgoing>,
     sender: SessionSender,
-    /// A clone of the connected socket, for [`Slot::send_now`] (None while
+    /// A clone of the connection's transport, for [`Slot::send_now`] (None while
     /// disconnected).
-    direct: Mutex<Option<TcpStream>>,
+    direct: Mutex<Option<Transport>>,
 }
 
 impl Slot {
@@ -155,7 +168,7 @@ impl Slot {
         }
     }
 
-    fn direct(&self) -> MutexGuard<'_, Option<TcpStream>> {
+    fn direct(&self) -> MutexGuard<'_, Option<Transport>> {
         self.direct
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -181,7 +194,7 @@ impl Slot {
                     shared.emit(&self.id, &mut out);
                     if !write_all(stream, &mut out) || out.disconnect {
                         // Stored: sent again on the next logon's resend request.
-                        let _ = stream.shutdown(Shutdown::Both);
+                        stream.abort();
                     }
                     return Ok(());
                 }
@@ -233,7 +246,7 @@ const HELD_RETRY: Duration = Duration::from_millis(1);
 /// connection's socket), numbering and writing each under the session lock. Holds
 /// the channel's consuming end until `done`. On a failed write it shuts the socket
 /// down, which ends the reader too.
-fn writer_loop(slot: &Slot, shared: &Shared, mut stream: TcpStream, done: &AtomicBool) {
+fn writer_loop(slot: &Slot, shared: &Shared, mut stream: Transport, done: &AtomicBool) {
     let mut outgoing = slot.outgoing();
     let mut out = Outbox::new();
     while !done.load(Ordering::Acquire) {
@@ -264,7 +277,7 @@ fn writer_loop(slot: &Slot, shared: &Shared, mut stream: TcpStream, done: &Atomi
         let failed = !write_all(&mut stream, &mut out) || out.disconnect;
         drop(session);
         if failed {
-            let _ = stream.shutdown(Shutdown::Both);
+            stream.abort();
             break;
         }
     }
@@ -275,7 +288,7 @@ fn writer_loop(slot: &Slot, shared: &Shared, mut stream: TcpStream, done: &Atomi
 fn spawn_writer(
     slot: &Arc<Slot>,
     shared: &Arc<Shared>,
-    stream: &TcpStream,
+    stream: &Transport,
     done: &Arc<AtomicBool>,
 ) -> Option<JoinHandle<()>> {
     let stream = stream.try_clone().ok()?;
@@ -293,9 +306,54 @@ struct Shared {
     schedule: Schedule,
     events: Option<EventSender>,
     app: Arc<dyn Application>,
+    tls: Option<TlsRole>,
+    failures: AtomicU64,
+    last_failure: Mutex<Option<String>>,
 }
 
 impl Shared {
+    fn new(
+        schedule: Schedule,
+        events: Option<EventSender>,
+        app: Arc<dyn Application>,
+        tls: Option<TlsRole>,
+    ) -> Self {
+        Self {
+            stop: AtomicBool::new(false),
+            schedule,
+            events,
+            app,
+            tls,
+            failures: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
+        }
+    }
+
+    /// Counts, logs and keeps a connection dropped for a transport failure; with
+    /// the session known, also reports it as an event.
+    fn transport_failed(&self, id: Option<&SessionId>, peer: Option<SocketAddr>, reason: String) {
+        let peer = peer.map_or_else(|| "?".to_owned(), |p| p.to_string());
+        match id {
+            Some(id) => log::warn!("FIX session {id}: connection to {peer} dropped: {reason}"),
+            None => log::warn!("FIX acceptor: connection from {peer} dropped: {reason}"),
+        }
+        self.failures.fetch_add(1, Ordering::AcqRel);
+        if let (Some(events), Some(id)) = (&self.events, id) {
+            let _ = events.try_send((id.clone(), SessionEvent::Disconnecting(reason.clone())));
+        }
+        *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+    }
+
+    fn last_failure(&self) -> Option<String> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     fn emit(&self, id: &SessionId, out: &mut Outbox) {
         if let Some(events) = &self.events {
             for e in out.events.drain(..) {
@@ -309,7 +367,7 @@ impl Shared {
     }
 }
 
-fn write_all(stream: &mut TcpStream, out: &mut Outbox) -> bool {
+fn write_all(stream: &mut Transport, out: &mut Outbox) -> bool {
     let mut ok = true;
     for m in out.messages.drain(..) {
         if ok && stream.write_all(&m).is_err() {
@@ -322,15 +380,23 @@ fn write_all(stream: &mut TcpStream, out: &mut Outbox) -> bool {
 /// Runs one connection until it closes. `slot` is known for an initiator; an
 /// acceptor finds it from the first message, which must be a Logon.
 fn serve(
-    mut stream: TcpStream,
+    socket: TcpStream,
     mut slot: Option<Arc<Slot>>,
     registry: &[Arc<Slot>],
     shared: &Arc<Shared>,
     initiate: bool,
 ) {
-    let _ = stream.set_read_timeout(Some(POLL));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    let _ = stream.set_nodelay(true);
+    let _ = socket.set_read_timeout(Some(POLL));
+    let _ = socket.set_write_timeout(Some(Duration::from_secs(5)));
+    let _ = socket.set_nodelay(true);
+    let peer = socket.peer_addr().ok();
+    let mut stream = match Transport::open(socket, shared.tls.as_ref(), &shared.stop) {
+        Ok(stream) => stream,
+        Err(reason) => {
+            shared.transport_failed(slot.as_ref().map(|s| &s.id), peer, reason);
+            return;
+        }
+    };
     let mut splitter = Splitter::new();
     let mut out = Outbox::new();
     let mut buf = vec![0u8; 16 * 1024];
@@ -364,6 +430,10 @@ fn serve(
             Ok(n) => splitter.feed(buf.get(..n).unwrap_or_default()),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::InvalidData => {
+                shared.transport_failed(slot.as_ref().map(|s| &s.id), peer, e.to_string());
+                break;
+            }
             Err(_) => break,
         }
         while let Some(frame) = splitter.next_frame() {
@@ -448,8 +518,7 @@ fn serve(
         let _ = w.join();
     }
     let _ = write_all(&mut stream, &mut out);
-    let _ = stream.flush();
-    let _ = stream.shutdown(Shutdown::Both);
+    stream.shutdown();
     if let (Some(s), true) = (&slot, claimed) {
         let mut session = s.session();
         let mut out = Outbox::new();
@@ -491,6 +560,8 @@ pub struct AcceptorConfig {
     pub events: Option<EventSender>,
     /// Most connections served at once (one thread each); more are closed at once.
     pub max_connections: usize,
+    /// TLS on every connection (None: plain TCP).
+    pub tls: Option<ServerTls>,
 }
 
 impl std::fmt::Debug for AcceptorConfig {
@@ -498,6 +569,7 @@ impl std::fmt::Debug for AcceptorConfig {
         f.debug_struct("AcceptorConfig")
             .field("bind", &self.bind)
             .field("schedule", &self.schedule)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -512,6 +584,7 @@ impl AcceptorConfig {
             schedule: Schedule::always(),
             events: None,
             max_connections: 64,
+            tls: None,
         }
     }
 }
@@ -551,12 +624,12 @@ impl Acceptor {
         let listener = TcpListener::bind(config.bind).map_err(bind_err)?;
         listener.set_nonblocking(true).map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            schedule: config.schedule,
-            events: config.events,
+        let shared = Arc::new(Shared::new(
+            config.schedule,
+            config.events,
             app,
-        });
+            config.tls.map(TlsRole::Server),
+        ));
         let registry: Arc<Vec<Arc<Slot>>> = Arc::new(
             sessions
                 .into_iter()
@@ -609,6 +682,20 @@ impl Acceptor {
             let session = s.session();
             (session.next_sender_seq(), session.next_target_seq())
         })
+    }
+
+    /// Connections dropped before or outside FIX for a transport failure (a TLS
+    /// handshake that failed or timed out, a TLS error, a TLS client on a
+    /// plaintext acceptor), since the start.
+    #[must_use]
+    pub fn transport_failures(&self) -> u64 {
+        self.shared.failures.load(Ordering::Acquire)
+    }
+
+    /// Why the last such connection was dropped.
+    #[must_use]
+    pub fn last_transport_failure(&self) -> Option<String> {
+        self.shared.last_failure()
     }
 
     fn slot(&self, id: &SessionId) -> Option<&Arc<Slot>> {
@@ -682,6 +769,8 @@ pub struct InitiatorConfig {
     pub reconnect_max: Duration,
     /// Optional bounded channel of session events (dropped when full).
     pub events: Option<EventSender>,
+    /// TLS to the acceptor (None: plain TCP).
+    pub tls: Option<ClientTls>,
 }
 
 impl std::fmt::Debug for InitiatorConfig {
@@ -691,6 +780,7 @@ impl std::fmt::Debug for InitiatorConfig {
             .field("schedule", &self.schedule)
             .field("reconnect_min", &self.reconnect_min)
             .field("reconnect_max", &self.reconnect_max)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -705,6 +795,7 @@ impl InitiatorConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             events: None,
+            tls: None,
         }
     }
 }
@@ -733,12 +824,12 @@ impl Initiator {
         app: Arc<dyn Application>,
     ) -> Result<Self, TcpError> {
         session.set_initiate(true);
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            schedule: config.schedule,
-            events: config.events.clone(),
+        let shared = Arc::new(Shared::new(
+            config.schedule,
+            config.events.clone(),
             app,
-        });
+            config.tls.clone().map(TlsRole::Client),
+        ));
         let slot = Arc::new(Slot::new(session));
         let thread = {
             let shared = Arc::clone(&shared);
@@ -784,6 +875,20 @@ impl Initiator {
     pub fn seq_nums(&self) -> (u64, u64) {
         let s = self.slot.session();
         (s.next_sender_seq(), s.next_target_seq())
+    }
+
+    /// Connections dropped before or outside FIX for a transport failure (a TLS
+    /// handshake that failed or timed out, a TLS error, a plaintext acceptor
+    /// answering with TLS), since the start.
+    #[must_use]
+    pub fn transport_failures(&self) -> u64 {
+        self.shared.failures.load(Ordering::Acquire)
+    }
+
+    /// Why the last such connection was dropped.
+    #[must_use]
+    pub fn last_transport_failure(&self) -> Option<String> {
+        self.shared.last_failure()
     }
 
     /// Logs out (briefly waiting for the answer), disconnects and joins the thread.
