@@ -59,6 +59,9 @@ log = logging.getLogger("nexus.execution")
 _NEEDS_LIMIT = (ex.ORDER_TYPE_LIMIT, ex.ORDER_TYPE_STOP_LIMIT)
 # Longest a SubmitOrder with await_venue_ack waits for the venue's answer.
 _ACK_WAIT_S = 5.0
+# How long SubmitOrder with await_venue_ack blocks the event loop for the answer
+# before it waits for it asynchronously.
+_ACK_SPIN_S = 0.0003
 _NEEDS_STOP = (ex.ORDER_TYPE_STOP, ex.ORDER_TYPE_STOP_LIMIT)
 _STATUS = {
     "pending_new": ex.ORDER_STATUS_PENDING_NEW,
@@ -491,6 +494,10 @@ class ExecutionServicer:
         budget = _ACK_WAIT_S if remaining is None else min(_ACK_WAIT_S, max(remaining, 0.0))
         deadline = time.monotonic() + budget
         seen = logged_before
+        # Most venues answer within a few tens of microseconds: a short wait here
+        # (the GIL released, the loop held for at most _ACK_SPIN_S) saves the
+        # hop through the report watcher thread; slower answers are awaited below.
+        eng.wait_report_after(seen, _ACK_SPIN_S)
         while True:
             # Noted before looking: a report logged after the look wakes the wait.
             seen = max(seen, self._reports.latest)
