@@ -83,7 +83,7 @@ fn columns_pipeline(csv: &[u8], day_ns: i64) -> PipelineOutput {
             Ok(()) => {
                 flags.push(0);
                 ts.push(t);
-                mid.push(bid + ask);
+                mid.push((bid + ask) * 5);
             }
             Err(issue) => flags.push(1 << issue.proto_number()),
         }
