@@ -219,9 +219,9 @@ fn read_members(path: &Path, suffix: &str) -> Result<Vec<(String, Vec<u8>)>, Lea
 }
 
 /// Returns the contents of a zip member opened raw: a deflated member is
-/// inflated in one call into a buffer of its stated size (no streaming
-/// window copies), a stored one read as it is; either is checked against its
-/// CRC-32 and size.
+/// inflated in one call into a buffer of its stated size, by libdeflate
+/// (whole-buffer inflate, about twice as fast as a streaming inflater), a
+/// stored one read as it is; either is checked against its CRC-32 and size.
 fn read_member<R: Read>(mut member: zip::read::ZipFile<'_, R>) -> Result<Vec<u8>, String> {
     let size = usize::try_from(member.size()).map_err(|e| e.to_string())?;
     let crc = member.crc32();
@@ -231,16 +231,26 @@ fn read_member<R: Read>(mut member: zip::read::ZipFile<'_, R>) -> Result<Vec<u8>
     let data = match method {
         zip::CompressionMethod::Stored => raw,
         zip::CompressionMethod::Deflated => {
-            let mut out = Vec::with_capacity(size);
-            let mut inflater = flate2::Decompress::new(false);
-            let status = inflater
-                .decompress_vec(&raw, &mut out, flate2::FlushDecompress::Finish)
-                .map_err(|e| e.to_string())?;
-            if status != flate2::Status::StreamEnd {
+            // Deflate expands at most 1032:1: a larger stated size is a lie,
+            // and no buffer is allocated for it.
+            if size > raw.len().saturating_mul(1032).saturating_add(64) {
                 return Err(format!(
-                    "the deflate stream does not end within its stated size of {size} bytes"
+                    "a stated size of {size} bytes cannot come from {} deflated bytes",
+                    raw.len()
                 ));
             }
+            let mut out = vec![0; size];
+            let inflated = libdeflater::Decompressor::new()
+                .deflate_decompress(&raw, &mut out)
+                .map_err(|e| match e {
+                    libdeflater::DecompressionError::InsufficientSpace => format!(
+                        "the deflate stream does not end within its stated size of {size} bytes"
+                    ),
+                    libdeflater::DecompressionError::BadData => {
+                        "the deflate stream is corrupt".to_owned()
+                    }
+                })?;
+            out.truncate(inflated);
             out
         }
         other => return Err(format!("unsupported compression method {other}")),
@@ -1417,6 +1427,41 @@ mod tests {
             streamed.to_string().contains("CRC-32 mismatch"),
             "{streamed}"
         );
+    }
+
+    #[test]
+    fn corrupt_or_oversized_deflated_members_are_errors() {
+        let dir = temp_dir("deflated");
+        let text = many_rows(2_000);
+        let path = zip_file(&dir, "20140508_quote.zip", &[("q.csv", text.as_str())]);
+        let good = std::fs::read(&path).expect("read zip");
+        let (ticks, _) = read_quote_ticks(&path, 5, 0).expect("readable");
+        assert_eq!(ticks.bid.len(), 2_000);
+        // The local header: the compressed stream starts after the name.
+        let start = 30 + "q.csv".len();
+        let mut bytes = good.clone();
+        for b in &mut bytes[start + 40..start + 80] {
+            *b ^= 0x5A;
+        }
+        std::fs::write(&path, &bytes).expect("write zip");
+        let err = read_quote_ticks(&path, 5, 0).expect_err("corrupt stream");
+        let text = err.to_string();
+        assert!(
+            text.contains("q.csv") && (text.contains("corrupt") || text.contains("CRC-32")),
+            "{text}"
+        );
+        // An uncompressed size far beyond what the stream can give: refused
+        // before any buffer is allocated.
+        let mut bytes = good;
+        let central = bytes
+            .windows(4)
+            .rposition(|w| w == b"PK\x01\x02")
+            .expect("central directory");
+        bytes[central + 24..central + 28].copy_from_slice(&0xF000_0000u32.to_le_bytes());
+        bytes[22..26].copy_from_slice(&0xF000_0000u32.to_le_bytes());
+        std::fs::write(&path, &bytes).expect("write zip");
+        let err = read_quote_ticks(&path, 5, 0).expect_err("oversized");
+        assert!(err.to_string().contains("cannot come from"), "{err}");
     }
 
     #[test]
