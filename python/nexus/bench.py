@@ -557,7 +557,7 @@ def pandas_quote_pipeline(source: Path | bytes, day_ns: int) -> PipelineResult:
     bid, ask = fixed[good, 0].astype(np.int64), fixed[good, 1].astype(np.int64)
     flags = _validate_quotes(ts, bid, ask)
     ok = flags == 0
-    mid = bid[ok] + ask[ok]  # the mid at 6 decimals, exact
+    mid = (bid[ok] + ask[ok]) * 5  # the mid, (bid + ask) / 2, at 6 decimals: exact
     mid_f = mid / 1e6
     ema = np.full(len(mid), np.nan)
     if len(mid) >= 20:
@@ -619,42 +619,45 @@ def bench_pipeline(repeats: int) -> list[str]:
             raise AssertionError(f"{f.name}: {'; '.join(differences)}")
         ticks += result.rows
 
-    def rate(fn: Callable[[tuple[Path, bytes, int]], object]) -> float:
-        def run() -> None:
+    cases: dict[str, Callable[[tuple[Path, bytes, int]], object]] = {
+        "pandas zip": lambda d: pandas_quote_pipeline(d[0], d[2]),
+        "pandas csv": lambda d: pandas_quote_pipeline(d[1], d[2]),
+        "zip 2 threads": lambda d: engine.run_quote_pipeline(d[0], 5, offset),
+        "zip 1 thread": lambda d: engine.run_quote_pipeline(d[0], 5, offset, inflate_thread=False),
+        "csv 1 thread": lambda d: engine.run_quote_pipeline_csv(d[1], d[2], 5),
+    }
+    # In turns: each turn runs every case once over all the days, so that both
+    # sides see the same noise; a ratio is taken within each turn.
+    seconds: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            start = time.perf_counter()
             for day in days:
                 fn(day)
-
-        return _median_rate(run, ticks, repeats)
-
-    pandas_zip = rate(lambda d: pandas_quote_pipeline(d[0], d[2]))
-    pandas_csv = rate(lambda d: pandas_quote_pipeline(d[1], d[2]))
+            seconds[name].append(time.perf_counter() - start)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = []
-    for what, ours_fn, theirs, threads in (
+    for what, ours, theirs, threads in (
         (
             "from zip files",
-            lambda d: engine.run_quote_pipeline(d[0], 5, offset),
-            pandas_zip,
+            "zip 2 threads",
+            "pandas zip",
             "2 threads: one inflates while one runs the pipeline",
         ),
-        (
-            "from zip files",
-            lambda d: engine.run_quote_pipeline(d[0], 5, offset, inflate_thread=False),
-            pandas_zip,
-            "1 thread",
-        ),
-        (
-            "from CSV in memory",
-            lambda d: engine.run_quote_pipeline_csv(d[1], d[2], 5),
-            pandas_csv,
-            "1 thread",
-        ),
+        ("from zip files", "zip 1 thread", "pandas zip", "1 thread"),
+        ("from CSV in memory", "csv 1 thread", "pandas csv", "1 thread"),
     ):
-        ours = rate(ours_fn)
+        rate, base = (
+            ticks / statistics.median(seconds[ours]),
+            ticks / statistics.median(seconds[theirs]),
+        )
+        ratios = sorted(b / a for a, b in zip(seconds[ours], seconds[theirs], strict=True))
         lines.append(
-            f"pipeline {what} (parse+validate+1m bars+EMA+RSI): nexus {ours:,.0f} ticks/s "
-            f"({threads}) | numpy/pandas {theirs:,.0f} ticks/s (1 thread) | ratio "
-            f"{ours / theirs:.1f}x (median of {repeats}; {ticks:,} ticks, {label}; "
-            "same flags, bars, EMA and RSI checked on every day first)"
+            f"pipeline {what} (parse+validate+1m bars+EMA+RSI): nexus {rate:,.0f} ticks/s "
+            f"({threads}) | numpy/pandas {base:,.0f} ticks/s (1 thread) | ratio "
+            f"{rate / base:.1f}x, per turn {ratios[0]:.1f}-{ratios[-1]:.1f}x (medians of {repeats} "
+            f"turns; {ticks:,} ticks, {label}; load average {load}; same flags, bars, EMA and "
+            "RSI checked on every day first)"
         )
     return lines
 

@@ -240,7 +240,33 @@ impl BarAggregator {
     /// time seen, [`BarError::NegativeSize`] for a negative size and
     /// [`BarError::VolumeOverflow`] when the bar's volume would overflow. A
     /// refused tick changes nothing.
+    #[inline]
     pub fn update(&mut self, ts_ns: i64, price: i64, size: i64) -> Result<Option<Bar>, BarError> {
+        // The common case first: a tick inside the open time bar's period.
+        if let (BarSpec::Time(_), Some(bar), Some(end), Some(clock)) = (
+            self.spec,
+            self.current.as_mut(),
+            self.period_end_ns,
+            self.clock_ns,
+        ) {
+            if (clock..end).contains(&ts_ns) && size >= 0 {
+                if let Some(volume) = bar.volume.checked_add(size) {
+                    bar.volume = volume;
+                    bar.high = bar.high.max(price);
+                    bar.low = bar.low.min(price);
+                    bar.close = price;
+                    bar.tick_count += 1;
+                    bar.ts_close_ns = ts_ns;
+                    self.clock_ns = Some(ts_ns);
+                    return Ok(None);
+                }
+            }
+        }
+        self.update_other(ts_ns, price, size)
+    }
+
+    /// [`update`](Self::update) outside its common case.
+    fn update_other(&mut self, ts_ns: i64, price: i64, size: i64) -> Result<Option<Bar>, BarError> {
         self.check_time(ts_ns)?;
         if size < 0 {
             return Err(BarError::NegativeSize { ts_ns, size });

@@ -452,12 +452,16 @@ impl Rsi {
         }
         let prev = self.prev.replace(x)?;
         let change = x - prev;
+        // Both sides updated, one by zero (which leaves it as it is), so that
+        // the sign of the change, up or down at random, is not a branch.
+        let (up, down) = if change < 0.0 {
+            (0.0, change)
+        } else {
+            (change, 0.0)
+        };
         if self.count < self.period {
-            if change < 0.0 {
-                self.loss -= change;
-            } else {
-                self.gain += change;
-            }
+            self.loss -= down;
+            self.gain += up;
             self.count += 1;
             if self.count < self.period {
                 return None;
@@ -465,11 +469,8 @@ impl Rsi {
         } else {
             self.loss *= self.keep;
             self.gain *= self.keep;
-            if change < 0.0 {
-                self.loss -= change;
-            } else {
-                self.gain += change;
-            }
+            self.loss -= down;
+            self.gain += up;
         }
         self.loss *= self.inv;
         self.gain *= self.inv;

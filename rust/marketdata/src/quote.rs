@@ -98,6 +98,19 @@ impl Default for OutlierRule {
     }
 }
 
+impl OutlierRule {
+    /// Returns how far from the median a return must lie, at `sigma`, to be
+    /// tested against the one-tick floor: `threshold x sigma`, or minus
+    /// infinity for a negative threshold (every return is then tested).
+    fn reach(&self, sigma: f64) -> f64 {
+        if self.threshold < 0.0 {
+            f64::NEG_INFINITY
+        } else {
+            self.threshold * sigma
+        }
+    }
+}
+
 /// Consistency constant: MAD x 1.4826 estimates a normal sigma.
 const MAD_TO_SIGMA: f64 = 1.4826;
 
@@ -110,13 +123,20 @@ struct ReturnStats {
     since_refresh: usize,
     median: f64,
     sigma: f64,
+    /// `threshold x sigma` (minus infinity for a negative threshold): a
+    /// return further than this from the median may be an outlier.
+    reach: f64,
+    /// Whether the ring holds `min_samples` returns: the rule applies.
+    armed: bool,
     streak: u32,
 }
 
 impl ReturnStats {
+    #[inline]
     fn push(&mut self, r: f64, rule: &OutlierRule) {
         if self.ring.len() < rule.window {
             self.ring.push(r);
+            self.armed = self.ring.len() >= rule.min_samples;
         } else {
             self.ring[self.next] = r;
             // (A compare instead of `%`: no integer division per quote.)
@@ -126,14 +146,13 @@ impl ReturnStats {
             }
         }
         self.since_refresh += 1;
-        if self.ring.len() >= rule.min_samples
-            && (self.since_refresh >= rule.refresh || self.sigma == 0.0)
-        {
-            self.refresh();
+        if self.armed && (self.since_refresh >= rule.refresh || self.sigma == 0.0) {
+            self.refresh(rule);
         }
     }
 
-    fn refresh(&mut self) {
+    #[inline(never)]
+    fn refresh(&mut self, rule: &OutlierRule) {
         let values = &mut self.scratch;
         values.clear();
         values.extend_from_slice(&self.ring);
@@ -148,6 +167,7 @@ impl ReturnStats {
         let mad = *values.select_nth_unstable_by(mid, order).1;
         self.median = median;
         self.sigma = mad * MAD_TO_SIGMA;
+        self.reach = rule.reach(self.sigma);
         self.since_refresh = 0;
     }
 }
@@ -172,8 +192,15 @@ impl QuoteValidator {
     /// Returns a validator with the given outlier rule (None disables it).
     #[must_use]
     pub fn with_outlier_rule(rule: Option<OutlierRule>) -> Self {
+        let mut returns = ReturnStats::default();
+        if let Some(rule) = rule {
+            // As after a refresh, with a median and sigma of 0.
+            returns.armed = rule.min_samples == 0;
+            returns.reach = rule.reach(returns.sigma);
+        }
         Self {
             outliers: rule,
+            returns,
             ..Self::default()
         }
     }
@@ -184,6 +211,7 @@ impl QuoteValidator {
     ///
     /// # Errors
     /// Returns the first [`QuoteIssue`] found.
+    #[inline]
     pub fn check(&mut self, ts_ns: i64, bid: i64, ask: i64) -> Result<(), QuoteIssue> {
         let mut verdict = self.classify(ts_ns, bid, ask);
         let mut ret = None;
@@ -194,12 +222,10 @@ impl QuoteValidator {
                 // The floor of one tick needs a division; it can only matter
                 // when the return is beyond `threshold` sigmas (x -> t * x is
                 // monotone in floating point too), which is rare.
-                let far = self.returns.ring.len() >= rule.min_samples
-                    && (rule.threshold < 0.0 || distance > rule.threshold * self.returns.sigma)
-                    && {
-                        let floor = 1.0 / (bid + ask) as f64 * 2.0; // one tick, relative
-                        distance > rule.threshold * self.returns.sigma.max(floor)
-                    };
+                let far = self.returns.armed && distance > self.returns.reach && {
+                    let floor = 1.0 / (bid + ask) as f64 * 2.0; // one tick, relative
+                    distance > rule.threshold * self.returns.sigma.max(floor)
+                };
                 if far {
                     self.returns.streak += 1;
                     if self.returns.streak < rule.confirm {
@@ -224,6 +250,7 @@ impl QuoteValidator {
         verdict
     }
 
+    #[inline]
     fn classify(&self, ts_ns: i64, bid: i64, ask: i64) -> Result<(), QuoteIssue> {
         if bid <= 0 || ask <= 0 {
             return Err(QuoteIssue::BadPrice);
