@@ -21,7 +21,7 @@ from nexus.marketdata.v1 import marketdata_pb2_grpc
 from nexus.services.marketdata.ingest import FeedStatusBoard, ingest
 from nexus.services.marketdata.instruments import DataKind, find_instrument
 from nexus.services.marketdata.store import TickStore
-from nexus_client import NexusClient
+from nexus_client import NexusClient, from_decimal
 from tests.conftest import REPO, ThreadedServer
 
 pytestmark = pytest.mark.integration
@@ -354,5 +354,13 @@ def test_bar_stream_rebuilds_leans_minute_bars_and_aggregates(client: NexusClien
     assert messages[-1].end_of_replay
     hours = [b for m in messages for b in m.bars]
     assert 20 <= len(hours) <= 24
-    assert sum(b.tick_count for b in hours) == len(_reference_quotes("20140506"))
+    quotes = _reference_quotes("20140506")
+    assert sum(b.tick_count for b in hours) == len(quotes)
     assert all(b.price_source == "mid" and b.close.scale == 6 for b in hours)
+    # The mid is (bid + ask) / 2: the day's last close is the last quote's mid
+    # (the OANDA sample has no rejected quotes: tick counts match above).
+    _, last_bid, last_ask = quotes[-1]
+    assert hours[-1].close.mantissa == (last_bid + last_ask) * 5
+    assert (
+        Decimal(last_bid) / 100_000 <= from_decimal(hours[-1].close) <= Decimal(last_ask) / 100_000
+    )

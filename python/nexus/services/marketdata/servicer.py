@@ -841,7 +841,7 @@ class MarketDataServicer:
         ts, bid, ask = day["ts_ns"][ok], day["bid"][ok], day["ask"][ok]
         scale = spec.price_scale
         if source == "mid":
-            price, scale = bid + ask, scale + 1  # exact mid at one more decimal
+            price, scale = (bid + ask) * 5, scale + 1  # (bid + ask) / 2, one more decimal
         else:
             price = bid if source == "bid" else ask
         opened, closed, o, h, lo, c, _, ticks = engine.aggregate_bars(
