@@ -24,7 +24,10 @@ use nexus_fix::session::{
     Acceptor, AcceptorConfig, Application, FileStore, MemoryStore, MessageStore, OutgoingMessage,
     Session, SessionConfig, SessionId,
 };
-use nexus_fix::{frame, Dictionary};
+use nexus_fix::Dictionary;
+
+mod common;
+use common::{frame_like_harness, split_fields};
 
 /// Minimum number of passing scripts per version; raised as the engine improves.
 const MIN_PASS_FIX42: usize = 58;
@@ -36,19 +39,9 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(50);
 const STEP_TIMEOUT: Duration = Duration::from_secs(25);
 
 fn data_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("NEXUS_SHARED_DATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
-    };
-    if dir.join("fix/acceptance/fix42").is_dir() && dir.join("fix/spec/FIX44.xml").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: FIX shared data not found under {} (set NEXUS_SHARED_DATA)",
-            dir.display()
-        );
-        None
-    }
+    common::shared_fix_data(|dir| {
+        dir.join("fix/acceptance/fix42").is_dir() && dir.join("fix/spec/FIX44.xml").is_file()
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -190,68 +183,13 @@ fn parse_script(path: &Path) -> std::io::Result<Vec<(usize, Step)>> {
 /// Replaces `<TIME>`, `<TIME+N>` and `<TIME-N>` by the current UTC time (± N s).
 fn replace_time(raw: &[u8]) -> Vec<u8> {
     let now = now_nanos();
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i..].starts_with(b"<TIME") {
-            if let Some(end) = raw[i..].iter().position(|&b| b == b'>') {
-                let offset: i64 = std::str::from_utf8(&raw[i + 5..i + end])
-                    .ok()
-                    .and_then(|s| s.trim_start_matches('+').parse().ok())
-                    .unwrap_or(0);
-                write_utc_timestamp(
-                    &mut out,
-                    now + offset * 1_000_000_000,
-                    TimestampPrecision::Seconds,
-                );
-                i += end + 1;
-                continue;
-            }
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    out
-}
-
-fn split_fields(text: &[u8]) -> Vec<&[u8]> {
-    text.split(|&b| b == frame::SOH)
-        .filter(|f| !f.is_empty())
-        .collect()
-}
-
-/// Frames an `I` line as QuickFIX's harness does: BodyLength and CheckSum are
-/// computed when left out and sent as written otherwise.
-fn frame_like_harness(text: &[u8]) -> Vec<u8> {
-    let fields = split_fields(text);
-    let explicit_length = fields.get(1).is_some_and(|f| f.starts_with(b"9="));
-    let explicit_checksum = fields.last().is_some_and(|f| f.starts_with(b"10="));
-    if explicit_length && explicit_checksum {
-        return text.to_vec();
-    }
-    let begin = fields.first().copied().unwrap_or_default();
-    let skip_front = if explicit_length { 2 } else { 1 };
-    let end = fields.len() - usize::from(explicit_checksum);
-    let mut body = Vec::new();
-    for f in fields.get(skip_front..end).unwrap_or_default() {
-        body.extend_from_slice(f);
-        body.push(frame::SOH);
-    }
-    let mut out = Vec::new();
-    out.extend_from_slice(begin);
-    out.push(frame::SOH);
-    match fields.get(1).filter(|_| explicit_length) {
-        Some(length) => out.extend_from_slice(length),
-        None => out.extend_from_slice(format!("9={}", body.len()).as_bytes()),
-    }
-    out.push(frame::SOH);
-    out.extend_from_slice(&body);
-    match fields.last().filter(|_| explicit_checksum) {
-        Some(sum) => out.extend_from_slice(sum),
-        None => out.extend_from_slice(format!("10={:03}", frame::checksum(&out)).as_bytes()),
-    }
-    out.push(frame::SOH);
-    out
+    common::replace_time(raw, |offset, out| {
+        write_utc_timestamp(
+            out,
+            now + offset * 1_000_000_000,
+            TimestampPrecision::Seconds,
+        );
+    })
 }
 
 /// The patterns of `fields.fmt`: a timestamp (searched) or three digits.

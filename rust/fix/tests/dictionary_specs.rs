@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use nexus_fix::message::{tags, FieldAccess, Message, MessageBuilder, Section, Splitter};
 use nexus_fix::{
     frame, Dictionary, DictionaryError, FieldType, MsgTypeStatus, ParseError, SessionRejectReason,
@@ -14,19 +16,7 @@ use nexus_fix::{
 };
 
 fn data_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("NEXUS_SHARED_DATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
-    };
-    if dir.join("fix/spec/FIX44.xml").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: FIX shared data not found under {} (set NEXUS_SHARED_DATA)",
-            dir.display()
-        );
-        None
-    }
+    common::shared_fix_data(|dir| dir.join("fix/spec/FIX44.xml").is_file())
 }
 
 fn load(dir: &Path, file: &str) -> Result<Dictionary, DictionaryError> {
@@ -184,29 +174,13 @@ struct Line {
 }
 
 fn replace_time(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i..].starts_with(b"<TIME") {
-            if let Some(end) = raw[i..].iter().position(|&b| b == b'>') {
-                out.extend_from_slice(TIME.as_bytes());
-                i += end + 1;
-                continue;
-            }
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    out
+    common::replace_time(raw, |_, out| out.extend_from_slice(TIME.as_bytes()))
 }
 
 /// Frames an `I` line as QuickFIX's test harness does: BodyLength and CheckSum are
 /// computed when the script leaves them out, and sent as written otherwise.
 fn frame_like_harness(text: &[u8]) -> (Vec<u8>, bool) {
-    let fields: Vec<&[u8]> = text
-        .split(|&b| b == frame::SOH)
-        .filter(|f| !f.is_empty())
-        .collect();
+    let fields = common::split_fields(text);
     let explicit_length = fields.get(1).is_some_and(|f| f.starts_with(b"9="));
     let explicit_checksum = fields.last().is_some_and(|f| f.starts_with(b"10="));
     let well_ordered = fields.first().is_some_and(|f| f.starts_with(b"8="))
@@ -214,32 +188,7 @@ fn frame_like_harness(text: &[u8]) -> (Vec<u8>, bool) {
             .get(if explicit_length { 2 } else { 1 })
             .is_some_and(|f| f.starts_with(b"35="));
     let garbled = explicit_length || explicit_checksum || !well_ordered;
-    if explicit_length && explicit_checksum {
-        return (text.to_vec(), garbled);
-    }
-    let begin = fields.first().copied().unwrap_or_default();
-    let skip_front = if explicit_length { 2 } else { 1 };
-    let end = fields.len() - usize::from(explicit_checksum);
-    let mut body = Vec::new();
-    for f in fields.get(skip_front..end).unwrap_or_default() {
-        body.extend_from_slice(f);
-        body.push(frame::SOH);
-    }
-    let mut out = Vec::new();
-    out.extend_from_slice(begin);
-    out.push(frame::SOH);
-    match fields.get(1).filter(|_| explicit_length) {
-        Some(length) => out.extend_from_slice(length),
-        None => out.extend_from_slice(format!("9={}", body.len()).as_bytes()),
-    }
-    out.push(frame::SOH);
-    out.extend_from_slice(&body);
-    match fields.last().filter(|_| explicit_checksum) {
-        Some(sum) => out.extend_from_slice(sum),
-        None => out.extend_from_slice(format!("10={:03}", frame::checksum(&out)).as_bytes()),
-    }
-    out.push(frame::SOH);
-    (out, garbled)
+    (common::frame_like_harness(text), garbled)
 }
 
 fn read_script(path: &Path) -> std::io::Result<Vec<Line>> {
