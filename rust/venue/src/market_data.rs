@@ -419,14 +419,9 @@ impl MarketDataVenue {
         config: AcceptorConfig,
         sessions: Vec<Session>,
     ) -> Result<Acceptor, TcpError> {
-        let ids: Vec<SessionId> = sessions.iter().map(|s| s.id().clone()).collect();
-        let acceptor = Acceptor::start(config, sessions, Arc::new(self.clone()))?;
-        for id in ids {
-            if let Some(sender) = acceptor.sender(&id) {
-                self.attach(id, sender);
-            }
-        }
-        Ok(acceptor)
+        crate::venue::serve_attached(config, sessions, Arc::new(self.clone()), |id, sender| {
+            self.attach(id, sender);
+        })
     }
 
     /// Registers the outgoing channel of `session` for its Xs.

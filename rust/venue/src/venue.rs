@@ -832,14 +832,9 @@ impl PaperVenue {
         config: AcceptorConfig,
         sessions: Vec<Session>,
     ) -> Result<Acceptor, TcpError> {
-        let ids: Vec<SessionId> = sessions.iter().map(|s| s.id().clone()).collect();
-        let acceptor = Acceptor::start(config, sessions, Arc::new(self.clone()))?;
-        for id in ids {
-            if let Some(sender) = acceptor.sender(&id) {
-                self.attach(id, sender);
-            }
-        }
-        Ok(acceptor)
+        serve_attached(config, sessions, Arc::new(self.clone()), |id, sender| {
+            self.attach(id, sender);
+        })
     }
 
     /// Forgets the outgoing channel of `session`; its unsolicited reports are
@@ -982,6 +977,25 @@ impl Application for PaperVenue {
             std::thread::sleep(self.latency);
         }
     }
+}
+
+/// Starts an [`Acceptor`] for `sessions` calling `app`, then hands each
+/// session's outgoing channel to `attach` (the simulators' way to send
+/// unsolicited messages).
+pub(crate) fn serve_attached(
+    config: AcceptorConfig,
+    sessions: Vec<Session>,
+    app: Arc<dyn Application>,
+    mut attach: impl FnMut(SessionId, SessionSender),
+) -> Result<Acceptor, TcpError> {
+    let ids: Vec<SessionId> = sessions.iter().map(|s| s.id().clone()).collect();
+    let acceptor = Acceptor::start(config, sessions, app)?;
+    for id in ids {
+        if let Some(sender) = acceptor.sender(&id) {
+            attach(id, sender);
+        }
+    }
+    Ok(acceptor)
 }
 
 #[cfg(test)]
