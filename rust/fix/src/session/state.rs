@@ -458,18 +458,15 @@ impl Session {
         self.store_op(out, |s| s.set_next_target_seq(next));
     }
 
-    /// Initiator: sends the Logon (with ResetSeqNumFlag=Y and a store reset when
-    /// `reset_on_logon`).
-    pub fn start_logon(&mut self, now: i64, out: &mut Outbox) {
+    /// A Logon: EncryptMethod 0, `heart_bt_int`, ResetSeqNumFlag=Y when `reset`,
+    /// and the configured DefaultApplVerID (FIXT).
+    fn logon_message(&self, heart_bt_int: i64, reset: bool) -> OutgoingMessage {
         let mut logon = OutgoingMessage::new("A");
         logon.body.push((tags::ENCRYPT_METHOD, b"0".to_vec()));
-        logon.body.push((
-            tags::HEART_BT_INT,
-            self.config.heart_bt_int.to_string().into_bytes(),
-        ));
-        if self.config.reset_on_logon {
-            self.store_op(out, |s| s.reset());
-            self.sent_reset = true;
+        logon
+            .body
+            .push((tags::HEART_BT_INT, heart_bt_int.to_string().into_bytes()));
+        if reset {
             logon.body.push((tags::RESET_SEQ_NUM_FLAG, b"Y".to_vec()));
         }
         if let Some(v) = &self.config.default_appl_ver_id {
@@ -477,6 +474,18 @@ impl Session {
                 .body
                 .push((tags::DEFAULT_APPL_VER_ID, v.as_bytes().to_vec()));
         }
+        logon
+    }
+
+    /// Initiator: sends the Logon (with ResetSeqNumFlag=Y and a store reset when
+    /// `reset_on_logon`).
+    pub fn start_logon(&mut self, now: i64, out: &mut Outbox) {
+        let reset = self.config.reset_on_logon;
+        if reset {
+            self.store_op(out, |s| s.reset());
+            self.sent_reset = true;
+        }
+        let logon = self.logon_message(i64::from(self.config.heart_bt_int), reset);
         self.sent_logon = true;
         self.logon_sent_at = now;
         self.last_received = now;
@@ -860,20 +869,7 @@ impl Session {
             if let Ok(hb) = msg.get_u64(tags::HEART_BT_INT) {
                 self.heart_bt_int = i64::try_from(hb).unwrap_or(0);
             }
-            let mut logon = OutgoingMessage::new("A");
-            logon.body.push((tags::ENCRYPT_METHOD, b"0".to_vec()));
-            logon.body.push((
-                tags::HEART_BT_INT,
-                self.heart_bt_int.to_string().into_bytes(),
-            ));
-            if self.received_reset {
-                logon.body.push((tags::RESET_SEQ_NUM_FLAG, b"Y".to_vec()));
-            }
-            if let Some(v) = &self.config.default_appl_ver_id {
-                logon
-                    .body
-                    .push((tags::DEFAULT_APPL_VER_ID, v.as_bytes().to_vec()));
-            }
+            let logon = self.logon_message(self.heart_bt_int, self.received_reset);
             self.last_received = now;
             self.test_requests = 0;
             self.sent_logon = true;
