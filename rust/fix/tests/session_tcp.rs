@@ -4,60 +4,26 @@
 //! needs no shared data.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod session_common;
+use session_common::{
+    acceptor_id, dictionary, initiator_id, next_event, wait_for, Exchange, TempDir,
+};
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nexus_fix::message::{FieldAccess, Message};
 use nexus_fix::session::tcp::now_nanos;
 use nexus_fix::session::Initiator;
 use nexus_fix::session::{
-    Acceptor, AcceptorConfig, AppEvent, Application, ChannelApplication, FileStore,
-    InitiatorConfig, MemoryStore, OutgoingMessage, Session, SessionConfig, SessionId,
+    Acceptor, AcceptorConfig, AppEvent, ChannelApplication, FileStore, InitiatorConfig,
+    MemoryStore, OutgoingMessage, Session, SessionConfig, SessionId,
 };
 use nexus_fix::{frame, Dictionary};
-
-const XML: &str = include_str!("../src/session/test_dictionary.xml");
-
-fn dictionary() -> Arc<Dictionary> {
-    Arc::new(Dictionary::from_xml(XML, "test_dictionary.xml").unwrap())
-}
-
-fn acceptor_id() -> SessionId {
-    SessionId::new("FIX.4.4", "ISLD", "TW")
-}
-
-fn initiator_id() -> SessionId {
-    SessionId::new("FIX.4.4", "TW", "ISLD")
-}
-
-/// Answers every order with an ExecutionReport-like message carrying the ClOrdID.
-struct Exchange;
-
-impl Application for Exchange {
-    fn on_message(&self, _: &SessionId, msg: &Message<'_>, replies: &mut Vec<OutgoingMessage>) {
-        let id = msg.get_str(11).unwrap_or_default().to_owned();
-        replies.push(OutgoingMessage::new("8").field(11, id));
-    }
-}
-
-/// A temporary directory removed on drop (also when a test panics).
-struct TempDir(PathBuf);
-
-impl AsRef<std::path::Path> for TempDir {
-    fn as_ref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("nexus-fix-{name}-{}", std::process::id()));
@@ -90,18 +56,6 @@ fn start_initiator(
     icfg.reconnect_min = Duration::from_millis(50);
     icfg.reconnect_max = Duration::from_millis(400);
     (Initiator::start(icfg, session, Arc::new(app)).unwrap(), rx)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn next_event(rx: &Receiver<AppEvent>) -> AppEvent {
-    rx.recv_timeout(Duration::from_secs(5)).unwrap()
 }
 
 #[test]

@@ -5,56 +5,27 @@
 //! clear errors for bad PEM files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod session_common;
+use session_common::{
+    acceptor_id, dictionary, initiator_id, next_event, wait_for, Exchange, TempDir,
+};
+
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nexus_fix::message::{FieldAccess, Message};
 use nexus_fix::session::{
-    Acceptor, AcceptorConfig, AppEvent, Application, ChannelApplication, ClientTls, ClientTlsFiles,
-    Initiator, InitiatorConfig, MemoryStore, OutgoingMessage, ServerTls, ServerTlsFiles, Session,
-    SessionConfig, SessionId, TlsError,
+    Acceptor, AcceptorConfig, AppEvent, ChannelApplication, ClientTls, ClientTlsFiles, Initiator,
+    InitiatorConfig, MemoryStore, OutgoingMessage, ServerTls, ServerTlsFiles, Session,
+    SessionConfig, TlsError,
 };
-use nexus_fix::Dictionary;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-
-const XML: &str = include_str!("../src/session/test_dictionary.xml");
-
-fn dictionary() -> Arc<Dictionary> {
-    Arc::new(Dictionary::from_xml(XML, "test_dictionary.xml").unwrap())
-}
-
-fn acceptor_id() -> SessionId {
-    SessionId::new("FIX.4.4", "ISLD", "TW")
-}
-
-fn initiator_id() -> SessionId {
-    SessionId::new("FIX.4.4", "TW", "ISLD")
-}
-
-/// Answers every order with an ExecutionReport-like message carrying the ClOrdID.
-struct Exchange;
-
-impl Application for Exchange {
-    fn on_message(&self, _: &SessionId, msg: &Message<'_>, replies: &mut Vec<OutgoingMessage>) {
-        let id = msg.get_str(11).unwrap_or_default().to_owned();
-        replies.push(OutgoingMessage::new("8").field(11, id));
-    }
-}
-
-/// A temporary directory removed on drop (also when a test panics).
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A CA, a server certificate for `localhost` and 127.0.0.1, a client
 /// certificate, all signed by the CA, and a second CA that signed nothing of
@@ -168,18 +139,6 @@ fn start_initiator(addr: SocketAddr, tls: Option<ClientTls>) -> (Initiator, Rece
     icfg.reconnect_max = Duration::from_millis(400);
     icfg.tls = tls;
     (Initiator::start(icfg, session, Arc::new(app)).unwrap(), rx)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn next_event(rx: &Receiver<AppEvent>) -> AppEvent {
-    rx.recv_timeout(Duration::from_secs(5)).unwrap()
 }
 
 fn expect_report(rx: &Receiver<AppEvent>, cl_ord_id: &str) {
