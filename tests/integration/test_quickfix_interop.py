@@ -124,19 +124,12 @@ APP_TAGS = (6, 11, 14, 17, 31, 32, 37, 38, 39, 40, 41, 44, 54, 55, 150, 151)
 # --- Nexus initiator -> QuickFIX acceptor ---------------------------------------
 
 
-class _BrokerApp(fix.Application):  # type: ignore[misc]
-    """A QuickFIX acceptor application that plays a broker: for D, New then, when
-    the limit price crosses ``MARKET``, a full fill at the limit price (else the
-    order rests); Replaced for G, Canceled for F. When ``gap`` is set, skips that
-    many outgoing sequence numbers before answering the next D."""
+class _RecordingApp(fix.Application):  # type: ignore[misc]
+    """A QuickFIX application that records logons, logouts and admin messages."""
 
     def __init__(self) -> None:
         super().__init__()
         self.rec = _Recorder()
-        self.gap = 0
-        self.skipped = (0, 0)
-        self.exec_n = 0
-        self.orders: dict[str, str] = {}
 
     def onCreate(self, session_id: Any) -> None:
         return
@@ -159,6 +152,20 @@ class _BrokerApp(fix.Application):  # type: ignore[misc]
 
     def toApp(self, msg: Any, session_id: Any) -> None:
         return
+
+
+class _BrokerApp(_RecordingApp):
+    """A QuickFIX acceptor application that plays a broker: for D, New then, when
+    the limit price crosses ``MARKET``, a full fill at the limit price (else the
+    order rests); Replaced for G, Canceled for F. When ``gap`` is set, skips that
+    many outgoing sequence numbers before answering the next D."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gap = 0
+        self.skipped = (0, 0)
+        self.exec_n = 0
+        self.orders: dict[str, str] = {}
 
     def fromApp(self, msg: Any, session_id: Any) -> None:
         try:
@@ -354,34 +361,8 @@ def _nexus_to_quickfix(app: _BrokerApp, port: int) -> None:
 # --- QuickFIX initiator -> Nexus acceptor ---------------------------------------
 
 
-class _ClientApp(fix.Application):  # type: ignore[misc]
+class _ClientApp(_RecordingApp):
     """A QuickFIX initiator application that records what it sees."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rec = _Recorder()
-
-    def onCreate(self, session_id: Any) -> None:
-        return
-
-    def onLogon(self, session_id: Any) -> None:
-        with self.rec.lock:
-            self.rec.events.append("logon")
-
-    def onLogout(self, session_id: Any) -> None:
-        with self.rec.lock:
-            self.rec.events.append("logout")
-
-    def toAdmin(self, msg: Any, session_id: Any) -> None:
-        with self.rec.lock:
-            self.rec.admin_out.append(_fields(msg, ADMIN_TAGS))
-
-    def fromAdmin(self, msg: Any, session_id: Any) -> None:
-        with self.rec.lock:
-            self.rec.admin_in.append(_fields(msg, ADMIN_TAGS))
-
-    def toApp(self, msg: Any, session_id: Any) -> None:
-        return
 
     def fromApp(self, msg: Any, session_id: Any) -> None:
         with self.rec.lock:
