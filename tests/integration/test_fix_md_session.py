@@ -64,6 +64,9 @@ def test_the_session_keeps_the_book_of_the_json_path() -> None:
     )
     try:
         wait_for("logon", lambda: session.status()["logged_on"])
+        # Logged on is not subscribed: the venue must hold the MarketDataRequest
+        # before the first book, or the changes before it never reach the session.
+        wait_for("the subscription", lambda: server.stats()["subscriptions"] == 1)
         last = None
         for book in json_books(LINES):
             bids, asks = levels(book, DEPTH)
@@ -97,6 +100,9 @@ def test_a_lost_update_is_recovered_by_resubscribing() -> None:
     )
     try:
         wait_for("logon", lambda: session.status()["logged_on"])
+        # Logged on is not subscribed: the venue must hold the MarketDataRequest
+        # before the first book, or the changes before it never reach the session.
+        wait_for("the subscription", lambda: server.stats()["subscriptions"] == 1)
         books = json_books(LINES)
         for _ in range(200):
             server.set_book(SYMBOL, *levels(next(books), DEPTH))
