@@ -302,6 +302,13 @@ class ExecutionConfig(_Section):
         description="journal orders, positions and algo orders in <data_dir>/orders, "
         "restored and reconciled with the venues on restart",
     )
+    ack_spin_us: int = Field(
+        default=200,
+        ge=0,
+        le=10_000,
+        description="SubmitOrder with await_venue_ack: how long the engine spins for the "
+        "venue's answer before it sleeps, microseconds (a core is busy meanwhile); 0 sleeps",
+    )
     latency_cost_bps_per_ms: float = Field(
         default=0.1,
         ge=0,

@@ -7,7 +7,10 @@
 //! number of orders (default 100 000). The engine's percentiles end the output as one
 //! JSON line, and `NEXUS_BENCH_SAMPLES` names a file for its raw samples: `nexus bench
 //! order-roundtrip-rust` reads them to set them beside C++ QuickFIX doing the same
-//! round trips.
+//! round trips. Each order is waited for twice over: as the engine waits by default
+//! (the caller spins up to `ExecutionConfig::wait_spin`, then sleeps) and with a
+//! caller that sleeps at once, as the C++ QuickFIX harness does (its samples in
+//! `NEXUS_BENCH_SAMPLES.sleeping`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
@@ -49,9 +52,11 @@ fn percentiles(name: &str, samples: &mut [u64]) -> [f64; 4] {
 
 /// Per order: submit to New applied, and the part of it spent in `submit` itself
 /// (risk checks and order-manager bookkeeping before the message is queued).
-fn engine_roundtrips(n: usize) -> (Vec<u64>, Vec<u64>) {
+/// `wait_spin`: how long the waiting caller spins before it sleeps.
+fn engine_roundtrips(n: usize, wait_spin: Duration) -> (Vec<u64>, Vec<u64>) {
     let engine = ExecutionEngine::start(ExecutionConfig {
         instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
+        wait_spin,
         ..ExecutionConfig::default()
     })
     .expect("engine starts");
@@ -127,7 +132,9 @@ fn main() {
         .filter(|&n| n > 0)
         .unwrap_or(100_000);
     println!("round trips: {n} (NEXUS_BENCH_ORDERS)");
-    let (mut ours, mut in_submit) = engine_roundtrips(n);
+    let spin = ExecutionConfig::default().wait_spin;
+    let (mut ours, mut in_submit) = engine_roundtrips(n, spin);
+    let (mut sleeping, _) = engine_roundtrips(n, Duration::ZERO);
     let mut floor = echo_roundtrips(n);
     let mut after_submit: Vec<u64> = ours
         .iter()
@@ -139,16 +146,26 @@ fn main() {
     percentiles("  of which in submit()", &mut in_submit);
     percentiles("  queued -> New applied", &mut after_submit);
     percentiles("  first 1000 orders", &mut first);
+    println!(
+        "  (the caller spins up to {} us for the answer, then sleeps: ExecutionConfig::wait_spin)",
+        spin.as_micros()
+    );
+    let c = percentiles("same, the caller sleeps", &mut sleeping);
     let b = percentiles("tcp echo (floor)", &mut floor);
     // Machine-readable, for `nexus bench order-roundtrip-rust`: the raw samples (ns, one
     // a line) to NEXUS_BENCH_SAMPLES when set, and the percentiles as one JSON line.
     if let Some(path) = std::env::var_os("NEXUS_BENCH_SAMPLES") {
         let text: String = ours.iter().map(|ns| format!("{ns}\n")).collect();
         std::fs::write(&path, text).expect("write NEXUS_BENCH_SAMPLES");
+        // The sleeping caller's samples beside them, in PATH.sleeping.
+        let mut path = path;
+        path.push(".sleeping");
+        let text: String = sleeping.iter().map(|ns| format!("{ns}\n")).collect();
+        std::fs::write(&path, text).expect("write NEXUS_BENCH_SAMPLES.sleeping");
     }
     println!(
-        "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}}}",
-        a[0], a[1], a[2], a[3]
+        "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}, \"wait_spin_us\": {}, \"sleeping_p50_us\": {:.2}, \"sleeping_p99_us\": {:.2}, \"sleeping_p999_us\": {:.2}}}",
+        a[0], a[1], a[2], a[3], spin.as_micros(), c[0], c[1], c[2]
     );
     println!(
         "{:<28} p50 {:>8.2}x    p99 {:>8.2}x    p99.9 {:>8.2}x    max {:>9.2}x",

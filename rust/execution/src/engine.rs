@@ -183,6 +183,10 @@ pub struct ExecutionConfig {
     /// The journal is compacted (one snapshot record) once the records after
     /// the last snapshot exceed this many bytes, or the snapshot's own size.
     pub journal_compact_bytes: u64,
+    /// How long [`ExecutionEngine::wait_report_after`] spins (yielding the core
+    /// between looks) before it sleeps on the condition variable; zero: it
+    /// sleeps at once. The caller's thread is busy meanwhile.
+    pub wait_spin: Duration,
 }
 
 impl Default for ExecutionConfig {
@@ -197,6 +201,7 @@ impl Default for ExecutionConfig {
             store_dir: None,
             journal_dir: None,
             journal_compact_bytes: 16 << 20,
+            wait_spin: Duration::from_micros(200),
         }
     }
 }
@@ -508,6 +513,10 @@ pub struct ExecutionEngine {
     book: Arc<Mutex<Book>>,
     /// Notified (with `book`) each time a venue message has been handled.
     reported: Arc<Condvar>,
+    /// The latest report sequence number announced to waiters.
+    published: Arc<AtomicU64>,
+    /// How long [`Self::wait_report_after`] spins before it sleeps.
+    wait_spin: Duration,
     /// Held from the order-manager update to the send, so that requests leave in
     /// the order the order manager saw them.
     send_lock: Mutex<()>,
@@ -643,9 +652,12 @@ impl ExecutionEngine {
         let book = Arc::new(Mutex::new(book));
 
         let reported = Arc::new(Condvar::new());
+        let published = Arc::new(AtomicU64::new(lock(&book).next_sequence - 1));
         let app = Arc::new(Reports {
             book: Arc::clone(&book),
             reported: Arc::clone(&reported),
+            wake: AtomicBool::new(false),
+            published: Arc::clone(&published),
             instruments: Arc::clone(&instruments),
             venues: venue_names,
         });
@@ -671,6 +683,8 @@ impl ExecutionEngine {
             latency_cost_bps_per_ms: config.latency_cost_bps_per_ms,
             book,
             reported,
+            published,
+            wait_spin: config.wait_spin,
             send_lock: Mutex::new(()),
             stopped: AtomicBool::new(false),
             kill_counter: AtomicU64::new(1),
@@ -1088,11 +1102,40 @@ impl ExecutionEngine {
 
     /// Waits until the log holds a report with a sequence number above `sequence`,
     /// or `timeout` passes; returns the sequence number of the latest logged report
-    /// (at most `sequence` when none came in time). Wakes as the report is logged,
-    /// without polling.
+    /// (at most `sequence` when none came in time). Spins first for up to
+    /// [`ExecutionConfig::wait_spin`] (yielding the core between looks), then
+    /// sleeps until the report is logged.
     #[must_use]
     pub fn wait_report_after(&self, sequence: u64, timeout: Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
+        self.wait_report(sequence, timeout, self.wait_spin)
+    }
+
+    /// As [`Self::wait_report_after`] without the spin (for a thread that
+    /// watches the log and must not keep a core busy).
+    #[must_use]
+    pub fn wait_report_sleeping(&self, sequence: u64, timeout: Duration) -> u64 {
+        self.wait_report(sequence, timeout, Duration::ZERO)
+    }
+
+    fn wait_report(&self, sequence: u64, timeout: Duration, spin: Duration) -> u64 {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        if !spin.is_zero() {
+            // A venue usually answers within tens of microseconds: spinning (and
+            // yielding the core to whoever needs it) saves the wake-up of a
+            // sleeping thread, which costs as much again on a virtual machine.
+            let spin_until = start + timeout.min(spin);
+            loop {
+                let published = self.published.load(Ordering::Acquire);
+                if published > sequence {
+                    return published;
+                }
+                if Instant::now() >= spin_until {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
         let mut book = lock(&self.book);
         loop {
             let last = book.next_sequence - 1;
@@ -1326,6 +1369,11 @@ fn start_link(
 struct Reports {
     book: Arc<Mutex<Book>>,
     reported: Arc<Condvar>,
+    /// A report was applied and its waiters are not woken yet.
+    wake: AtomicBool,
+    /// Sequence number of the latest report whose waiters were woken (what
+    /// [`ExecutionEngine::wait_report_after`] spins on before it sleeps).
+    published: Arc<AtomicU64>,
     instruments: Arc<HashMap<String, InstrumentConfig>>,
     venues: Arc<Vec<String>>,
 }
@@ -1341,7 +1389,18 @@ impl Application for Reports {
             .iter()
             .position(|v| *v == session.target_comp_id);
         apply(msg, venue, &self.book, &self.instruments, &self.venues);
-        self.reported.notify_all();
+        self.wake.store(true, Ordering::Release);
+    }
+
+    fn after_message(&self, _session: &SessionId) {
+        // Woken here, not in on_message: a waiter (e.g. a caller about to send the
+        // next order) would otherwise wake only to block on the session lock
+        // that the reader thread still holds.
+        if self.wake.swap(false, Ordering::AcqRel) {
+            let last = lock(&self.book).next_sequence - 1;
+            self.published.fetch_max(last, Ordering::AcqRel);
+            self.reported.notify_all();
+        }
     }
 }
 

@@ -220,6 +220,7 @@ class ExecutionServicer:
             latency_cost_bps_per_ms=cfg.latency_cost_bps_per_ms,
             store_dir=self._ctx.settings.data_dir / "fix" if cfg.persist_sessions else None,
             journal_dir=self._orders_dir if cfg.persist_orders else None,
+            wait_spin_us=cfg.ack_spin_us,
         )
         self.venues = tuple(v.name for v in cfg.venues)
         if not await asyncio.to_thread(self.engine.wait_logged_on, 10.0):
@@ -906,39 +907,52 @@ def _validate_algo_params(request: ex.ExecuteAlgoRequest, v: Violations) -> None
 
 
 class _ReportSignal:
-    """Wakes the report streams as soon as the engine logs a report.
+    """Wakes the report streams and the order calls waiting for a venue's answer
+    as soon as the engine logs a report.
 
     One watcher thread blocks in the engine (without the GIL) until a report
-    is logged and hands the news to the event loop; streams wait on it instead
-    of polling.
+    is logged, notes its sequence in `latest`, and wakes the event loop only
+    while a coroutine waits: with nobody waiting (most orders: SubmitOrder sees
+    its answer in its own short wait) the loop is not disturbed at all.
     """
 
     def __init__(self) -> None:
         self.latest = 0
+        self._waiters = 0
         self._event = asyncio.Event()
 
-    def notify(self, latest: int) -> None:
-        """On the loop: a report up to `latest` is logged."""
-        self.latest = max(self.latest, latest)
+    def notify(self) -> None:
+        """On the loop: reports up to `latest` are logged."""
         self._event.set()
         self._event = asyncio.Event()
 
     async def wait_beyond(self, sequence: int, timeout_s: float) -> None:
         """Returns once a report above `sequence` is logged, or after `timeout_s`."""
-        if self.latest > sequence:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout_s)
+        # Counted before `latest` is read, and the watcher writes `latest` before it
+        # reads the count (both under the GIL): either this call sees the new
+        # sequence, or the watcher sees this waiter and wakes the loop.
+        self._waiters += 1
+        try:
+            if self.latest > sequence:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._event.wait()
+        finally:
+            self._waiters -= 1
 
     def watch(self, engine: Any, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
         """The watcher thread's loop."""
         seen = int(engine.last_sequence())
+        self.latest = max(self.latest, seen)
         while not stop.is_set():
-            latest = int(engine.wait_report_after(seen, 0.25))
+            latest = int(engine.wait_report_after(seen, 0.25, spin=False))
             if latest > seen:
                 seen = latest
-                with contextlib.suppress(RuntimeError):  # the loop closed under us
-                    loop.call_soon_threadsafe(self.notify, latest)
+                self.latest = max(self.latest, latest)
+                if self._waiters:
+                    with contextlib.suppress(RuntimeError):  # the loop closed under us
+                        loop.call_soon_threadsafe(self.notify)
 
 
 def calendar_ns(day: Any) -> int:

@@ -233,6 +233,9 @@ impl PyExecutionEngine {
     /// applied reports are journaled there and restored on the next start, and
     /// the orders still open are reconciled with their venues once they log on;
     /// the journal is compacted once it grows by `journal_compact_bytes`.
+    /// `wait_report_after` spins up to `wait_spin_us` microseconds (yielding the
+    /// core) before it sleeps: a venue's answer is then seen without waiting for
+    /// a sleeping thread to wake; 0 sleeps at once.
     #[new]
     #[pyo3(signature = (
         instruments,
@@ -253,7 +256,8 @@ impl PyExecutionEngine {
         latency_cost_bps_per_ms = 0.1,
         store_dir = None,
         journal_dir = None,
-        journal_compact_bytes = 16_777_216
+        journal_compact_bytes = 16_777_216,
+        wait_spin_us = 200
     ))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python signature
     fn new(
@@ -276,6 +280,7 @@ impl PyExecutionEngine {
         store_dir: Option<std::path::PathBuf>,
         journal_dir: Option<std::path::PathBuf>,
         journal_compact_bytes: i64,
+        wait_spin_us: i64,
     ) -> PyResult<Self> {
         let mut specs = Vec::with_capacity(instruments.len());
         for (symbol, price_scale, qty_scale, tick) in instruments {
@@ -328,6 +333,7 @@ impl PyExecutionEngine {
             store_dir,
             journal_dir,
             journal_compact_bytes: non_negative("journal_compact_bytes", journal_compact_bytes)?,
+            wait_spin: Duration::from_micros(non_negative("wait_spin_us", wait_spin_us)?),
             heart_bt_int: non_negative("heart_bt_int", heart_bt_int)?,
             sender_comp_id: sender.to_owned(),
             limits: RiskLimits {
@@ -502,13 +508,27 @@ impl PyExecutionEngine {
 
     /// Waits (without the GIL) until a report with a sequence number above
     /// `sequence` is logged or `timeout_s` passes; returns the latest sequence
-    /// number (at most `sequence` on timeout). Wakes as the report is logged.
-    fn wait_report_after(&self, py: Python<'_>, sequence: i64, timeout_s: f64) -> PyResult<u64> {
+    /// number (at most `sequence` on timeout). Wakes as the report is logged;
+    /// with `spin` it first spins up to the engine's `wait_spin_us`.
+    #[pyo3(signature = (sequence, timeout_s, *, spin = true))]
+    fn wait_report_after(
+        &self,
+        py: Python<'_>,
+        sequence: i64,
+        timeout_s: f64,
+        spin: bool,
+    ) -> PyResult<u64> {
         let sequence = u64::try_from(sequence).unwrap_or(0);
         let timeout = Duration::try_from_secs_f64(timeout_s.max(0.0)).map_err(|_| {
             PyValueError::new_err(format!("timeout_s must be finite, got {timeout_s}"))
         })?;
-        Ok(py.detach(|| self.inner.wait_report_after(sequence, timeout)))
+        Ok(py.detach(|| {
+            if spin {
+                self.inner.wait_report_after(sequence, timeout)
+            } else {
+                self.inner.wait_report_sleeping(sequence, timeout)
+            }
+        }))
     }
 
     /// Engages or releases the kill switch; engaging sends cancels for the

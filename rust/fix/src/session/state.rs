@@ -236,6 +236,12 @@ pub trait Application: Send + Sync {
         msg: &Message<'_>,
         replies: &mut Vec<OutgoingMessage>,
     );
+    /// A received message has been handled and the session lock released (the
+    /// connection threads call it after each message they read): the place to
+    /// wake threads waiting for what [`Application::on_message`] did, so that
+    /// they do not wake only to block on the session lock (e.g. to send the next
+    /// order) while it is still held.
+    fn after_message(&self, _session: &SessionId) {}
 }
 
 /// An application that ignores everything.

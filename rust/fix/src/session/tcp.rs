@@ -466,6 +466,7 @@ fn serve(
             shared.emit(&s.id, &mut out);
             let written = write_all(&mut stream, &mut out);
             drop(session);
+            shared.app.after_message(&s.id);
             if !written || out.disconnect {
                 break 'conn;
             }
