@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import datetime as dt
 import itertools
 import math
 import random
+import time
 import zipfile
 from pathlib import Path
 
@@ -195,5 +197,43 @@ def test_a_parent_restored_after_its_window_ends_expires_with_the_reason() -> No
         assert restored.state is algos.AlgoState.EXPIRED
         assert "window ended while the service was down" in restored.error
         assert saved, "the end was saved"
+    finally:
+        eng.stop()
+
+
+def test_what_the_last_slice_misses_is_asked_for_again_at_the_new_touch() -> None:
+    """The paper venue (a simulator) over FIX: the last slice is priced on a quote
+    the market has left, misses, and the remainder fills at the new touch."""
+    eng = engine.ExecutionEngine([("EURUSD", 5, 0, 1)])
+    try:
+        assert eng.wait_logged_on(5.0)
+        eng.on_quote("EURUSD", 139_000, 139_010, 1_000, 1_000, time.time_ns())
+        stale = algos.Quote(138_990, 139_000, time.time_ns(), 1_000, 1_000)
+        now = algos.Quote(139_000, 139_010, time.time_ns(), 1_000, 1_000)
+        quotes = iter([stale, stale])  # the arrival price, then the slice
+        start = time.time_ns()
+        spec = algos.AlgoSpec(
+            algo_id="A9",
+            kind=algos.AlgoKind.TWAP,
+            symbol="EURUSD",
+            side="buy",
+            quantity=100,
+            slice_times_ns=(start,),
+            slice_quantities=(100,),
+            end_ns=start + 2_000_000_000,
+        )
+        algo = algos.AlgoOrder(spec=spec, engine=eng, quote=lambda: next(quotes, now))
+
+        async def run() -> None:
+            await asyncio.wait_for(algo.start(), 10)
+
+        asyncio.run(run())
+        assert algo.state is algos.AlgoState.COMPLETED, algo.error
+        first, *later = (eng.order(c) for c in algo.children)
+        assert first is not None
+        assert (first["limit_price"], first["filled"]) == (139_000, 0)  # missed
+        assert later
+        assert all(o is not None and o["limit_price"] == 139_010 for o in later)
+        assert algo.filled == 100
     finally:
         eng.stop()

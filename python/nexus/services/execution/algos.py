@@ -23,7 +23,9 @@ Schedules:
 Each child is a limit IOC at the touch (the ask for a buy, the bid for a sell),
 never beyond the parent's limit price, and for VWAP at most
 `max_participation` of the size shown there: what does not fill at once rolls
-into the next slice, and the last slice asks for everything left. The parent ends
+into the next slice, and the last slice asks for everything left; what that
+misses (the market moved away) is asked for again at the new touch every
+`CATCH_UP_S` until the window ends. The parent ends
 COMPLETED when filled, EXPIRED when the window ends first, CANCELED by
 `cancel` or the kill switch, FAILED after repeated refusals of its children.
 
@@ -71,6 +73,9 @@ __all__ = [
 MAX_REFUSALS = 3
 #: How long a child IOC may take to end before the runner stops waiting for it.
 CHILD_TIMEOUT_S = 5.0
+#: After the last slice, how often what is left is asked for again at the new
+#: touch until the window ends (at most a quarter of the window).
+CATCH_UP_S = 0.25
 #: Terminal order statuses (of the engine's order dicts).
 _DONE = frozenset({"filled", "canceled", "rejected", "expired", "replaced"})
 
@@ -494,20 +499,41 @@ class AlgoOrder:
                     break
                 if self.filled >= spec.quantity or self.state is AlgoState.FAILED:
                     break
-            if self.state is AlgoState.FAILED:
-                return
-            if self.filled >= spec.quantity:
-                self.state = AlgoState.COMPLETED
-            elif self._cancel.is_set():
-                self.state = AlgoState.CANCELED
-            else:
-                await self._sleep_until(spec.end_ns)
-                self.state = AlgoState.CANCELED if self._cancel.is_set() else AlgoState.EXPIRED
+            await self._finish()
         except Exception as err:  # the parent records why and stops
             self.error = f"{type(err).__name__}: {err}"
             self.state = AlgoState.FAILED
         if self.state is not AlgoState.RUNNING:
             self.on_change()
+
+    async def _finish(self) -> None:
+        """After the slices: catches up what is left, then ends the parent."""
+        await self._catch_up()  # nothing when the parent failed
+        if self.state is AlgoState.FAILED:
+            return
+        if self.filled >= self.spec.quantity:
+            self.state = AlgoState.COMPLETED
+        elif self._cancel.is_set():
+            self.state = AlgoState.CANCELED
+        else:
+            await self._sleep_until(self.spec.end_ns)
+            self.state = AlgoState.CANCELED if self._cancel.is_set() else AlgoState.EXPIRED
+
+    async def _catch_up(self) -> None:
+        """After the last slice: asks for what is left at the new touch every
+        `CATCH_UP_S` (a quarter of the window at most) until filled, cancelled,
+        failed, or the window ends."""
+        spec = self.spec
+        start_ns = spec.slice_times_ns[0] if spec.slice_times_ns else spec.end_ns
+        pause_ns = max(int(min(CATCH_UP_S * 1e9, (spec.end_ns - start_ns) / 4)), 1_000_000)
+        k = max(self._next_slice, len(spec.slice_times_ns))
+        while self.filled < spec.quantity and self.state is AlgoState.RUNNING:
+            due = time.time_ns() + pause_ns
+            if due >= spec.end_ns or not await self._sleep_until(due):
+                return
+            if not await self._send_child(k, spec.quantity - self.filled):
+                return
+            k += 1
 
     async def _send_child(self, k: int, want: int) -> bool:
         """Sends slice `k` as a child for `want` and books its fills; False to stop."""
@@ -519,8 +545,10 @@ class AlgoOrder:
             return True  # no market, beyond the limit or too little shown: rolls on
         price, want = order
         spec = self.spec
-        child = await asyncio.to_thread(
-            self.engine.submit,
+        # Sent from the loop (the engine releases the GIL and only writes to the
+        # session): the quote it is priced on is the venue's until it has left,
+        # as the replayed quotes are fed from this loop too.
+        child = self.engine.submit(
             f"{spec.algo_id}-{k + 1}",
             spec.symbol,
             spec.side,
