@@ -202,10 +202,13 @@ fn read_members(path: &Path, suffix: &str) -> Result<Vec<(String, Vec<u8>)>, Lea
         if !name.ends_with(suffix) {
             continue;
         }
-        let data = read_member(member).map_err(|reason| LeanError::Zip {
+        let mut buffers = MemberBuffers::default();
+        let length = read_member(member, &mut buffers).map_err(|reason| LeanError::Zip {
             path: format!("{}!{name}", shown()),
             reason,
         })?;
+        let mut data = buffers.data;
+        data.truncate(length);
         out.push((name, data));
     }
     if out.is_empty() {
@@ -218,30 +221,56 @@ fn read_members(path: &Path, suffix: &str) -> Result<Vec<(String, Vec<u8>)>, Lea
     Ok(out)
 }
 
-/// Returns the contents of a zip member opened raw: a deflated member is
-/// inflated in one call into a buffer of its stated size, by libdeflate
-/// (whole-buffer inflate, about twice as fast as a streaming inflater), a
-/// stored one read as it is; either is checked against its CRC-32 and size.
-fn read_member<R: Read>(mut member: zip::read::ZipFile<'_, R>) -> Result<Vec<u8>, String> {
+/// Room for reading zip members, kept between members (and files) so that
+/// reading one allocates nothing and touches no fresh page once the room is
+/// as large as the largest member.
+#[derive(Debug, Default)]
+pub struct MemberBuffers {
+    /// The member's bytes as stored (deflated).
+    raw: Vec<u8>,
+    /// The member's contents; its first bytes once a member is read.
+    data: Vec<u8>,
+}
+
+/// Reads the contents of a zip member opened raw into `buffers.data`,
+/// returning their length: a deflated member is inflated in one call into
+/// room of its stated size, by libdeflate (whole-buffer inflate, about
+/// twice as fast as a streaming inflater), a stored one copied as it is;
+/// either is checked against its CRC-32 and size.
+fn read_member<R: Read>(
+    mut member: zip::read::ZipFile<'_, R>,
+    buffers: &mut MemberBuffers,
+) -> Result<usize, String> {
     let size = usize::try_from(member.size()).map_err(|e| e.to_string())?;
     let crc = member.crc32();
     let method = member.compression();
-    let mut raw = Vec::with_capacity(usize::try_from(member.compressed_size()).unwrap_or(0));
-    member.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let data = match method {
-        zip::CompressionMethod::Stored => raw,
+    let raw = &mut buffers.raw;
+    raw.clear();
+    raw.reserve(usize::try_from(member.compressed_size()).unwrap_or(0));
+    member.read_to_end(raw).map_err(|e| e.to_string())?;
+    let out = &mut buffers.data;
+    let length = match method {
+        zip::CompressionMethod::Stored => {
+            out.clear();
+            out.extend_from_slice(raw);
+            raw.len()
+        }
         zip::CompressionMethod::Deflated => {
             // Deflate expands at most 1032:1: a larger stated size is a lie,
-            // and no buffer is allocated for it.
+            // and no room is made for it.
             if size > raw.len().saturating_mul(1032).saturating_add(64) {
                 return Err(format!(
                     "a stated size of {size} bytes cannot come from {} deflated bytes",
                     raw.len()
                 ));
             }
-            let mut out = vec![0; size];
-            let inflated = libdeflater::Decompressor::new()
-                .deflate_decompress(&raw, &mut out)
+            // Room is only ever added (zeroed once); libdeflate writes over
+            // what a member before left.
+            if out.len() < size {
+                out.resize(size, 0);
+            }
+            libdeflater::Decompressor::new()
+                .deflate_decompress(raw, &mut out[..size])
                 .map_err(|e| match e {
                     libdeflater::DecompressionError::InsufficientSpace => format!(
                         "the deflate stream does not end within its stated size of {size} bytes"
@@ -249,21 +278,69 @@ fn read_member<R: Read>(mut member: zip::read::ZipFile<'_, R>) -> Result<Vec<u8>
                     libdeflater::DecompressionError::BadData => {
                         "the deflate stream is corrupt".to_owned()
                     }
-                })?;
-            out.truncate(inflated);
-            out
+                })?
         }
         other => return Err(format!("unsupported compression method {other}")),
     };
-    if data.len() != size {
-        return Err(format!("{} bytes where the header says {size}", data.len()));
+    if length != size {
+        return Err(format!("{length} bytes where the header says {size}"));
     }
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&data);
+    hasher.update(&out[..length]);
     if hasher.finalize() != crc {
         return Err("CRC-32 mismatch".to_owned());
     }
-    Ok(data)
+    Ok(length)
+}
+
+/// Reads the members of a zip whose names end with `suffix` in name order,
+/// each into `buffers` (see [`MemberBuffers`]), and hands each one's
+/// contents to `member`, stopping at its first error.
+///
+/// # Errors
+/// A [`LeanError`] (converted) when the file cannot be read as a zip, holds
+/// no such member or a member is corrupt; or the first error of `member`.
+pub fn for_each_member<E: From<LeanError>>(
+    path: &Path,
+    suffix: &str,
+    buffers: &mut MemberBuffers,
+    mut member: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let shown = || path.display().to_string();
+    let zip_error = |e: zip::result::ZipError| LeanError::Zip {
+        path: shown(),
+        reason: e.to_string(),
+    };
+    let file = File::open(path).map_err(|source| LeanError::Io {
+        path: shown(),
+        source,
+    })?;
+    let mut archive = zip::ZipArchive::new(file).map_err(zip_error)?;
+    let mut members = Vec::new();
+    for i in 0..archive.len() {
+        let raw = archive.by_index_raw(i).map_err(zip_error)?;
+        let name = raw.name().map_err(zip_error)?.into_owned();
+        if name.ends_with(suffix) {
+            members.push((name, i));
+        }
+    }
+    if members.is_empty() {
+        return Err(LeanError::NoMember {
+            path: shown(),
+            wanted: format!("*{suffix}"),
+        }
+        .into());
+    }
+    members.sort();
+    for (name, i) in members {
+        let raw = archive.by_index_raw(i).map_err(zip_error)?;
+        let length = read_member(raw, buffers).map_err(|reason| LeanError::Zip {
+            path: format!("{}!{name}", shown()),
+            reason,
+        })?;
+        member(buffers.data.get(..length).unwrap_or_default())?;
+    }
+    Ok(())
 }
 
 /// Inflates the members of a zip whose names end with `suffix`, in name
@@ -1391,6 +1468,43 @@ mod tests {
     }
 
     #[test]
+    fn members_read_into_kept_room_equal_members_read_fresh() {
+        let dir = temp_dir("kept");
+        let (long, short) = (many_rows(3_000), many_rows(700));
+        let path = zip_file(
+            &dir,
+            "20140508_quote.zip",
+            &[
+                ("b_second.csv", short.as_str()),
+                ("a_first.csv", long.as_str()),
+            ],
+        );
+        let stored = stored_zip(&dir, "20140509_quote.zip", "q.csv", short.as_bytes());
+        let mut buffers = MemberBuffers::default();
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        for file in [&path, &stored, &path] {
+            let read: Result<(), LeanError> = for_each_member(file, ".csv", &mut buffers, |data| {
+                seen.push(data.to_vec());
+                Ok(())
+            });
+            read.expect("readable");
+        }
+        let (long, short) = (long.into_bytes(), short.into_bytes());
+        assert_eq!(
+            seen,
+            vec![long.clone(), short.clone(), short.clone(), long, short]
+        );
+        // The caller's error stops the read and comes back.
+        let mut calls = 0;
+        let stopped = for_each_member(&path, ".csv", &mut buffers, |_| {
+            calls += 1;
+            Err(LeanError::NoDate("stop".to_owned()))
+        });
+        assert!(matches!(stopped, Err(LeanError::NoDate(_))));
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
     fn corrupt_members_are_errors_whole_or_streamed() {
         let dir = temp_dir("corrupt");
         let text = many_rows(50);
@@ -1404,6 +1518,10 @@ mod tests {
         std::fs::write(&path, &bytes).expect("write zip");
         let whole = read_quote_ticks(&path, 5, 0).expect_err("CRC");
         assert!(whole.to_string().contains("CRC-32 mismatch"), "{whole}");
+        let kept: Result<(), LeanError> =
+            for_each_member(&path, ".csv", &mut MemberBuffers::default(), |_| Ok(()));
+        let kept = kept.expect_err("CRC");
+        assert!(kept.to_string().contains("CRC-32 mismatch"), "{kept}");
         let streamed = stream_members(&path, ".csv", 64, Vec::new, |_, _| true).expect_err("CRC");
         assert!(streamed.to_string().contains("q.csv"), "{streamed}");
         assert!(
