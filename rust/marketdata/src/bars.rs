@@ -265,6 +265,60 @@ impl BarAggregator {
         self.update_other(ts_ns, price, size)
     }
 
+    /// Adds ticks `(ts_ns, price)` of `size` each, in order, as
+    /// [`update`](Self::update) would one at a time, pushing each bar they
+    /// close to `closed`. Ticks inside the open time bar's period, the
+    /// common case, run in a loop that keeps the bar in registers.
+    ///
+    /// # Errors
+    /// The first error of [`update`](Self::update): the ticks before the
+    /// one refused are added (and the bars they close pushed), the rest not.
+    pub fn update_block(
+        &mut self,
+        ticks: &[(i64, i64)],
+        size: i64,
+        closed: &mut Vec<Bar>,
+    ) -> Result<(), BarError> {
+        let mut rest = ticks;
+        loop {
+            if let (BarSpec::Time(_), Some(mut bar), Some(end), Some(mut clock), true) = (
+                self.spec,
+                self.current,
+                self.period_end_ns,
+                self.clock_ns,
+                size >= 0,
+            ) {
+                let mut taken = 0;
+                for &(ts_ns, price) in rest {
+                    let Some(volume) = bar.volume.checked_add(size) else {
+                        break;
+                    };
+                    if !(clock..end).contains(&ts_ns) {
+                        break;
+                    }
+                    bar.volume = volume;
+                    bar.high = bar.high.max(price);
+                    bar.low = bar.low.min(price);
+                    bar.close = price;
+                    bar.tick_count += 1;
+                    bar.ts_close_ns = ts_ns;
+                    clock = ts_ns;
+                    taken += 1;
+                }
+                self.current = Some(bar);
+                self.clock_ns = Some(clock);
+                rest = rest.get(taken..).unwrap_or_default();
+            }
+            let Some((&(ts_ns, price), after)) = rest.split_first() else {
+                return Ok(());
+            };
+            if let Some(bar) = self.update_other(ts_ns, price, size)? {
+                closed.push(bar);
+            }
+            rest = after;
+        }
+    }
+
     /// [`update`](Self::update) outside its common case.
     fn update_other(&mut self, ts_ns: i64, price: i64, size: i64) -> Result<Option<Bar>, BarError> {
         self.check_time(ts_ns)?;
@@ -710,6 +764,46 @@ mod property_tests {
             }
             bars.extend(agg.flush());
             prop_assert_eq!(bars, aggregate(spec, &ts, &px, &sz).unwrap());
+        }
+
+        #[test]
+        fn blocks_equal_ticks_one_at_a_time(
+            (mut ts, px, _) in ticks(),
+            spec in spec(),
+            size in 0i64..3,
+            block in 1usize..40,
+            back in prop::option::of((any::<prop::sample::Index>(), 1i64..1_000_000)),
+        ) {
+            // A tick back in time, maybe: both stop there with the same error.
+            if let (Some((at, back)), true) = (back, ts.len() >= 2) {
+                let i = at.index(ts.len() - 1) + 1;
+                ts[i] = ts[i - 1] - back;
+            }
+            let ticks: Vec<(i64, i64)> = ts.iter().copied().zip(px.iter().copied()).collect();
+            let mut one = BarAggregator::new(spec).unwrap();
+            let mut one_bars = Vec::new();
+            let mut one_error = None;
+            for &(t, p) in &ticks {
+                match one.update(t, p, size) {
+                    Ok(bar) => one_bars.extend(bar),
+                    Err(e) => {
+                        one_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            let mut blocks = BarAggregator::new(spec).unwrap();
+            let mut block_bars = Vec::new();
+            let mut block_error = None;
+            for chunk in ticks.chunks(block) {
+                if let Err(e) = blocks.update_block(chunk, size, &mut block_bars) {
+                    block_error = Some(e);
+                    break;
+                }
+            }
+            prop_assert_eq!(block_error, one_error);
+            prop_assert_eq!(block_bars, one_bars);
+            prop_assert_eq!(blocks.flush(), one.flush());
         }
 
         #[test]

@@ -454,11 +454,9 @@ impl Rsi {
         let change = x - prev;
         // Both sides updated, one by zero (which leaves it as it is), so that
         // the sign of the change, up or down at random, is not a branch.
-        let (up, down) = if change < 0.0 {
-            (0.0, change)
-        } else {
-            (change, 0.0)
-        };
+        // (A change of -0.0 adds or takes 0 either way.)
+        let up = if change > 0.0 { change } else { 0.0 };
+        let down = if change < 0.0 { change } else { 0.0 };
         if self.count < self.period {
             self.loss -= down;
             self.gain += up;

@@ -202,10 +202,13 @@ fn read_members(path: &Path, suffix: &str) -> Result<Vec<(String, Vec<u8>)>, Lea
         if !name.ends_with(suffix) {
             continue;
         }
-        let data = read_member(member).map_err(|reason| LeanError::Zip {
+        let mut buffers = MemberBuffers::default();
+        let length = read_member(member, &mut buffers).map_err(|reason| LeanError::Zip {
             path: format!("{}!{name}", shown()),
             reason,
         })?;
+        let mut data = buffers.data;
+        data.truncate(length);
         out.push((name, data));
     }
     if out.is_empty() {
@@ -218,30 +221,56 @@ fn read_members(path: &Path, suffix: &str) -> Result<Vec<(String, Vec<u8>)>, Lea
     Ok(out)
 }
 
-/// Returns the contents of a zip member opened raw: a deflated member is
-/// inflated in one call into a buffer of its stated size, by libdeflate
-/// (whole-buffer inflate, about twice as fast as a streaming inflater), a
-/// stored one read as it is; either is checked against its CRC-32 and size.
-fn read_member<R: Read>(mut member: zip::read::ZipFile<'_, R>) -> Result<Vec<u8>, String> {
+/// Room for reading zip members, kept between members (and files) so that
+/// reading one allocates nothing and touches no fresh page once the room is
+/// as large as the largest member.
+#[derive(Debug, Default)]
+pub struct MemberBuffers {
+    /// The member's bytes as stored (deflated).
+    raw: Vec<u8>,
+    /// The member's contents; its first bytes once a member is read.
+    data: Vec<u8>,
+}
+
+/// Reads the contents of a zip member opened raw into `buffers.data`,
+/// returning their length: a deflated member is inflated in one call into
+/// room of its stated size, by libdeflate (whole-buffer inflate, about
+/// twice as fast as a streaming inflater), a stored one copied as it is;
+/// either is checked against its CRC-32 and size.
+fn read_member<R: Read>(
+    mut member: zip::read::ZipFile<'_, R>,
+    buffers: &mut MemberBuffers,
+) -> Result<usize, String> {
     let size = usize::try_from(member.size()).map_err(|e| e.to_string())?;
     let crc = member.crc32();
     let method = member.compression();
-    let mut raw = Vec::with_capacity(usize::try_from(member.compressed_size()).unwrap_or(0));
-    member.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let data = match method {
-        zip::CompressionMethod::Stored => raw,
+    let raw = &mut buffers.raw;
+    raw.clear();
+    raw.reserve(usize::try_from(member.compressed_size()).unwrap_or(0));
+    member.read_to_end(raw).map_err(|e| e.to_string())?;
+    let out = &mut buffers.data;
+    let length = match method {
+        zip::CompressionMethod::Stored => {
+            out.clear();
+            out.extend_from_slice(raw);
+            raw.len()
+        }
         zip::CompressionMethod::Deflated => {
             // Deflate expands at most 1032:1: a larger stated size is a lie,
-            // and no buffer is allocated for it.
+            // and no room is made for it.
             if size > raw.len().saturating_mul(1032).saturating_add(64) {
                 return Err(format!(
                     "a stated size of {size} bytes cannot come from {} deflated bytes",
                     raw.len()
                 ));
             }
-            let mut out = vec![0; size];
-            let inflated = libdeflater::Decompressor::new()
-                .deflate_decompress(&raw, &mut out)
+            // Room is only ever added (zeroed once); libdeflate writes over
+            // what a member before left.
+            if out.len() < size {
+                out.resize(size, 0);
+            }
+            libdeflater::Decompressor::new()
+                .deflate_decompress(raw, &mut out[..size])
                 .map_err(|e| match e {
                     libdeflater::DecompressionError::InsufficientSpace => format!(
                         "the deflate stream does not end within its stated size of {size} bytes"
@@ -249,21 +278,69 @@ fn read_member<R: Read>(mut member: zip::read::ZipFile<'_, R>) -> Result<Vec<u8>
                     libdeflater::DecompressionError::BadData => {
                         "the deflate stream is corrupt".to_owned()
                     }
-                })?;
-            out.truncate(inflated);
-            out
+                })?
         }
         other => return Err(format!("unsupported compression method {other}")),
     };
-    if data.len() != size {
-        return Err(format!("{} bytes where the header says {size}", data.len()));
+    if length != size {
+        return Err(format!("{length} bytes where the header says {size}"));
     }
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&data);
+    hasher.update(&out[..length]);
     if hasher.finalize() != crc {
         return Err("CRC-32 mismatch".to_owned());
     }
-    Ok(data)
+    Ok(length)
+}
+
+/// Reads the members of a zip whose names end with `suffix` in name order,
+/// each into `buffers` (see [`MemberBuffers`]), and hands each one's
+/// contents to `member`, stopping at its first error.
+///
+/// # Errors
+/// A [`LeanError`] (converted) when the file cannot be read as a zip, holds
+/// no such member or a member is corrupt; or the first error of `member`.
+pub fn for_each_member<E: From<LeanError>>(
+    path: &Path,
+    suffix: &str,
+    buffers: &mut MemberBuffers,
+    mut member: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let shown = || path.display().to_string();
+    let zip_error = |e: zip::result::ZipError| LeanError::Zip {
+        path: shown(),
+        reason: e.to_string(),
+    };
+    let file = File::open(path).map_err(|source| LeanError::Io {
+        path: shown(),
+        source,
+    })?;
+    let mut archive = zip::ZipArchive::new(file).map_err(zip_error)?;
+    let mut members = Vec::new();
+    for i in 0..archive.len() {
+        let raw = archive.by_index_raw(i).map_err(zip_error)?;
+        let name = raw.name().map_err(zip_error)?.into_owned();
+        if name.ends_with(suffix) {
+            members.push((name, i));
+        }
+    }
+    if members.is_empty() {
+        return Err(LeanError::NoMember {
+            path: shown(),
+            wanted: format!("*{suffix}"),
+        }
+        .into());
+    }
+    members.sort();
+    for (name, i) in members {
+        let raw = archive.by_index_raw(i).map_err(zip_error)?;
+        let length = read_member(raw, buffers).map_err(|reason| LeanError::Zip {
+            path: format!("{}!{name}", shown()),
+            reason,
+        })?;
+        member(buffers.data.get(..length).unwrap_or_default())?;
+    }
+    Ok(())
 }
 
 /// Inflates the members of a zip whose names end with `suffix`, in name
@@ -502,64 +579,38 @@ pub fn parse_quote_rows(
     out.ts_ns.reserve(estimate);
     out.bid.reserve(estimate);
     out.ask.reserve(estimate);
+    let mut rows = QuoteRows::new(data, day_ns, price_scale);
+    let mut block = [(0, 0, 0); 256];
     let mut lines = 0;
-    let parsed: Result<(), std::convert::Infallible> = for_each_quote_row(
-        data,
-        day_ns,
-        price_scale,
-        &mut lines,
-        report,
-        |ts, bid, ask| {
+    loop {
+        let read = rows.read_block(&mut lines, report, &mut block);
+        if read == 0 {
+            return;
+        }
+        for &(ts, bid, ask) in &block[..read] {
             out.ts_ns.push(ts);
             out.bid.push(bid);
             out.ask.push(ask);
-            Ok(())
-        },
-    );
-    if let Err(never) = parsed {
-        match never {}
-    }
-}
-
-/// Parses Lean quote rows from CSV text in memory and hands each good one,
-/// as (UTC epoch ns, bid mantissa, ask mantissa), to `tick` as soon as it is
-/// read, with no intermediate columns; bad rows are counted in `report`.
-/// `lines` counts the lines of the file read so far: 0 for a whole file, or
-/// the running count when a file comes in pieces that end at line ends.
-///
-/// # Errors
-/// Stops at, and returns, the first error of `tick`.
-pub fn for_each_quote_row<E>(
-    data: &[u8],
-    day_ns: i64,
-    price_scale: u8,
-    lines: &mut u64,
-    report: &mut ReadReport,
-    mut tick: impl FnMut(i64, i64, i64) -> Result<(), E>,
-) -> Result<(), E> {
-    let mut rows = QuoteRows::new(data, day_ns, price_scale);
-    let mut failed = None;
-    rows.read_while(lines, report, |ts, bid, ask| match tick(ts, bid, ask) {
-        Ok(()) => true,
-        Err(error) => {
-            failed = Some(error);
-            false
         }
-    });
-    failed.map_or(Ok(()), Err)
+    }
 }
 
 /// Lean quote rows (`ms_since_midnight,bid,ask`) read from CSV text in
 /// memory, a block of rows at a time, as (UTC epoch ns, bid mantissa, ask
 /// mantissa); bad rows are counted in a [`ReadReport`].
+///
+/// At price scale 5, rows of the usual FX layout (`30741,1.38756,1.38758`
+/// and a line end) are read a few 8-byte words at a time (see
+/// [`RowShape`]); any other row goes through a general word-at-a-time
+/// parser, then the checked one, which counts a bad row by reason. All
+/// three agree wherever more than one accepts a row.
 #[derive(Debug, Clone)]
 pub struct QuoteRows<'a> {
     data: &'a [u8],
     pos: usize,
     day_ns: i64,
     price_scale: u8,
-    layout: Option<FixedRow>,
-    /// The shape of the last row read in the fixed layout.
+    /// The shape of the last row read in the usual FX layout.
     shape: Option<RowShape>,
 }
 
@@ -573,84 +624,231 @@ impl<'a> QuoteRows<'a> {
             pos: 0,
             day_ns,
             price_scale,
-            layout: FixedRow::new(price_scale),
             shape: None,
         }
     }
 
     /// Reads good rows into `block` until it is full or the text ends;
-    /// returns how many (0 at the end). `lines` counts every line read (see
-    /// [`for_each_quote_row`]); bad rows are counted in `report`.
+    /// returns how many (0 at the end). `lines` counts the lines of the file
+    /// read so far: start it at 0 for a whole file, or carry the running
+    /// count when a file comes in pieces that end at line ends. Bad rows are
+    /// counted in `report`.
     pub fn read_block(
         &mut self,
         lines: &mut u64,
         report: &mut ReadReport,
         block: &mut [(i64, i64, i64)],
     ) -> usize {
-        let mut filled = 0;
-        if !block.is_empty() {
-            self.read_while(lines, report, |ts, bid, ask| {
-                if let Some(slot) = block.get_mut(filled) {
-                    *slot = (ts, bid, ask);
-                    filled += 1;
-                }
-                filled < block.len()
-            });
-        }
-        filled
-    }
-
-    /// Hands good rows to `row` until it returns false or the text ends.
-    #[inline(always)]
-    fn read_while(
-        &mut self,
-        lines: &mut u64,
-        report: &mut ReadReport,
-        mut row: impl FnMut(i64, i64, i64) -> bool,
-    ) {
-        let (data, day_ns, layout) = (self.data, self.day_ns, self.layout);
-        let (mut pos, mut line, mut fast_rows, mut shape) = (self.pos, *lines, 0, self.shape);
-        'rows: while pos < data.len() {
-            if let Some(shape) = shape {
+        let (data, day_ns) = (self.data, self.day_ns);
+        let (mut pos, mut line, mut filled, mut fast) = (self.pos, *lines, 0, 0);
+        while pos < data.len() && filled < block.len() {
+            if let Some(shape) = self.shape {
                 // The rows of the last shape, in a loop of their own.
-                while let Some((ms, bid, ask)) = shape.read(data, pos) {
-                    line += 1;
-                    fast_rows += 1;
-                    pos += shape.len;
-                    if !row(day_ns + ms * NS_PER_MS, bid, ask) {
-                        break 'rows;
-                    }
-                }
-                if pos >= data.len() {
+                let read = shape.read_rows(data, pos, day_ns, &mut block[filled..]);
+                filled += read;
+                fast += read;
+                line += u64::try_from(read).unwrap_or(u64::MAX);
+                pos += read * shape.len();
+                if filled == block.len() || pos >= data.len() {
                     break;
                 }
             }
+            // A row of another shape, or of another layout.
             line += 1;
-            // Another shape, or another layout: learn the row's shape.
-            let learnt = layout.and_then(|layout| {
-                let found = layout.shape_at(data, pos)?;
-                Some((found, found.read(data, pos)?))
+            let Some(slot) = block.get_mut(filled) else {
+                break;
+            };
+            let learnt = RowShape::at(data, pos, self.price_scale).filter(|shape| {
+                shape.read_rows(data, pos, day_ns, std::slice::from_mut(slot)) == 1
             });
-            let more = if let Some((found, (ms, bid, ask))) = learnt {
-                shape = Some(found);
-                fast_rows += 1;
-                pos += found.len;
-                row(day_ns + ms * NS_PER_MS, bid, ask)
+            if let Some(shape) = learnt {
+                self.shape = Some(shape);
+                filled += 1;
+                fast += 1;
+                pos += shape.len();
             } else {
                 let (good, next) =
                     other_quote_row(data, pos, line, day_ns, self.price_scale, report);
                 pos = next;
-                good.is_none_or(|(ts, bid, ask)| row(ts, bid, ask))
-            };
-            if !more {
-                break;
+                if let Some(tick) = good {
+                    *slot = tick;
+                    filled += 1;
+                }
             }
         }
-        self.shape = shape;
         self.pos = pos;
         *lines = line;
-        report.rows += fast_rows;
+        // (Rows of other shapes count themselves.)
+        report.rows += u64::try_from(fast).unwrap_or(u64::MAX);
+        filled
     }
+}
+
+/// The price scale of the usual FX layout that [`RowShape`] reads.
+const FIXED_SCALE: u8 = 5;
+/// Bytes in view when a row of the usual FX layout is read (rows take 19
+/// to 26 with their line end).
+const WINDOW: usize = 32;
+/// Milliseconds since midnight must stay below a day and an hour.
+const MAX_MS: i64 = 86_400_000 + 3_600_000;
+
+/// The shape of a row in the usual FX layout, `ms,d.ddddd,d.ddddd` and a
+/// line end (prices of one unit digit and five decimals): its time's digit
+/// count and its line end. Where each field lies follows from the shape,
+/// so a row is checked and converted as three 8-byte words (the time, and
+/// each price with the comma before it) and its line end, with no search;
+/// the rows of a file mostly share one shape (times are sorted, so their
+/// length seldom changes), and each shape has a loop of its own, compiled
+/// for it, whose rows do not wait on one another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RowShape {
+    /// Digits of the time (1 to 8).
+    count: u8,
+    /// Whether the line ends with `\r\n` (else `\n`).
+    crlf: bool,
+}
+
+impl RowShape {
+    /// Returns the shape of the row at `pos` if it may have the layout (the
+    /// time's digits, and a line end where it must be); [`read_rows`]
+    /// checks the rest. None for any scale but 5.
+    fn at(data: &[u8], pos: usize, scale: u8) -> Option<Self> {
+        if scale != FIXED_SCALE {
+            return None;
+        }
+        let count = leading_digits(word_at(data, pos)?);
+        let crlf = match data.get(pos + count + 16)? {
+            b'\n' => false,
+            b'\r' => true,
+            _ => return None,
+        };
+        let count = u8::try_from(count).ok().filter(|c| *c > 0)?;
+        Some(Self { count, crlf })
+    }
+
+    /// Bytes of a row of this shape with its line end.
+    fn len(self) -> usize {
+        usize::from(self.count) + 17 + usize::from(self.crlf)
+    }
+
+    /// Reads rows of this shape from `pos` into `out` (see [`read_rows`]);
+    /// returns how many.
+    fn read_rows(self, data: &[u8], pos: usize, day_ns: i64, out: &mut [(i64, i64, i64)]) -> usize {
+        macro_rules! by_shape {
+            ($($count:literal)*) => {
+                match (self.count, self.crlf) {
+                    $(
+                        ($count, false) => read_rows::<$count, false>(data, pos, day_ns, out),
+                        ($count, true) => read_rows::<$count, true>(data, pos, day_ns, out),
+                    )*
+                    _ => 0,
+                }
+            };
+        }
+        by_shape!(1 2 3 4 5 6 7 8)
+    }
+}
+
+/// Reads rows of one shape (a time of `COUNT` digits, a line end of
+/// `\r\n` when `CRLF`, else `\n`) from `pos` into `out`, as (UTC epoch ns,
+/// bid, ask), until a row has another shape, `out` is full, or fewer than
+/// [`WINDOW`] bytes are left; returns how many.
+fn read_rows<const COUNT: usize, const CRLF: bool>(
+    data: &[u8],
+    mut pos: usize,
+    day_ns: i64,
+    out: &mut [(i64, i64, i64)],
+) -> usize {
+    let len = COUNT + 17 + usize::from(CRLF);
+    let mut read = 0;
+    for slot in out {
+        let Some(row) = data.get(pos..).and_then(<[u8]>::first_chunk::<WINDOW>) else {
+            break;
+        };
+        let Some((ms, bid, ask)) = fixed_row::<COUNT, CRLF>(row) else {
+            break;
+        };
+        *slot = (day_ns + ms * NS_PER_MS, bid, ask);
+        pos += len;
+        read += 1;
+    }
+    read
+}
+
+/// `0` in each byte: XOR with it turns ASCII digits into their values.
+const ZEROS: u64 = u64::from_le_bytes(*b"00000000");
+/// A price with the comma before it, as its word must read once its digits
+/// are zeros (XOR with it leaves the digits' values and zeros elsewhere).
+const PRICE: u64 = u64::from_le_bytes(*b",0.00000");
+/// Added to a word after the XOR, byte by byte: a digit's value above 9,
+/// or anything but 0 where a mark was, reaches the byte's top bit.
+const DIGIT_LIMIT: u64 = 0x7676_7676_7676_7676;
+/// [`DIGIT_LIMIT`] for a price word: 0x7F at the comma and the point.
+const PRICE_LIMIT: u64 = u64::from_le_bytes([0x7F, 0x76, 0x7F, 0x76, 0x76, 0x76, 0x76, 0x76]);
+/// The top bit of every byte.
+const TOP_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// Checks and converts one row of the shape (see [`read_rows`]) at the
+/// start of `row`: returns (ms, bid, ask), or None when the row has
+/// another shape or layout.
+///
+/// Each word is XORed with what it must read with zeros for digits; then
+/// a byte is good when it is a digit's value (0 to 9) where a digit must
+/// be, or 0 where a comma or point must be: adding 0x76 (or 0x7F) takes a
+/// byte past its top bit exactly when it is not. A byte with its top bit
+/// already set is bad either way, so a carry out of it changes no verdict.
+#[inline(always)]
+fn fixed_row<const COUNT: usize, const CRLF: bool>(row: &[u8; WINDOW]) -> Option<(i64, i64, i64)> {
+    let time = window_word(row, 0) ^ ZEROS;
+    let bid = window_word(row, COUNT) ^ PRICE;
+    let ask = window_word(row, COUNT + 8) ^ PRICE;
+    // The time's bytes are the first COUNT; the comma after a shorter time
+    // is checked in the bid's word.
+    let time_bytes = TOP_BITS >> (64 - 8 * COUNT);
+    let bad = ((time | time.wrapping_add(DIGIT_LIMIT)) & time_bytes)
+        | ((bid | bid.wrapping_add(PRICE_LIMIT) | ask | ask.wrapping_add(PRICE_LIMIT)) & TOP_BITS);
+    let end = COUNT + 16;
+    let line_end = if CRLF {
+        row[end] == b'\r' && row[end + 1] == b'\n'
+    } else {
+        row[end] == b'\n'
+    };
+    // The time's digits to the top bytes: the bytes shifted in read as
+    // leading zeros.
+    let ms = digit_values(time << (64 - 8 * COUNT));
+    if bad != 0 || !line_end || ms >= MAX_MS {
+        return None;
+    }
+    Some((ms, price_value(bid), price_value(ask)))
+}
+
+/// The 8 bytes of `row` at `at` (at most 24) as a little-endian word.
+#[inline(always)]
+fn window_word(row: &[u8; WINDOW], at: usize) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&row[at..at + 8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// The mantissa of a price word after the XOR with [`PRICE`]: bytes 0, d0,
+/// 0, d1 ... d5 (`,1.39147` reads 0, 1, 0, 3, 9, 1, 4, 7), which is 139147.
+#[inline(always)]
+fn price_value(word: u64) -> i64 {
+    // Read as they lie, the bytes give the unit digit ten times its weight:
+    // 1039147 for 139147.
+    let unit = i64::from((word >> 8) as u8);
+    digit_values(word) - 900_000 * unit
+}
+
+/// Returns the value of eight digit values (0 to 9) in a word, the first
+/// byte the most significant (D. Lemire's SWAR conversion, without its
+/// first mask: the bytes are values already).
+#[inline(always)]
+fn digit_values(word: u64) -> i64 {
+    let pairs = (word.wrapping_mul(10 << 8 | 1) >> 8) & 0x00FF_00FF_00FF_00FF;
+    let quads = (pairs.wrapping_mul(100 << 16 | 1) >> 16) & 0x0000_FFFF_0000_FFFF;
+    // Below 10^8 (the top 32 bits of the product), so the conversion is lossless.
+    i64::try_from(quads.wrapping_mul(10_000 << 32 | 1) >> 32).unwrap_or(0)
 }
 
 /// A line that is not in the fixed FX layout, at `pos`: the word-at-a-time
@@ -710,144 +908,6 @@ fn checked_quote_row(
         }
     }
 }
-
-/// Where the fields of the usual FX row lie once the time's length is known:
-/// `ms,d.ddddd,d.ddddd` and a line end, both prices one unit digit and
-/// exactly `scale` decimals (1 to 5), so that each price with the byte after
-/// it fills at most one 8-byte word. A row is checked and converted with a
-/// few word operations: masks mark where the digits, the points, the comma
-/// and the line end must be.
-#[derive(Debug, Clone, Copy)]
-struct FixedRow {
-    /// Bytes of a price: unit digit, point, decimals.
-    width: usize,
-    /// The digit bytes of a price word.
-    digits: u64,
-    /// The point and the byte after the price.
-    marks: u64,
-    /// The point and the comma, as they must read in the bid's word.
-    bid_marks: u64,
-    /// Bits the price's digits move up by, to the top of a word.
-    shift: u32,
-}
-
-impl FixedRow {
-    /// Returns the layout for `scale`, or None outside 1 to 5.
-    fn new(scale: u8) -> Option<Self> {
-        if !(1..=5).contains(&scale) {
-            return None;
-        }
-        let width = 2 + usize::from(scale);
-        let byte = |i: usize| 0xFFu64 << (8 * i);
-        let digits = (2..width).fold(byte(0), |mask, i| mask | byte(i));
-        Some(Self {
-            width,
-            digits,
-            marks: POINT | byte(width),
-            bid_marks: DOT | u64::from(b',') << (8 * width),
-            shift: 8 * (7 - u32::from(scale)),
-        })
-    }
-
-    /// Returns the shape of the row at `pos` (its time's digit count and
-    /// its line end) if it may have this layout; [`RowShape::read`] checks
-    /// the rest.
-    #[inline(never)]
-    fn shape_at(self, data: &[u8], pos: usize) -> Option<RowShape> {
-        let count = leading_digits(word_at(data, pos)?);
-        if count == 0 {
-            return None;
-        }
-        let end = pos + count + 2 * self.width + 2;
-        let crlf = match data.get(end)? {
-            b'\n' => false,
-            b'\r' => true,
-            _ => return None,
-        };
-        Some(RowShape::new(self, count, crlf))
-    }
-
-    /// The mantissa of a checked price word: `1.39147` reads as 139147.
-    #[inline(always)]
-    fn price(self, word: u64) -> i64 {
-        // The unit digit next to the decimals, then all to the top bytes.
-        eight_digits(((word & 0xFF) | ((word >> 16) << 8)) << self.shift)
-    }
-}
-
-/// The whole shape of a row in the fixed layout: the time's digit count
-/// and the line end too, so that where the next row starts is known before
-/// this one is read. The rows of a file mostly share one shape (times are
-/// sorted, so their length seldom changes), and reading with the last shape
-/// keeps one row's reading from waiting on the one before: they overlap.
-#[derive(Debug, Clone, Copy)]
-struct RowShape {
-    row: FixedRow,
-    /// Digits of the time (1 to 8).
-    count: usize,
-    /// Where the ask starts, from the row's start.
-    ask_at: usize,
-    /// Bytes of the row with its line end.
-    len: usize,
-    /// Whether the line ends with `\r\n` (else `\n`).
-    crlf: bool,
-    /// The time's bytes in its word.
-    time_digits: u64,
-    /// Bits the time's digits move up by, to the top of a word.
-    time_shift: u32,
-    /// The point and the first byte of the line end, as they must read in
-    /// the ask's word.
-    ask_marks: u64,
-}
-
-impl RowShape {
-    fn new(row: FixedRow, count: usize, crlf: bool) -> Self {
-        let ask_at = count + row.width + 2;
-        let end = if crlf { b'\r' } else { b'\n' };
-        // count is 1 to 8, so the shifts stay within a word.
-        let bits = 8 * u32::try_from(count).unwrap_or(8);
-        Self {
-            row,
-            count,
-            ask_at,
-            len: ask_at + row.width + 1 + usize::from(crlf),
-            crlf,
-            time_digits: u64::MAX >> (64 - bits),
-            time_shift: 64 - bits,
-            ask_marks: DOT | u64::from(end) << (8 * row.width),
-        }
-    }
-
-    /// Reads the row at `pos` if it has this shape: returns (ms, bid, ask);
-    /// the next row starts `len` bytes on.
-    #[inline(always)]
-    fn read(&self, data: &[u8], pos: usize) -> Option<(i64, i64, i64)> {
-        let row = self.row;
-        let time = word_at(data, pos)?;
-        let bid = word_at(data, pos + self.count + 1)?;
-        let ask = word_at(data, pos + self.ask_at)?;
-        // Digits to the top bytes; the bytes shifted in read as leading zeros.
-        let ms = eight_digits(time << self.time_shift);
-        let good = ms < 86_400_000 + 3_600_000
-            && (not_digits(time) & self.time_digits
-                | (not_digits(bid) | not_digits(ask)) & row.digits)
-                == 0
-            && data.get(pos + self.count) == Some(&b',')
-            && bid & row.marks == row.bid_marks
-            && ask & row.marks == self.ask_marks
-            && (!self.crlf || data.get(pos + self.len - 1) == Some(&b'\n'));
-        if good {
-            Some((ms, row.price(bid), row.price(ask)))
-        } else {
-            None
-        }
-    }
-}
-
-/// The second byte of a word, where a price's point is.
-const POINT: u64 = 0xFF00;
-/// A point as the second byte of a word.
-const DOT: u64 = (b'.' as u64) << 8;
 
 /// Returns a word whose bytes are non-zero where the word's are not ASCII
 /// digits (their high nibble is not 3, or their low nibble is above 9; no
@@ -1408,6 +1468,43 @@ mod tests {
     }
 
     #[test]
+    fn members_read_into_kept_room_equal_members_read_fresh() {
+        let dir = temp_dir("kept");
+        let (long, short) = (many_rows(3_000), many_rows(700));
+        let path = zip_file(
+            &dir,
+            "20140508_quote.zip",
+            &[
+                ("b_second.csv", short.as_str()),
+                ("a_first.csv", long.as_str()),
+            ],
+        );
+        let stored = stored_zip(&dir, "20140509_quote.zip", "q.csv", short.as_bytes());
+        let mut buffers = MemberBuffers::default();
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        for file in [&path, &stored, &path] {
+            let read: Result<(), LeanError> = for_each_member(file, ".csv", &mut buffers, |data| {
+                seen.push(data.to_vec());
+                Ok(())
+            });
+            read.expect("readable");
+        }
+        let (long, short) = (long.into_bytes(), short.into_bytes());
+        assert_eq!(
+            seen,
+            vec![long.clone(), short.clone(), short.clone(), long, short]
+        );
+        // The caller's error stops the read and comes back.
+        let mut calls = 0;
+        let stopped = for_each_member(&path, ".csv", &mut buffers, |_| {
+            calls += 1;
+            Err(LeanError::NoDate("stop".to_owned()))
+        });
+        assert!(matches!(stopped, Err(LeanError::NoDate(_))));
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
     fn corrupt_members_are_errors_whole_or_streamed() {
         let dir = temp_dir("corrupt");
         let text = many_rows(50);
@@ -1421,6 +1518,10 @@ mod tests {
         std::fs::write(&path, &bytes).expect("write zip");
         let whole = read_quote_ticks(&path, 5, 0).expect_err("CRC");
         assert!(whole.to_string().contains("CRC-32 mismatch"), "{whole}");
+        let kept: Result<(), LeanError> =
+            for_each_member(&path, ".csv", &mut MemberBuffers::default(), |_| Ok(()));
+        let kept = kept.expect_err("CRC");
+        assert!(kept.to_string().contains("CRC-32 mismatch"), "{kept}");
         let streamed = stream_members(&path, ".csv", 64, Vec::new, |_, _| true).expect_err("CRC");
         assert!(streamed.to_string().contains("q.csv"), "{streamed}");
         assert!(
@@ -1504,16 +1605,31 @@ mod property_tests {
         (out, report)
     }
 
-    fn fast(data: &[u8], scale: u8) -> (Vec<(i64, i64, i64)>, ReadReport) {
+    /// The block reader, in blocks of `block` rows.
+    fn fast(data: &[u8], scale: u8, block: usize) -> (Vec<(i64, i64, i64)>, ReadReport) {
         let mut report = ReadReport::default();
         let mut out = Vec::new();
-        let done: Result<(), ()> =
-            for_each_quote_row(data, 0, scale, &mut 0, &mut report, |t, b, a| {
-                out.push((t, b, a));
-                Ok(())
-            });
-        assert!(done.is_ok());
+        let mut rows = QuoteRows::new(data, 0, scale);
+        let mut buffer = vec![(0, 0, 0); block];
+        let mut lines = 0;
+        loop {
+            let read = rows.read_block(&mut lines, &mut report, &mut buffer);
+            if read == 0 {
+                break;
+            }
+            out.extend_from_slice(&buffer[..read]);
+        }
+        let total = u64::try_from(data.split(|b| *b == b'\n').count()).expect("lines");
+        let total = total - u64::from(data.ends_with(b"\n") || data.is_empty());
+        assert_eq!(lines, total, "every line counted once");
         (out, report)
+    }
+
+    fn lean_row(ms: u32, bid: u32, ask: u32, decimals: usize, end: &str) -> String {
+        let price = |v: u32| {
+            format!("{}.{:05}", v / 100_000, v % 100_000)[..2 + decimals.min(5)].to_owned()
+        };
+        format!("{ms},{},{}{end}", price(bid), price(ask))
     }
 
     #[test]
@@ -1544,29 +1660,47 @@ mod property_tests {
             ),
             scale in 0u8..=14,
             last_newline in any::<bool>(),
+            block in 1usize..5,
         ) {
             let mut text = rows.join("\n");
             if last_newline {
                 text.push('\n');
             }
-            prop_assert_eq!(fast(text.as_bytes(), scale), reference(text.as_bytes(), scale));
+            prop_assert_eq!(fast(text.as_bytes(), scale, block), reference(text.as_bytes(), scale));
         }
 
         #[test]
         fn fast_rows_equal_checked_rows_on_lean_like_rows(
-            rows in prop::collection::vec((0u32..90_000_000, 0u32..3_000_000, 0u32..3_000_000, 0usize..7), 1..40),
+            rows in prop::collection::vec((0u32..99_999_999, 0u32..3_000_000, 0u32..3_000_000, 0usize..7), 1..40),
             scale in 0u8..=8,
             crlf in any::<bool>(),
+            block in 1usize..40,
         ) {
             let end = if crlf { "\r\n" } else { "\n" };
             let text: String = rows
                 .iter()
-                .map(|(ms, bid, ask, decimals)| {
-                    let price = |v: u32| format!("{}.{:0width$}", v / 100_000, v % 100_000, width = 5)[..7 - 5 + (*decimals).min(5)].to_owned();
-                    format!("{ms},{},{}{end}", price(*bid), price(*ask))
+                .map(|(ms, bid, ask, decimals)| lean_row(*ms, *bid, *ask, *decimals, end))
+                .collect();
+            prop_assert_eq!(fast(text.as_bytes(), scale, block), reference(text.as_bytes(), scale));
+        }
+
+        /// Rows of the usual FX layout with one byte changed: every byte of
+        /// a row is checked by the fixed-layout path.
+        #[test]
+        fn fast_rows_equal_checked_rows_with_one_byte_changed(
+            rows in prop::collection::vec((0u32..99_999_999, 100_000u32..999_999, 100_000u32..999_999, any::<bool>()), 3..30),
+            at in any::<prop::sample::Index>(),
+            byte in prop::sample::select(b"0123456789,.\r\n /:+-e\x80\xff".to_vec()),
+        ) {
+            let mut text: Vec<u8> = rows
+                .iter()
+                .flat_map(|(ms, bid, ask, crlf)| {
+                    lean_row(*ms, *bid, *ask, 5, if *crlf { "\r\n" } else { "\n" }).into_bytes()
                 })
                 .collect();
-            prop_assert_eq!(fast(text.as_bytes(), scale), reference(text.as_bytes(), scale));
+            let at = at.index(text.len());
+            text[at] = byte;
+            prop_assert_eq!(fast(&text, 5, 7), reference(&text, 5));
         }
     }
 }

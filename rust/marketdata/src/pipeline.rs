@@ -36,6 +36,14 @@ const BLOCK_ROWS: usize = 512;
 /// Lean quote zips inflate to about five times their size.
 const INFLATE_RATIO: u64 = 5;
 
+thread_local! {
+    /// Room for the zips inflated whole on this thread, kept from one file
+    /// to the next (about the size of the largest day's CSV): no allocation
+    /// and no fresh pages per file.
+    static MEMBER_BUFFERS: std::cell::RefCell<lean::MemberBuffers> =
+        std::cell::RefCell::new(lean::MemberBuffers::default());
+}
+
 /// What the pipeline produced for one file.
 #[derive(Debug, Default, Clone)]
 pub struct PipelineOutput {
@@ -57,7 +65,8 @@ pub struct PipelineOutput {
 /// With `inflate_thread`, a second thread inflates the zip in pieces of
 /// about 256 KiB (at most four in flight) while this one runs the pipeline
 /// on the pieces already inflated; without it, each member is inflated
-/// whole first, on this thread. The output is the same.
+/// whole first, on this thread, into room kept for this thread from one
+/// call to the next. The output is the same.
 ///
 /// # Errors
 /// A [`PipelineError`] when the file cannot be read or a parameter is bad.
@@ -75,10 +84,12 @@ pub fn run_quote_pipeline(
     // Parameters are checked before the file is read.
     let mut state = PipelineState::new(estimate, price_scale, ema_period, rsi_period)?;
     if !inflate_thread {
-        for data in &lean::read_quote_members(path)? {
-            state.lines = 0;
-            state.feed(data, day_ns)?;
-        }
+        MEMBER_BUFFERS.with_borrow_mut(|buffers| {
+            lean::for_each_member(path, ".csv", buffers, |data| {
+                state.lines = 0;
+                state.feed(data, day_ns)
+            })
+        })?;
         return Ok(state.finish());
     }
     std::thread::scope(|scope| {
@@ -189,55 +200,53 @@ impl PipelineState {
     fn feed(&mut self, csv: &[u8], day_ns: i64) -> Result<(), PipelineError> {
         let mut rows = lean::QuoteRows::new(csv, day_ns, self.price_scale);
         let mut block = [(0i64, 0i64, 0i64); BLOCK_ROWS];
+        let mut flags = [0u32; BLOCK_ROWS];
         let mut accepted = [(0i64, 0i64); BLOCK_ROWS];
+        let mut mids = [0.0; BLOCK_ROWS];
+        let mut mid_ticks = [(0i64, 0i64); BLOCK_ROWS];
         loop {
             let read = rows.read_block(&mut self.lines, &mut self.out.report, &mut block);
             if read == 0 {
                 return Ok(());
             }
-            let count = self.validate(&block[..read], &mut accepted);
-            self.accepted(&accepted[..count])?;
+            let count =
+                self.validator
+                    .check_block(&block[..read], &mut flags[..read], &mut accepted);
+            self.out.flags.extend_from_slice(&flags[..read]);
+            self.accepted(&accepted[..count], &mut mids, &mut mid_ticks)?;
         }
     }
 
-    /// Validates `ticks`, pushing their flags; copies the accepted ones,
-    /// as (time, mid), into `accepted` and returns how many.
-    fn validate(&mut self, ticks: &[(i64, i64, i64)], accepted: &mut [(i64, i64)]) -> usize {
-        let flags = &mut self.out.flags;
-        flags.reserve(ticks.len());
-        let mut count = 0;
-        for &(ts, bid, ask) in ticks {
-            match self.validator.check(ts, bid, ask) {
-                Ok(()) => {
-                    flags.push(0);
-                    // The mid, (bid + ask) / 2, is exact at one more
-                    // decimal place: (bid + ask) x 5. (Saturating: no
-                    // quote comes near 9 x 10^17 units of its scale.)
-                    if let Some(out) = accepted.get_mut(count) {
-                        *out = (ts, (bid + ask).saturating_mul(5));
-                    }
-                    count += 1;
-                }
-                Err(issue) => flags.push(1 << issue.proto_number()),
-            }
-        }
-        count
-    }
-
-    /// Runs accepted (time, mid) ticks through the bars and indicators.
-    fn accepted(&mut self, ticks: &[(i64, i64)]) -> Result<(), PipelineError> {
-        let out = &mut self.out;
-        out.ema.reserve(ticks.len());
-        out.rsi.reserve(ticks.len());
-        for &(ts, mid) in ticks {
+    /// Runs accepted (time, bid + ask) ticks through the bars and indicators,
+    /// each in a loop of its own over a copy of its state (kept in
+    /// registers); `mids` and `mid_ticks` are room for the block's mids.
+    fn accepted(
+        &mut self,
+        ticks: &[(i64, i64)],
+        mids: &mut [f64; BLOCK_ROWS],
+        mid_ticks: &mut [(i64, i64); BLOCK_ROWS],
+    ) -> Result<(), PipelineError> {
+        // The mid, (bid + ask) / 2, is exact at one more decimal place:
+        // (bid + ask) x 5. (Saturating: no quote comes near 9 x 10^17 units
+        // of its scale.)
+        for ((mid, tick), &(ts, sum)) in mids.iter_mut().zip(mid_ticks.iter_mut()).zip(ticks) {
+            *tick = (ts, sum.saturating_mul(5));
             #[allow(clippy::cast_precision_loss)]
-            let mid_f = mid as f64 / self.unit;
-            out.ema.push(self.ema.update(mid_f).unwrap_or(f64::NAN));
-            out.rsi.push(self.rsi.update(mid_f).unwrap_or(f64::NAN));
-            if let Some(bar) = self.bars.update(ts, mid, 1)? {
-                out.bars.push(bar);
-            }
+            let exact = tick.1 as f64;
+            *mid = exact / self.unit;
         }
+        let mids = &mids[..ticks.len().min(BLOCK_ROWS)];
+        let out = &mut self.out;
+        let mut ema = self.ema.clone();
+        out.ema
+            .extend(mids.iter().map(|&x| ema.update(x).unwrap_or(f64::NAN)));
+        self.ema = ema;
+        let mut rsi = self.rsi.clone();
+        out.rsi
+            .extend(mids.iter().map(|&x| rsi.update(x).unwrap_or(f64::NAN)));
+        self.rsi = rsi;
+        let mid_ticks = &mid_ticks[..mids.len()];
+        self.bars.update_block(mid_ticks, 1, &mut out.bars)?;
         Ok(())
     }
 

@@ -151,6 +151,26 @@ impl ReturnStats {
         }
     }
 
+    /// Puts the returns of accepted (time, bid + ask) quotes in the full
+    /// ring, as [`push`](Self::push) does without its refresh; `before` is
+    /// the bid + ask of the quote accepted before the first, then of the last.
+    fn push_returns(&mut self, accepted: &[(i64, i64)], before: &mut f64, rule: &OutlierRule) {
+        for &(_, sum) in accepted {
+            #[allow(clippy::cast_precision_loss)]
+            let now = sum as f64;
+            // As `mid_return`.
+            let r = (now - *before) / *before;
+            *before = now;
+            if let Some(oldest) = self.ring.get_mut(self.next) {
+                *oldest = r;
+            }
+            self.next += 1;
+            if self.next >= rule.window {
+                self.next = 0;
+            }
+        }
+    }
+
     #[inline(never)]
     fn refresh(&mut self, rule: &OutlierRule) {
         let values = &mut self.scratch;
@@ -248,6 +268,191 @@ impl QuoteValidator {
             Err(issue) => self.rejected[issue as usize] += 1,
         }
         verdict
+    }
+
+    /// Checks `quotes` in order, as [`check`](Self::check) would one at a
+    /// time (the same verdicts and counters), a block at once: writes each
+    /// quote's flag to `flags` (0 when accepted, else bit
+    /// [`QuoteIssue::proto_number`] of its issue) and each accepted quote's
+    /// (time, bid + ask) to `accepted`, in order; returns how many were
+    /// accepted. Checks the first `quotes.len().min(flags.len())` quotes;
+    /// `accepted` must hold as many, or the quotes beyond it are left
+    /// unchecked (their flags untouched).
+    ///
+    /// Once a quote has been accepted and the outlier rule's window is
+    /// full, the state of the checks stays in registers and the common
+    /// verdicts (accepted, crossed, locked) are chosen without a branch, so
+    /// quotes rejected at random cost no mispredicted jump.
+    pub fn check_block(
+        &mut self,
+        quotes: &[(i64, i64, i64)],
+        flags: &mut [u32],
+        accepted: &mut [(i64, i64)],
+    ) -> usize {
+        let n = quotes.len().min(flags.len()).min(accepted.len());
+        let (quotes, flags) = (&quotes[..n], &mut flags[..n]);
+        let mut i = 0;
+        let mut count = 0;
+        // The one-at-a-time path until the fast one applies.
+        while let Some(&(ts, bid, ask)) = quotes.get(i) {
+            let ready = self.last.is_some()
+                && self
+                    .outliers
+                    .is_some_and(|rule| self.returns.ring.len() >= rule.window.max(1));
+            if ready {
+                break;
+            }
+            flags[i] = match self.check(ts, bid, ask) {
+                Ok(()) => {
+                    accepted[count] = (ts, bid + ask);
+                    count += 1;
+                    0
+                }
+                Err(issue) => 1 << issue.proto_number(),
+            };
+            i += 1;
+        }
+        let (Some(rule), Some(last)) = (self.outliers, self.last) else {
+            return count;
+        };
+        let flags = &mut flags[i..];
+        let fast = self.check_block_fast(&rule, last, &quotes[i..], flags, &mut accepted[count..]);
+        // (`check` counted the quotes before.) Crossed and locked quotes are
+        // common; the other issues are counted only when a flag shows one.
+        let (crossed, locked) = (
+            1 << QuoteIssue::Crossed.proto_number(),
+            1 << QuoteIssue::Locked.proto_number(),
+        );
+        let (mut n_crossed, mut n_locked, mut seen) = (0u32, 0u32, 0u32);
+        for &flag in flags.iter() {
+            n_crossed += u32::from(flag == crossed);
+            n_locked += u32::from(flag == locked);
+            seen |= flag;
+        }
+        self.rejected[QuoteIssue::Crossed as usize] += u64::from(n_crossed);
+        self.rejected[QuoteIssue::Locked as usize] += u64::from(n_locked);
+        for issue in QuoteIssue::ALL {
+            let flag = 1 << issue.proto_number();
+            if seen & flag != 0 && flag != crossed && flag != locked {
+                let found = flags.iter().filter(|f| **f == flag).count();
+                self.rejected[issue as usize] += u64::try_from(found).unwrap_or(u64::MAX);
+            }
+        }
+        self.accepted += u64::try_from(fast).unwrap_or(u64::MAX);
+        count + fast
+    }
+
+    /// [`check_block`](Self::check_block) once a quote has been accepted
+    /// and the window of returns is full; counts nothing (the caller counts
+    /// the flags), except on a refresh.
+    #[inline(always)]
+    fn check_block_fast(
+        &mut self,
+        rule: &OutlierRule,
+        last: (i64, i64, i64),
+        quotes: &[(i64, i64, i64)],
+        flags: &mut [u32],
+        accepted: &mut [(i64, i64)],
+    ) -> usize {
+        const BAD_PRICE: u32 = 1 << 3;
+        const CROSSED: u32 = 1 << 1;
+        const LOCKED: u32 = 1 << 2;
+        const TIME_BACKWARDS: u32 = 1 << 5;
+        const DUPLICATE: u32 = 1 << 6;
+        const OUTLIER: u32 = 1 << 7;
+        let (mut last_ts, mut last_bid, mut last_ask) = last;
+        #[allow(clippy::cast_precision_loss)]
+        let first_before = (last_bid + last_ask) as f64;
+        let stats = &mut self.returns;
+        let (mut median, mut sigma, mut reach) = (stats.median, stats.sigma, stats.reach);
+        let armed = stats.armed;
+        let (mut since_refresh, mut streak) = (stats.since_refresh, stats.streak);
+        // As in `push`: a refresh every `refresh` accepted quotes, or after
+        // each while sigma is 0 (every push is followed by a refresh or
+        // leaves the count below this).
+        let refresh_due = |sigma: f64, rule: &OutlierRule| {
+            if sigma == 0.0 {
+                1
+            } else {
+                rule.refresh.max(1)
+            }
+        };
+        let mut due = refresh_due(sigma, rule);
+        let mut count = 0;
+        // Accepted quotes whose returns are in the ring, and the sum of bid
+        // and ask before the first that is not.
+        let (mut pushed, mut pushed_before) = (0, first_before);
+        for (&(ts, bid, ask), flag) in quotes.iter().zip(flags) {
+            // The first issue in the order of `classify`, chosen without a branch.
+            let duplicate = ts == last_ts && bid == last_bid && ask == last_ask;
+            let mut verdict = if duplicate { DUPLICATE } else { 0 };
+            verdict = if ts < last_ts {
+                TIME_BACKWARDS
+            } else {
+                verdict
+            };
+            verdict = if bid == ask { LOCKED } else { verdict };
+            verdict = if bid > ask { CROSSED } else { verdict };
+            verdict = if bid <= 0 || ask <= 0 {
+                BAD_PRICE
+            } else {
+                verdict
+            };
+            let sum = bid + ask;
+            #[allow(clippy::cast_precision_loss)]
+            let now = sum as f64;
+            // (From integers chosen without a branch: a float chosen by an
+            // integer condition compiles to a jump.)
+            #[allow(clippy::cast_precision_loss)]
+            let before = (last_bid + last_ask) as f64;
+            // As `mid_return`.
+            let r = (now - before) / before;
+            let distance = (r - median).abs();
+            if armed && distance > reach && verdict == 0 {
+                // Rare: beyond `threshold` sigmas; the one-tick floor decides.
+                let floor = 1.0 / now * 2.0;
+                if distance > rule.threshold * sigma.max(floor) {
+                    streak += 1;
+                    if streak < rule.confirm {
+                        verdict = OUTLIER;
+                    }
+                } else {
+                    streak = 0;
+                }
+            } else if verdict == 0 {
+                streak = 0;
+            }
+            *flag = verdict;
+            // Written either way; the next quote overwrites it when rejected.
+            if let Some(slot) = accepted.get_mut(count) {
+                *slot = (ts, sum);
+            }
+            let ok = verdict == 0;
+            count += usize::from(ok);
+            (last_ts, last_bid, last_ask) = if ok {
+                (ts, bid, ask)
+            } else {
+                (last_ts, last_bid, last_ask)
+            };
+            // The returns of accepted quotes go to the ring later, from
+            // `accepted` (no store that depends on the verdict), and before
+            // a refresh, which reads them.
+            since_refresh += usize::from(ok);
+            // Rare, and with no test of `ok` (not predictable): the count
+            // reaches `due` only on an accepted quote.
+            if armed && since_refresh >= due {
+                stats.push_returns(&accepted[pushed..count], &mut pushed_before, rule);
+                pushed = count;
+                stats.refresh(rule);
+                (median, sigma, reach) = (stats.median, stats.sigma, stats.reach);
+                since_refresh = stats.since_refresh;
+                due = refresh_due(sigma, rule);
+            }
+        }
+        stats.push_returns(&accepted[pushed..count], &mut pushed_before, rule);
+        (stats.since_refresh, stats.streak) = (since_refresh, streak);
+        self.last = Some((last_ts, last_bid, last_ask));
+        count
     }
 
     #[inline]
@@ -367,5 +572,93 @@ mod tests {
         assert_eq!(v.check(200, 3, 2), Err(QuoteIssue::Crossed));
         // 150 is after the last accepted quote (100), so it is not backwards.
         assert_eq!(v.check(150, 1, 3), Ok(()));
+    }
+}
+
+#[cfg(test)]
+mod property_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Quotes from (time step, bid step, spread, spike) tuples: a walk with
+    /// crossed, locked, duplicate, backward and spiking quotes mixed in.
+    fn quotes(steps: &[(i64, i64, i64, i64)]) -> Vec<(i64, i64, i64)> {
+        let (mut ts, mut bid) = (1_000, 110_000);
+        steps
+            .iter()
+            .map(|&(dt, step, spread, spike)| {
+                ts += dt;
+                bid += step;
+                let shown = bid + spike * 400;
+                (ts, shown, shown + spread)
+            })
+            .collect()
+    }
+
+    fn one_at_a_time(
+        v: &mut QuoteValidator,
+        quotes: &[(i64, i64, i64)],
+    ) -> (Vec<u32>, Vec<(i64, i64)>) {
+        let mut flags = Vec::new();
+        let mut accepted = Vec::new();
+        for &(ts, bid, ask) in quotes {
+            match v.check(ts, bid, ask) {
+                Ok(()) => {
+                    flags.push(0);
+                    accepted.push((ts, bid + ask));
+                }
+                Err(issue) => flags.push(1 << issue.proto_number()),
+            }
+        }
+        (flags, accepted)
+    }
+
+    fn in_blocks(
+        v: &mut QuoteValidator,
+        quotes: &[(i64, i64, i64)],
+        block: usize,
+    ) -> (Vec<u32>, Vec<(i64, i64)>) {
+        let mut flags = Vec::new();
+        let mut accepted = Vec::new();
+        for chunk in quotes.chunks(block) {
+            let mut f = vec![u32::MAX; chunk.len()];
+            let mut a = vec![(0, 0); chunk.len()];
+            let count = v.check_block(chunk, &mut f, &mut a);
+            flags.extend_from_slice(&f);
+            accepted.extend_from_slice(&a[..count]);
+        }
+        (flags, accepted)
+    }
+
+    proptest! {
+        #[test]
+        fn blocks_equal_quotes_one_at_a_time(
+            steps in prop::collection::vec(
+                (
+                    prop::sample::select(vec![0i64, 0, 1, 1, 1, 5, -3]),
+                    -3i64..=3,
+                    prop::sample::select(vec![2i64, 2, 2, 1, 0, -1]),
+                    prop::sample::select(vec![0i64; 30].into_iter().chain([1, -1, 40]).collect::<Vec<_>>()),
+                ),
+                0..700,
+            ),
+            small_rule in any::<bool>(),
+            block in 1usize..80,
+        ) {
+            let rule = if small_rule {
+                OutlierRule { window: 40, min_samples: 10, threshold: 4.0, confirm: 3, refresh: 7 }
+            } else {
+                OutlierRule { window: 300, min_samples: 50, ..OutlierRule::default() }
+            };
+            let quotes = quotes(&steps);
+            let mut one = QuoteValidator::with_outlier_rule(Some(rule));
+            let mut blocks = QuoteValidator::with_outlier_rule(Some(rule));
+            prop_assert_eq!(in_blocks(&mut blocks, &quotes, block), one_at_a_time(&mut one, &quotes));
+            prop_assert_eq!(blocks.accepted(), one.accepted());
+            for issue in QuoteIssue::ALL {
+                prop_assert_eq!(blocks.rejected(issue), one.rejected(issue), "{}", issue.name());
+            }
+        }
     }
 }
