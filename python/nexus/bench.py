@@ -853,8 +853,10 @@ def _percentiles(samples_us: list[float]) -> str:
     return f"p50 {p50:,.0f} us, p99 {p99:,.0f} us, p99.9 {p999:,.0f} us"
 
 
-def _bare_unary_latencies(count: int) -> list[float]:
-    """The baseline: a bare grpcio unary call on loopback, no work behind it."""
+@contextlib.contextmanager
+def _sync_echo() -> Iterator[int]:
+    """The first baseline: a bare grpcio server (thread pool) in this process,
+    answering /bench.Echo/Call with its request; yields its port."""
     from concurrent import futures  # noqa: PLC0415
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -867,34 +869,74 @@ def _bare_unary_latencies(count: int) -> list[float]:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-                "/bench.Echo/Call"
-            )
-            payload = b"x" * 120
-            for _ in range(200):
-                call(payload)
-            out = []
-            for _ in range(count):
-                start = time.perf_counter()
-                call(payload)
-                out.append((time.perf_counter() - start) * 1e6)
-            return out
+        yield port
     finally:
         server.stop(0)
 
 
-def _acked_roundtrips(stub: ExecutionServiceStub, count: int) -> list[float]:
+@contextlib.contextmanager
+def _aio_echo() -> Iterator[int]:
+    """The second baseline: the same echo on a bare grpc.aio server in a process of
+    its own, the stack and the process layout the service runs on; yields its port."""
+    with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
+        port_file = Path(tmp) / "echo.port"
+        code = f"from nexus.bench import aio_echo_server; aio_echo_server({str(port_file)!r})"
+        with _process([sys.executable, "-c", code], dict(os.environ), port_file) as port:
+            yield port
+
+
+def aio_echo_server(port_file: str) -> None:
+    """Serves /bench.Echo/Call (answers with the request) on a bare grpc.aio server,
+    writing its port to `port_file`, until terminated."""
+
+    async def echo(request: bytes, context: object) -> bytes:
+        return request
+
+    async def serve() -> None:
+        server = grpc.aio.server()
+        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(echo)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("bench.Echo", {"Call": handler}),)
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        written = Path(port_file + ".tmp")
+        written.write_text(str(port))
+        written.replace(port_file)
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
+
+
+def _echo_latencies(port: int, count: int) -> list[float]:
+    """Microseconds per call of /bench.Echo/Call with a 120-byte payload (about the
+    size of a SubmitOrderRequest), after 200 warm-up calls."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/bench.Echo/Call")
+        payload = b"x" * 120
+        for _ in range(200):
+            call(payload)
+        out = []
+        for _ in range(count):
+            start = time.perf_counter()
+            call(payload)
+            out.append((time.perf_counter() - start) * 1e6)
+        return out
+
+
+def _acked_roundtrips(
+    stub: ExecutionServiceStub, count: int, first: int = 0, warm_up: int = 100
+) -> list[float]:
     """The round trip as one call: SubmitOrder with await_venue_ack answers with the
     order as the venue's ExecutionReport (new) left it; microseconds per order after
-    100 warm-up orders."""
+    `warm_up` orders (client order ids numbered from `first`)."""
     from nexus.common.v1 import types_pb2  # noqa: PLC0415 - generated code
     from nexus.execution.v1 import execution_pb2 as ex  # noqa: PLC0415
 
     acked = []
-    for i in range(count + 100):
+    for i in range(count + warm_up):
         request = ex.SubmitOrderRequest(
-            client_order_id=f"ack-{i}",
+            client_order_id=f"ack-{first + i}",
             instrument=types_pb2.InstrumentId(symbol="EUR/USD", venue="OANDA"),
             side=types_pb2.SIDE_BUY,
             order_type=ex.ORDER_TYPE_LIMIT,
@@ -908,9 +950,29 @@ def _acked_roundtrips(stub: ExecutionServiceStub, count: int) -> list[float]:
         took = time.perf_counter() - start
         if answer.order.status != ex.ORDER_STATUS_NEW:
             raise RuntimeError(f"order {i} not acknowledged: {answer.order}")
-        if i >= 100:  # the first 100 warm up
+        if i >= warm_up:
             acked.append(took * 1e6)
     return acked
+
+
+def _acked_beside_baselines(
+    stub: ExecutionServiceStub, count: int, turns: int
+) -> tuple[list[float], list[float], list[float]]:
+    """`count` acknowledged SubmitOrder round trips, bare grpcio calls and bare
+    grpc.aio calls, in `turns` turns so that all three see the same noise."""
+    acked: list[float] = []
+    bare: list[float] = []
+    bare_aio: list[float] = []
+    sent = 0
+    with _sync_echo() as sync_port, _aio_echo() as aio_port:
+        for turn in range(turns):
+            n = count // turns + (1 if turn < count % turns else 0)
+            warm_up = 0 if turn else 100
+            acked += _acked_roundtrips(stub, n, first=sent, warm_up=warm_up)
+            sent += n + warm_up
+            bare += _echo_latencies(sync_port, n)
+            bare_aio += _echo_latencies(aio_port, n)
+    return acked, bare, bare_aio
 
 
 def bench_order_roundtrip(repeats: int) -> list[str]:
@@ -977,12 +1039,16 @@ def bench_order_roundtrip(repeats: int) -> list[str]:
                 if i >= 100:  # the first 100 warm up
                     latencies.append((seen - start) * 1e6)
             stream.cancel()
-            acked = _acked_roundtrips(stub, count)
-    bare = _bare_unary_latencies(count)
+            turns = max(1, min(repeats, count))
+            acked, bare, bare_aio = _acked_beside_baselines(stub, count, turns)
+    ours, aio = _latency_figures(acked), _latency_figures(bare_aio)
     lines = [
         f"order-roundtrip (gRPC SubmitOrder with await_venue_ack -> FIX -> paper venue -> "
         f"ExecutionReport new -> the call's answer): {_percentiles(acked)} | bare grpcio "
-        f"unary: {_percentiles(bare)} ({count:,} orders; repeats ignored)",
+        f"unary: {_percentiles(bare)} ({count:,} orders in {turns} turns with the baselines)",
+        f"order-roundtrip: bare grpc.aio unary, server in a process of its own (the service's "
+        f"stack): {_percentiles(bare_aio)} | ratio SubmitOrder acked / bare aio: "
+        f"p50 {ours[0] / aio[0]:.2f}x, p99 {ours[1] / aio[1]:.2f}x",
         f"order-roundtrip (gRPC SubmitOrder -> FIX -> paper venue -> ExecutionReport new on "
         f"the report stream): {_percentiles(latencies)}",
     ]
@@ -992,7 +1058,6 @@ def bench_order_roundtrip(repeats: int) -> list[str]:
         if skipped is not None:
             return [*lines, f"order-roundtrip: QuickFIX C++ skipped: {skipped}"]
         theirs = _latency_figures(_read_samples_us(samples))
-    ours = _latency_figures(acked)
     lines.append(
         f"order-roundtrip: QuickFIX C++ initiator -> acceptor -> ExecutionReport new: "
         f"p50 {theirs[0]:,.0f} us, p99 {theirs[1]:,.0f} us, p99.9 {theirs[2]:,.0f} us | "
