@@ -61,6 +61,7 @@ def test_feed_builds_the_same_book_as_the_replay_and_counts_bad_messages() -> No
             task = asyncio.create_task(feed.run(stop))
             await _until(lambda: sum(feed.state.steps.values()) == len(messages) + 1, 60)
             assert feed.health() == "healthy"
+            assert feed.stale_episodes == 0
             replayed, _ = engine.replay_binance_book(
                 RECORDING, "spot", spec.price_scale, spec.size_scale
             )
@@ -73,9 +74,13 @@ def test_feed_builds_the_same_book_as_the_replay_and_counts_bad_messages() -> No
             assert board.snapshot()[feed.source].received == len(messages) + 1
             await asyncio.sleep(0.5)
             assert feed.health() == "stale"  # connected, but nothing for 0.3 s
+            assert feed.stale_episodes == 1
+            assert feed.health() == "stale"
+            assert feed.stale_episodes == 1  # the same silence, looked at again
             stop.set()
             await asyncio.wait_for(task, 10)
             assert feed.health() == "disconnected"
+            assert feed.stale_episodes == 1  # stopping is not an episode
 
     asyncio.run(scenario())
 
@@ -100,6 +105,9 @@ def test_feed_reconnects_after_the_server_drops_it() -> None:
             stop.set()
             await asyncio.wait_for(task, 10)
             assert sum(feed.state.steps.values()) >= 2 * len(messages)
+            # Each drop of a healthy connection is one episode.
+            assert feed.stale_episodes >= 2
+            assert feed.stale_episodes <= feed.state.connections
 
     asyncio.run(scenario())
 
@@ -117,6 +125,7 @@ def test_feed_survives_a_server_that_is_not_there() -> None:
         await asyncio.sleep(0.5)
         assert feed.health() == "disconnected"
         assert "ConnectionRefused" in feed.state.last_error or "Errno" in feed.state.last_error
+        assert feed.stale_episodes == 0  # never healthy: no episode
         stop.set()
         await asyncio.wait_for(task, 10)
 

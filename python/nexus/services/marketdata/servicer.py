@@ -584,7 +584,7 @@ class MarketDataServicer:
             live = next((f for f in self.live.values() if f.source == source), None)
             if live is not None:
                 state = _LIVE_STATES[live.health()]
-                reason = live.health_reason()
+                reason, episodes = live.health_reason(), live.stale_episodes
             status = fix_status.get(source)
             if status is not None:
                 state = _LIVE_STATES[status["health"]]

@@ -7,7 +7,10 @@ queues without bound: the WebSocket client keeps at most `max_queue` frames,
 and a message is applied before the next is read.
 
 States, as `GetFeedStatus` reports them: DISCONNECTED (no connection),
-STALE (connected, no message for `stale_after_s`), HEALTHY.
+STALE (connected, no message for `stale_after_s`), HEALTHY. Each time a feed
+that was healthy turns stale or loses its connection counts as one stale
+episode (`stale_episodes`), whether it is seen while it lasts or only when
+the next message ends it; the wait for the first connection is not one.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ class FeedState:
     last_message_monotonic: float = 0.0
     last_error: str = ""
     steps: dict[str, int] = field(default_factory=dict)
+    stale_episodes: int = 0
+    #: Whether the current unhealthy spell is counted already (True before the
+    #: first connection: that wait is not an episode).
+    in_episode: bool = True
 
 
 class WebSocketBookFeed:
@@ -71,7 +78,21 @@ class WebSocketBookFeed:
         if not self.state.connected:
             return "disconnected"
         silent = time.monotonic() - self.state.last_message_monotonic
-        return "stale" if silent > self.stale_after_s else "healthy"
+        if silent > self.stale_after_s:
+            self._episode()
+            return "stale"
+        return "healthy"
+
+    @property
+    def stale_episodes(self) -> int:
+        """Times the feed turned stale or lost its connection after being healthy."""
+        self.health()  # counts a silence going on now
+        return self.state.stale_episodes
+
+    def _episode(self) -> None:
+        if not self.state.in_episode:
+            self.state.in_episode = True
+            self.state.stale_episodes += 1
 
     def health_reason(self) -> str:
         """Why the feed is not healthy; empty when it is."""
@@ -92,7 +113,11 @@ class WebSocketBookFeed:
         text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
         step = self.book.on_message(text)
         self.state.steps[step] = self.state.steps.get(step, 0) + 1
-        self.state.last_message_monotonic = time.monotonic()
+        now = time.monotonic()
+        if now - self.state.last_message_monotonic > self.stale_after_s:
+            self._episode()  # a silence nobody looked at while it lasted
+        self.state.in_episode = False
+        self.state.last_message_monotonic = now
         rejected = {}
         if step.startswith("bad:"):
             rejected = {MALFORMED: 1}
@@ -116,6 +141,7 @@ class WebSocketBookFeed:
                     self.state.connected = True
                     self.state.connections += 1
                     self.state.last_message_monotonic = time.monotonic()
+                    self.state.in_episode = False
                     backoff = 0.25
                     reader = asyncio.ensure_future(self._read(ws))
                     stopper = asyncio.ensure_future(stop.wait())
@@ -135,6 +161,9 @@ class WebSocketBookFeed:
                     "feed connection lost", extra={"source": self.source, "error": str(err)}
                 )
             finally:
+                if self.state.connected and not stop.is_set():
+                    self.health()  # a silence before the drop is the same episode
+                    self._episode()
                 self.state.connected = False
             if stop.is_set():
                 break
