@@ -204,10 +204,20 @@ def test_the_service_serves_the_live_book_and_its_health(tmp_path: Path) -> None
             assert status.accepted == status.received
             assert status.stale_episodes == 0
             # Silent beyond 0.5 s: stale, with the reason; data flowing again: healthy.
+            answer = client.marketdata.GetOrderBook(md.GetOrderBookRequest(instrument=btc))
+            assert (answer.source, answer.feed_state, answer.in_sequence) == (
+                "fix:binance",
+                md.FEED_STATE_HEALTHY,
+                True,
+            )
             wait_for("stale", lambda: feed_status().state == md.FEED_STATE_STALE)
             status = feed_status()
             assert status.state_reason.startswith("no market data for"), status.state_reason
             assert status.stale_episodes == 1
+            # The book is still served, marked as possibly behind the venue's.
+            answer = client.marketdata.GetOrderBook(md.GetOrderBookRequest(instrument=btc))
+            assert answer.feed_state == md.FEED_STATE_STALE
+            assert answer.state_reason.startswith("no market data for"), answer.state_reason
             venue.set_book(SYMBOL, [(5_000_000, 100_000_000)], [(5_000_100, 100_000_000)])
             wait_for("healthy", lambda: feed_status().state == md.FEED_STATE_HEALTHY)
             assert feed_status().state_reason == ""

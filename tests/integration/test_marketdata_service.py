@@ -289,7 +289,13 @@ def test_ingesting_the_shared_set_matches_its_documented_counts(
 
 def test_order_book_replayed_from_the_shipped_binance_feed(client: NexusClient) -> None:
     btc = types_pb2.InstrumentId(symbol="BTCUSDT", venue="BINANCE")
-    book = client.marketdata.GetOrderBook(md.GetOrderBookRequest(instrument=btc, depth=5)).book
+    answer = client.marketdata.GetOrderBook(md.GetOrderBookRequest(instrument=btc, depth=5))
+    book = answer.book
+    # A replayed file: read to its end, in sequence.
+    assert answer.source == "binance:spot"
+    sources = client.marketdata.GetFeedStatus(md.GetFeedStatusRequest()).feeds
+    assert answer.source in {f.source for f in sources}  # the name GetFeedStatus uses
+    assert (answer.feed_state, answer.in_sequence) == (md.FEED_STATE_FINISHED, True)
     assert len(book.bids) == len(book.asks) == 5
     bids = [Decimal(level.price.mantissa).scaleb(-level.price.scale) for level in book.bids]
     asks = [Decimal(level.price.mantissa).scaleb(-level.price.scale) for level in book.asks]

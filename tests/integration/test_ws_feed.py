@@ -184,7 +184,10 @@ def test_service_serves_the_live_book_and_its_health(tmp_path: Path) -> None:
             assert feed.received == len(messages)
             assert feed.state == md.FEED_STATE_HEALTHY
             btc = types_pb2.InstrumentId(symbol="BTCUSDT", venue="BINANCE")
-            book = client.marketdata.GetOrderBook(md.GetOrderBookRequest(instrument=btc)).book
+            answer = client.marketdata.GetOrderBook(md.GetOrderBookRequest(instrument=btc))
+            assert (answer.source, answer.feed_state) == (feed.source, md.FEED_STATE_HEALTHY)
+            assert answer.in_sequence
+            book = answer.book
             replayed, _ = engine.replay_binance_book(RECORDING, "spot", 2, 8)
             assert (book.bids[0].price.mantissa, book.bids[0].size.mantissa) == replayed.best_bid()
             assert (book.asks[0].price.mantissa, book.asks[0].size.mantissa) == replayed.best_ask()

@@ -307,6 +307,8 @@ class MarketDataServicer:
         self.board = FeedStatusBoard()
         self.board.restore(self.store)  # what earlier runs and `nexus ingest` counted
         self.books: dict[InstrumentSpec, engine.OrderBook] = {}
+        #: The source of each replayed book, as GetFeedStatus names it.
+        self.book_sources: dict[InstrumentSpec, str] = {}
         self.live: dict[InstrumentSpec, WebSocketBookFeed] = {}
         self.fix_sessions: list[LiveFixSession] = []
         self.paper_md: PaperMarketDataFeed | None = None
@@ -491,6 +493,7 @@ class MarketDataServicer:
             log.warning("order-book feed not loaded", extra={"path": str(path), "reason": str(err)})
             return
         self.books[spec] = book
+        self.book_sources[spec] = feed.source
         rejected = {MALFORMED: stats["bad_lines"]} if stats["bad_lines"] else {}
         if stats["gaps"]:
             rejected[SEQUENCE_GAP] = stats["gaps"]
@@ -508,16 +511,17 @@ class MarketDataServicer:
             )
             return
         outcomes = feed.on_buffer(data)
+        source = f"fix:{venue.lower()}"
         for spec in specs:
             book = feed.book(spec.symbol)
             if book.state != "awaiting_snapshot":
                 self.books[spec] = book
+                self.book_sources[spec] = source
         rejected: dict[int, int] = {}
         for status, reason, _ in outcomes:
             issue = fix_issue(status, reason)
             if issue is not None:
                 rejected[issue] = rejected.get(issue, 0) + 1
-        source = f"fix:{venue.lower()}"
         self.board.record(source, received=len(outcomes), rejected=rejected, finished=True)
         stats = feed.stats()
         log.info(
@@ -1028,13 +1032,23 @@ class MarketDataServicer:
 
     # -- pending -----------------------------------------------------------
 
-    def _fix_book(self, spec: InstrumentSpec) -> engine.OrderBook | None:
-        """The book of `spec` from a live FIX session, else a replayed one."""
+    def _book_and_source(
+        self, spec: InstrumentSpec
+    ) -> tuple[engine.OrderBook, str, md.FeedState.ValueType, str] | None:
+        """The book of `spec` (a live WebSocket feed's, else a live FIX session's,
+        else a replayed one) with its source, the source's state and why."""
+        live = self.live.get(spec)
+        if live is not None:
+            return live.book.book(), live.source, _LIVE_STATES[live.health()], live.health_reason()
         for session in self.fix_sessions:
             book = session.book(spec)
             if book is not None:
-                return book
-        return self.books.get(spec)
+                status = session.status()
+                return book, session.source, _LIVE_STATES[status["health"]], status["reason"]
+        book = self.books.get(spec)
+        if book is None:
+            return None
+        return book, self.book_sources.get(spec, ""), md.FEED_STATE_FINISHED, ""
 
     async def GetOrderBook(
         self, request: md.GetOrderBookRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -1046,10 +1060,10 @@ class MarketDataServicer:
             v.add("depth", f"at most {MAX_DEPTH}")
         v.raise_if_any()
         spec = _resolve("instrument", request.instrument)
-        live = self.live.get(spec)
-        book = live.book.book() if live is not None else self._fix_book(spec)
-        if book is None:
+        found = self._book_and_source(spec)
+        if found is None:
             raise NotFound(f"instrument: no order book is kept for {spec.symbol} at {spec.venue}")
+        book, source, state, reason = found
         bid_px, bid_sz, ask_px, ask_sz = book.depth(request.depth or 10)
 
         def levels(prices: Any, sizes: Any) -> list[md.BookLevel]:
@@ -1074,4 +1088,10 @@ class MarketDataServicer:
             if micro is not None:
                 scale = spec.price_scale + 4
                 result.micro_price.CopyFrom(_decimal(round(micro * 10**scale), scale))
-        return md.GetOrderBookResponse(book=result)
+        return md.GetOrderBookResponse(
+            book=result,
+            source=source,
+            feed_state=state,
+            state_reason=reason,
+            in_sequence=book.state == "live",
+        )
