@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -13,6 +14,8 @@ import pytest
 from nexus.common.v1 import types_pb2
 from nexus.config import ServiceName, Settings, load_settings
 from nexus.execution.v1 import execution_pb2 as ex
+from nexus.metrics import render
+from nexus.services.execution.servicer import ExecutionServicer
 from nexus_client import NexusClient, from_decimal, to_decimal
 from tests.conftest import ThreadedServer
 
@@ -140,6 +143,7 @@ def test_session_and_bad_requests(client: NexusClient, tmp_path: Path) -> None:
     assert [s.venue for s in sessions] == ["PAPER", "PAPER-SLOW"]
     assert [s.session_id for s in sessions] == ["FIX.4.4:NEXUS->PAPER", "FIX.4.4:NEXUS->PAPER-SLOW"]
     assert all(s.simulated and s.state == ex.SESSION_STATE_ACTIVE for s in sessions)
+    assert [(s.transport_failures, s.last_transport_failure) for s in sessions] == [(0, "")] * 2
     with pytest.raises(grpc.RpcError) as info:
         client.execution.SubmitOrder(_order("frac-1", "0.5"))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -498,3 +502,18 @@ def test_orders_positions_and_algos_survive_a_restart(tmp_path: Path) -> None:
             assert cancelled.status == ex.ALGO_STATUS_CANCELED
     finally:
         server.stop()
+
+
+def test_metrics_expose_the_sessions_and_venues(client: NexusClient, paper: ThreadedServer) -> None:
+    servicer = paper.server.context.hosted[ServiceName.EXECUTION][1]
+    assert isinstance(servicer, ExecutionServicer)
+    client.execution.SubmitOrder(_order("metrics-1", "1000", venue="PAPER-SLOW"))
+    text = render(servicer.metrics())
+    sessions = client.execution.GetSessions(ex.GetSessionsRequest()).sessions
+    for s in sessions:
+        assert f'nexus_fix_session_logged_on{{venue="{s.venue}"}} 1' in text
+        assert f'nexus_fix_transport_failures_total{{venue="{s.venue}"}} 0' in text
+        assert f'nexus_fix_next_sender_seq{{venue="{s.venue}"}} {s.next_sender_seq}' in text
+    routed = re.search(r'nexus_execution_orders_routed_total\{venue="PAPER-SLOW"\} (\d+)', text)
+    assert routed is not None
+    assert int(routed.group(1)) >= 1

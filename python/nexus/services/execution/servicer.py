@@ -39,6 +39,7 @@ import grpc
 from nexus import engine
 from nexus.common.v1 import types_pb2
 from nexus.execution.v1 import execution_pb2 as ex
+from nexus.metrics import MetricFamily
 from nexus.rpc import (
     FailedPrecondition,
     InvalidArgument,
@@ -670,10 +671,64 @@ class ExecutionServicer:
                     next_sender_seq=s["next_sender_seq"],
                     next_target_seq=s["next_target_seq"],
                     simulated=s["simulated"],
+                    transport_failures=s["transport_failures"],
+                    last_transport_failure=s["last_transport_failure"] or "",
                 )
                 for s in self._ready().sessions()
             ]
         )
+
+    def metrics(self) -> list[MetricFamily]:
+        """Prometheus families of the FIX sessions and venues (for /metrics)."""
+        if self.engine is None:
+            return []
+        sessions = self.engine.sessions()
+        venues = self.engine.venue_stats()
+
+        def per_session(key: str) -> list[tuple[dict[str, str], float]]:
+            return [({"venue": s["venue"]}, float(s[key])) for s in sessions]
+
+        def per_venue(key: str) -> list[tuple[dict[str, str], float]]:
+            return [({"venue": v["name"]}, float(v[key])) for v in venues]
+
+        return [
+            MetricFamily(
+                "nexus_fix_session_logged_on",
+                "1 while the FIX session to the venue is logged on",
+                "gauge",
+                per_session("logged_on"),
+            ),
+            MetricFamily(
+                "nexus_fix_transport_failures_total",
+                "Connections to the venue that failed below FIX (TLS, plaintext mismatch)",
+                "counter",
+                per_session("transport_failures"),
+            ),
+            MetricFamily(
+                "nexus_fix_next_sender_seq",
+                "Next MsgSeqNum Nexus sends to the venue",
+                "gauge",
+                per_session("next_sender_seq"),
+            ),
+            MetricFamily(
+                "nexus_fix_next_target_seq",
+                "Next MsgSeqNum Nexus expects from the venue",
+                "gauge",
+                per_session("next_target_seq"),
+            ),
+            MetricFamily(
+                "nexus_execution_orders_routed_total",
+                "Orders sent to the venue",
+                "counter",
+                per_venue("routed"),
+            ),
+            MetricFamily(
+                "nexus_execution_venue_ack_ms",
+                "Moving average of the venue's acknowledgement time, ms",
+                "gauge",
+                per_venue("ack_ms"),
+            ),
+        ]
 
     # -- algos -------------------------------------------------------------
 
