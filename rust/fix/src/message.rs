@@ -348,10 +348,18 @@ impl TagIndex {
 #[derive(Debug, Clone, Default)]
 pub struct MessageStorage {
     fields: Vec<FieldRef>,
+    lookup: TagIndex,
+    /// Behind a pointer: a message moves (out of `parse_reusing`, into and out of the
+    /// caller's storage) in a few registers' worth of bytes instead of a `memcpy`.
+    layout: Box<LayoutStorage>,
+}
+
+/// The repeating-group layout of a message.
+#[derive(Debug, Clone, Default)]
+struct LayoutStorage {
     groups: Vec<GroupRec>,
     entries: Vec<EntryRec>,
     stack: Vec<(u32, u32)>,
-    lookup: TagIndex,
     /// Indexes of the fields whose tag a dictionary names as a NumInGroup field,
     /// in order: where the group layout starts looking.
     group_counts: Vec<u32>,
@@ -369,10 +377,10 @@ impl MessageStorage {
 
     fn clear(&mut self) {
         self.fields.clear();
-        self.groups.clear();
-        self.entries.clear();
-        self.stack.clear();
-        self.group_counts.clear();
+        self.layout.groups.clear();
+        self.layout.entries.clear();
+        self.layout.stack.clear();
+        self.layout.group_counts.clear();
         self.lookup.clear();
     }
 
@@ -773,7 +781,7 @@ impl<'a> Message<'a> {
         };
         if options.session.is_some() || options.application.is_some() {
             msg.laid_out = true;
-            if !msg.st.group_counts.is_empty() {
+            if !msg.st.layout.group_counts.is_empty() {
                 msg.lay_out_groups(options, true);
             }
         }
@@ -792,9 +800,9 @@ impl<'a> Message<'a> {
         for f in &mut self.st.fields {
             f.depth = 0;
         }
-        self.st.groups.clear();
-        self.st.entries.clear();
-        self.st.stack.clear();
+        self.st.layout.groups.clear();
+        self.st.layout.entries.clear();
+        self.st.layout.stack.clear();
         self.group_order = None;
         self.laid_out = false;
         if options.session.is_some() || options.application.is_some() {
@@ -823,7 +831,7 @@ impl<'a> Message<'a> {
             if from_candidates {
                 // Skip to the next candidate not inside a group laid out already.
                 loop {
-                    match self.st.group_counts.get(next_candidate) {
+                    match self.st.layout.group_counts.get(next_candidate) {
                         Some(&c) if (c as usize) < i => next_candidate += 1,
                         Some(&c) => {
                             i = c as usize;
@@ -992,6 +1000,7 @@ impl<'a> Message<'a> {
     #[must_use]
     pub fn group(&self, count_tag: u32) -> Option<Group<'_, 'a>> {
         self.st
+            .layout
             .groups
             .iter()
             .find(|g| g.parent_start == NO_PARENT && g.count_tag == count_tag)
@@ -1005,6 +1014,7 @@ impl<'a> Message<'a> {
     pub fn groups(&self) -> impl Iterator<Item = Group<'_, 'a>> + '_ {
         let mut top: Vec<GroupRec> = self
             .st
+            .layout
             .groups
             .iter()
             .filter(|g| g.parent_start == NO_PARENT)
@@ -1035,11 +1045,11 @@ impl<'a> Message<'a> {
     }
 
     pub(crate) fn group_records(&self) -> &[GroupRec] {
-        &self.st.groups
+        &self.st.layout.groups
     }
 
     pub(crate) fn entry_records(&self) -> &[EntryRec] {
-        &self.st.entries
+        &self.st.layout.entries
     }
 }
 
@@ -1195,10 +1205,10 @@ fn tokenize_body(
     // in registers while fields are written.
     let MessageStorage {
         fields,
-        group_counts,
         lookup,
-        ..
+        layout,
     } = st;
+    let group_counts = &mut layout.group_counts;
     let generation = lookup.generation;
     let slots = &mut *lookup.slots;
     let mut pos = body_start;
@@ -1212,11 +1222,30 @@ fn tokenize_body(
         // Eight bytes from any position before `end` lie in `buf`: the body ends with
         // SOH at `end - 1` and the seven trailer bytes follow. A field has a digit or
         // `-` first, so its first byte is before that SOH.
-        let mut word = word_at(buf, pos).ok_or_else(invalid)?;
-        let negative = word & 0xFF == u64::from(b'-');
-        if negative {
-            pos += 1;
-            word = word_at(buf, pos).ok_or_else(invalid)?;
+        let word = word_at(buf, pos).ok_or_else(invalid)?;
+        if word & 0xFF == u64::from(b'-') {
+            // A negative tag: no header, trailer, data or NumInGroup field, so a body
+            // field (validation rejects it).
+            let (tag, value_start, value_end) = negative_field(buf, pos, end)?;
+            if highest > Section::Body as u8 {
+                note_out_of_order(&mut out_of_order, tag);
+            }
+            highest = highest.max(Section::Body as u8);
+            push_field(
+                fields,
+                slots,
+                generation,
+                FieldRef {
+                    tag,
+                    start: to32(value_start),
+                    end: to32(value_end),
+                    section: Section::Body,
+                    depth: 0,
+                    negative: true,
+                },
+            );
+            pos = value_end + 1;
+            continue;
         }
         let (tag, digits) = match tag_of_word(word) {
             TagWord::Tag(tag, digits) => (tag, digits),
@@ -1226,7 +1255,7 @@ fn tokenize_body(
             }
         };
         let value_start = pos + digits + 1;
-        let flags = if negative { 0 } else { flags_of(tag) };
+        let flags = flags_of(tag);
         let value_end = if flags & FLAG_DATA != 0 {
             data_value_end(buf, options, fields, tag, field_start, value_start, end)?
         } else {
@@ -1242,32 +1271,70 @@ fn tokenize_body(
         // Header fields belong before the body, body fields before the trailer: the
         // first field of a section ranked below the highest seen so far is out of order
         // (after that first one, the order no longer matters).
-        let section = SECTION_OF_FLAGS[usize::from((flags >> 1) & 3)];
-        let rank = section as u8;
-        if rank < highest {
-            note_out_of_order(&mut out_of_order, tag);
-        }
-        highest = highest.max(rank);
-        let index = fields.len();
+        let section = if flags & (FLAG_HEADER | FLAG_TRAILER) == 0 {
+            if highest > Section::Body as u8 {
+                note_out_of_order(&mut out_of_order, tag);
+            }
+            highest = highest.max(Section::Body as u8);
+            Section::Body
+        } else {
+            let section = SECTION_OF_FLAGS[usize::from((flags >> 1) & 3)];
+            let rank = section as u8;
+            if rank < highest {
+                note_out_of_order(&mut out_of_order, tag);
+            }
+            highest = highest.max(rank);
+            section
+        };
         if flags & FLAG_GROUP_COUNT != 0 {
-            group_counts.push(to32(index));
+            group_counts.push(to32(fields.len()));
         }
-        // As TagIndex::note, with the generation in a register.
-        let slot = &mut slots[tag as usize % LOOKUP_SLOTS];
-        if *slot >> 16 != generation && index < usize::from(u16::MAX) {
-            *slot = generation << 16 | (index as u32 + 1);
-        }
-        fields.push(FieldRef {
-            tag,
-            start: to32(value_start),
-            end: to32(value_end),
-            section,
-            depth: 0,
-            negative,
-        });
+        push_field(
+            fields,
+            slots,
+            generation,
+            FieldRef {
+                tag,
+                start: to32(value_start),
+                end: to32(value_end),
+                section,
+                depth: 0,
+                negative: false,
+            },
+        );
         pos = value_end + 1;
     }
     Ok(out_of_order)
+}
+
+/// Appends `field`, noting it in the tag index (as [`TagIndex::note`], with the
+/// generation in a register) when it is the first of its slot.
+#[inline(always)]
+fn push_field(
+    fields: &mut Vec<FieldRef>,
+    slots: &mut [u32; LOOKUP_SLOTS],
+    generation: u32,
+    field: FieldRef,
+) {
+    let index = fields.len();
+    let slot = &mut slots[field.tag as usize % LOOKUP_SLOTS];
+    if *slot >> 16 != generation && index < usize::from(u16::MAX) {
+        *slot = generation << 16 | (index as u32 + 1);
+    }
+    fields.push(field);
+}
+
+/// Reads the field at `pos` whose tag starts with `-`: returns its tag (the
+/// magnitude), where its value starts and where it ends.
+#[cold]
+#[inline(never)]
+fn negative_field(buf: &[u8], pos: usize, end: usize) -> Result<(u32, usize, usize), ParseError> {
+    let invalid = ParseError::InvalidTag { offset: pos };
+    let rest = buf.get(pos + 1..).unwrap_or_default();
+    let (tag, digits) = parse_tag_slow(rest).ok_or(invalid.clone())?;
+    let value_start = pos + 1 + digits + 1;
+    let value_end = find_soh(buf, value_start, end).ok_or(invalid)?;
+    Ok((tag, value_start, value_end))
 }
 
 /// Remembers `tag` as the out-of-order field unless one came before.
@@ -1343,9 +1410,11 @@ fn parse_group(
     let Some(&count) = st.fields.get(count_idx) else {
         return count_idx + 1;
     };
-    let base = st.stack.len();
+    let base = st.layout.stack.len();
     let mut i = count_idx + 1;
-    let mut current: Option<usize> = None;
+    // The first field of the open entry; entries go on the stack as they close
+    // (nested groups leave the stack as they found it).
+    let mut current: Option<u32> = None;
     while i < limit {
         let Some(&f) = st.fields.get(i) else {
             break;
@@ -1353,9 +1422,9 @@ fn parse_group(
         if f.negative || f.section != count.section || !def.block.contains(f.tag) {
             break;
         }
-        let new_entry = match current.and_then(|c| st.stack.get(c)) {
+        let new_entry = match current {
             None => true,
-            Some(&(start, _)) => {
+            Some(start) => {
                 f.tag == def.delimiter
                     || st
                         .fields
@@ -1369,15 +1438,14 @@ fn parse_group(
             if f.tag != def.delimiter && order_error.is_none() {
                 *order_error = Some(f.tag);
             }
-            st.stack.push((i as u32, i as u32));
-            current = Some(st.stack.len() - 1);
+            if let Some(start) = current {
+                st.layout.stack.push((start, i as u32));
+            }
+            current = Some(i as u32);
         }
         if let Some(field) = st.fields.get_mut(i) {
             field.depth = depth;
         }
-        let entry_start = current
-            .and_then(|c| st.stack.get(c))
-            .map_or(i as u32, |e| e.0);
         let nested = if dict.is_group_count_field(f.tag) {
             def.block.group_id(f.tag)
         } else {
@@ -1390,23 +1458,23 @@ fn parse_group(
                 nested,
                 i,
                 depth + 1,
-                entry_start,
+                current.unwrap_or(i as u32),
                 limit,
                 order_error,
             ),
             _ => i + 1,
         };
-        if let Some(entry) = current.and_then(|c| st.stack.get_mut(c)) {
-            entry.1 = i as u32;
-        }
     }
-    let first_entry = st.entries.len() as u32;
-    let n_entries = (st.stack.len() - base) as u32;
-    for &(start, end) in st.stack.get(base..).unwrap_or_default() {
-        st.entries.push(EntryRec { start, end });
+    if let Some(start) = current {
+        st.layout.stack.push((start, i as u32));
     }
-    st.stack.truncate(base);
-    st.groups.push(GroupRec {
+    let first_entry = st.layout.entries.len() as u32;
+    let n_entries = (st.layout.stack.len() - base) as u32;
+    for &(start, end) in st.layout.stack.get(base..).unwrap_or_default() {
+        st.layout.entries.push(EntryRec { start, end });
+    }
+    st.layout.stack.truncate(base);
+    st.layout.groups.push(GroupRec {
         count_tag: count.tag,
         count_idx: count_idx as u32,
         parent_start,
@@ -1463,6 +1531,7 @@ impl<'m, 'a> Group<'m, 'a> {
         let e = self
             .msg
             .st
+            .layout
             .entries
             .get(self.rec.first_entry as usize + index)?;
         Some(Entry {
@@ -1512,6 +1581,7 @@ impl<'m, 'a> Entry<'m, 'a> {
     pub fn group(&self, count_tag: u32) -> Option<Group<'m, 'a>> {
         self.msg
             .st
+            .layout
             .groups
             .iter()
             .find(|g| g.parent_start == self.start && g.count_tag == count_tag)
