@@ -1265,7 +1265,13 @@ fn tokenize_body(
             if marks != 0 {
                 pos + (marks.trailing_zeros() / 8) as usize
             } else {
-                find_soh_in_body(buf, pos + 8, end).ok_or_else(invalid)?
+                // Most values end within the next word: read it before looping.
+                let next = soh_marks(word_at(buf, pos + 8).ok_or_else(invalid)?);
+                if next != 0 {
+                    pos + 8 + (next.trailing_zeros() / 8) as usize
+                } else {
+                    find_soh_in_body(buf, pos + 16, end).ok_or_else(invalid)?
+                }
             }
         };
         // Header fields belong before the body, body fields before the trailer: the
