@@ -626,6 +626,13 @@ fn tag_of_word(word: u64) -> TagWord {
     // The digit values in the top bytes, zeros (leading zeros) below; then pairs,
     // quads and the whole: the classic eight-digit SWAR conversion.
     let v = values << (64 - 8 * digits as u32);
+    if digits <= 4 {
+        // The common case: the top four bytes hold it all; two steps in 32 bits.
+        let v = (v >> 32) as u32;
+        let v = (v.wrapping_mul(2561) >> 8) & 0x00FF_00FF;
+        let v = v.wrapping_mul(6_553_601) >> 16;
+        return TagWord::Tag(v, digits);
+    }
     let v = (v.wrapping_mul(2561) >> 8) & 0x00FF_00FF_00FF_00FF;
     let v = (v.wrapping_mul(6_553_601) >> 16) & 0x0000_FFFF_0000_FFFF;
     let v = v.wrapping_mul(42_949_672_960_001) >> 32;
