@@ -4,6 +4,11 @@
 //! object a line: messages/s, the median of REPEATS rounds of at least MIN_MS each.
 //!
 //! `cargo run --release -p nexus-fix --example codec_rate -- MESSAGES DICTIONARY [REPEATS] [MIN_MS]`
+//!
+//! With `--rounds N` first, it times nothing: it parses and reads every message N times
+//! (the `parse` case) and prints the messages handled, for instruction counts under
+//! `valgrind --tool=cachegrind` (two runs differing only in N: the difference divided
+//! by the extra messages is the cost of one message).
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -150,8 +155,20 @@ fn name_of(msg_type: &str) -> &str {
 }
 
 fn run(args: &[String]) -> Result<(), String> {
+    let (fixed_rounds, args) = match args {
+        [flag, n, rest @ ..] if flag == "--rounds" => (
+            Some(
+                n.parse::<usize>()
+                    .map_err(|_| format!("not a number of rounds: {n}"))?,
+            ),
+            rest,
+        ),
+        _ => (None, args),
+    };
     let [messages_path, dictionary_path, rest @ ..] = args else {
-        return Err("usage: codec_rate MESSAGES DICTIONARY [REPEATS] [MIN_MS]".to_owned());
+        return Err(
+            "usage: codec_rate [--rounds N] MESSAGES DICTIONARY [REPEATS] [MIN_MS]".to_owned(),
+        );
     };
     let number = |i: usize, default: f64| -> Result<f64, String> {
         rest.get(i).map_or(Ok(default), |v| {
@@ -211,6 +228,18 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             n
         };
+        if let Some(rounds) = fixed_rounds {
+            let mut n = 0;
+            for _ in 0..rounds {
+                n += parse(false);
+            }
+            println!(
+                "{{\"mode\": \"rounds\", \"message\": \"{}\", \"messages\": {}, \"read\": {n}}}",
+                name_of(msg_type),
+                rounds * count
+            );
+            continue;
+        }
         let mut rates = vec![
             (
                 "parse",

@@ -516,6 +516,8 @@ pub(crate) const FLAG_TRAILER: u8 = 4;
 pub(crate) const FLAG_DATA: u8 = 8;
 pub(crate) const FLAG_GROUP_COUNT: u8 = 16;
 const NO_FIELD: u32 = u32::MAX;
+/// No message has this MsgType (in `Dictionary::one_byte_types`).
+const NO_MESSAGE: u32 = u32::MAX;
 /// The largest tag number accepted in a dictionary.
 const MAX_TAG: u32 = 10_000_000;
 
@@ -530,11 +532,18 @@ pub struct Dictionary {
     fields: Vec<FieldDef>,
     by_tag: Vec<u32>,
     flags: Vec<u8>,
+    /// Per tag, what the parser needs when this dictionary is the only one: the
+    /// header, trailer, data and NumInGroup flags, with the header and trailer tags
+    /// known without a dictionary added (see [`crate::message::builtin_flags`]).
+    parse_flags: Vec<u8>,
     by_name: HashMap<String, u32>,
     header: Block,
     trailer: Block,
     messages: Vec<MessageDef>,
     msg_keys: Vec<(u128, u32)>,
+    /// Per byte, the index of the message whose MsgType is that one byte
+    /// ([`NO_MESSAGE`]: none): the common case found without a search.
+    one_byte_types: Vec<u32>,
     components: Vec<ComponentDef>,
     component_index: HashMap<String, u32>,
     groups: Vec<GroupDef>,
@@ -642,6 +651,15 @@ impl Dictionary {
         self.flags.get(tag as usize).copied().unwrap_or(0)
     }
 
+    /// Returns the flags the parser uses for `tag` when this dictionary is the session
+    /// dictionary and the application one (or the only one): this dictionary's header,
+    /// trailer, data and NumInGroup flags, plus the header and trailer flags known
+    /// without a dictionary. One load instead of two.
+    #[inline(always)]
+    pub(crate) fn parse_flags(&self, tag: u32) -> u8 {
+        self.parse_flags.get(tag as usize).copied().unwrap_or(0)
+    }
+
     /// Returns whether `tag` belongs to the header (including header group members).
     #[must_use]
     #[inline]
@@ -700,6 +718,14 @@ impl Dictionary {
     /// Returns the definition of the message with MsgType `msg_type`.
     #[must_use]
     pub fn message(&self, msg_type: &[u8]) -> Option<&MessageDef> {
+        if let [byte] = msg_type {
+            let index = self
+                .one_byte_types
+                .get(usize::from(*byte))
+                .copied()
+                .unwrap_or(NO_MESSAGE);
+            return self.messages.get(index as usize);
+        }
         match pack_msg_type(msg_type) {
             Some(key) => self
                 .msg_keys
@@ -1136,6 +1162,14 @@ impl Loader<'_> {
                 }
             }
         }
+        let mut one_byte_types = vec![NO_MESSAGE; 256];
+        for (index, m) in (0u32..).zip(&messages) {
+            if let [byte] = m.msg_type.as_bytes() {
+                if let Some(slot) = one_byte_types.get_mut(usize::from(*byte)) {
+                    *slot = index;
+                }
+            }
+        }
         let groups = expander.groups;
         let mut header_tags = Vec::new();
         collect_tags(&header, &groups, &mut header_tags, 0);
@@ -1166,6 +1200,15 @@ impl Loader<'_> {
             }
         }
 
+        let mut parse_flags: Vec<u8> = flags
+            .iter()
+            .map(|f| f & (FLAG_HEADER | FLAG_TRAILER | FLAG_DATA | FLAG_GROUP_COUNT))
+            .collect();
+        parse_flags.resize(parse_flags.len().max(crate::message::BUILTIN_TAGS), 0);
+        for (tag, slot) in (0u32..).zip(parse_flags.iter_mut()) {
+            *slot |= crate::message::builtin_flags(tag) & (FLAG_HEADER | FLAG_TRAILER);
+        }
+
         Ok(Dictionary {
             kind,
             major,
@@ -1175,11 +1218,13 @@ impl Loader<'_> {
             fields,
             by_tag,
             flags,
+            parse_flags,
             by_name,
             header,
             trailer,
             messages,
             msg_keys,
+            one_byte_types,
             components,
             component_index,
             groups,
@@ -1501,6 +1546,33 @@ mod tests {
             Dictionary::from_xml(&cyclic, "c.xml"),
             Err(DictionaryError::Invalid { reason, .. }) if reason.contains("itself")
         ));
+    }
+
+    #[test]
+    fn one_byte_msg_types_are_found_as_a_scan_finds_them() {
+        let d = mini();
+        for byte in 0..=u8::MAX {
+            let scan = d
+                .messages()
+                .iter()
+                .find(|m| m.msg_type.as_bytes() == [byte]);
+            assert_eq!(
+                d.message(&[byte]).map(|m| &m.name),
+                scan.map(|m| &m.name),
+                "{byte}"
+            );
+        }
+        assert_eq!(d.message(b"D").map(|m| m.name.as_str()), Some("Order"));
+        assert!(d.message(b"").is_none());
+    }
+
+    #[test]
+    fn parse_flags_merge_the_dictionary_and_the_builtin_flags() {
+        let d = mini();
+        let options = crate::message::ParseOptions::with_dictionary(&d);
+        for tag in (0..3_000).chain([u32::MAX - 1, u32::MAX]) {
+            assert_eq!(d.parse_flags(tag), options.tag_flags(tag), "{tag}");
+        }
     }
 
     #[test]

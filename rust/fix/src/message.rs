@@ -197,11 +197,11 @@ pub enum FieldError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Section {
     /// The standard header (8, 9, 35, 49, 56, 34, 52, ...).
-    Header,
+    Header = 0,
     /// The message body.
-    Body,
+    Body = 1,
     /// The standard trailer (93, 89, 10).
-    Trailer,
+    Trailer = 2,
 }
 
 /// Where one field lies in a parsed message: its tag and the range of its value.
@@ -292,17 +292,74 @@ pub(crate) struct EntryRec {
 /// Slots of the tag index of a message: a tag's slot is `tag % LOOKUP_SLOTS`.
 const LOOKUP_SLOTS: usize = 256;
 
+/// The tag index of a message: per slot (`tag % LOOKUP_SLOTS`), the index of the first
+/// field whose tag falls in it, so that a lookup goes straight to a field instead of
+/// scanning them all. Each entry carries the generation (message) that wrote it, so
+/// that starting a new message clears the index by counting up instead of zeroing it.
+#[derive(Debug, Clone)]
+struct TagIndex {
+    /// Per slot, `generation << 16 | (1 + field index)`; stale when the generation
+    /// differs.
+    slots: Box<[u32; LOOKUP_SLOTS]>,
+    /// The generation of the message being parsed, never 0.
+    generation: u32,
+}
+
+impl Default for TagIndex {
+    fn default() -> Self {
+        Self {
+            slots: Box::new([0; LOOKUP_SLOTS]),
+            generation: 1,
+        }
+    }
+}
+
+impl TagIndex {
+    /// Forgets every entry.
+    #[inline]
+    fn clear(&mut self) {
+        self.generation += 1;
+        if self.generation > u32::from(u16::MAX) {
+            // Once in 65,535 messages: entries of this generation may be left over.
+            self.slots.fill(0);
+            self.generation = 1;
+        }
+    }
+
+    /// Notes field `index` with `tag` when it is the first of its slot.
+    #[inline(always)]
+    fn note(&mut self, tag: u32, index: usize) {
+        let slot = &mut self.slots[tag as usize % LOOKUP_SLOTS];
+        if *slot >> 16 != self.generation && index < usize::from(u16::MAX) {
+            *slot = self.generation << 16 | (index as u32 + 1);
+        }
+    }
+
+    /// Returns the index of the first field noted in `tag`'s slot.
+    #[inline(always)]
+    fn first(&self, tag: u32) -> Option<usize> {
+        let slot = self.slots[tag as usize % LOOKUP_SLOTS];
+        (slot >> 16 == self.generation).then(|| (slot & 0xFFFF) as usize - 1)
+    }
+}
+
 /// Reusable allocations of a [`Message`]: pass them to [`Message::parse_reusing`] and
 /// get them back with [`Message::into_storage`] to parse without allocating.
 #[derive(Debug, Clone, Default)]
 pub struct MessageStorage {
     fields: Vec<FieldRef>,
+    lookup: TagIndex,
+    /// Behind a pointer: a message moves (out of `parse_reusing`, into and out of the
+    /// caller's storage) in a few registers' worth of bytes instead of a `memcpy`.
+    layout: Box<LayoutStorage>,
+}
+
+/// The repeating-group layout of a message.
+#[derive(Debug, Clone, Default)]
+struct LayoutStorage {
     groups: Vec<GroupRec>,
     entries: Vec<EntryRec>,
     stack: Vec<(u32, u32)>,
-    /// Per slot, 1 + the index of the first field whose tag falls in it (0: none),
-    /// so that a lookup goes straight to a field instead of scanning them all.
-    lookup: Vec<u16>,
     /// Indexes of the fields whose tag a dictionary names as a NumInGroup field,
     /// in order: where the group layout starts looking.
     group_counts: Vec<u32>,
@@ -314,56 +371,40 @@ impl MessageStorage {
     pub fn with_capacity(fields: usize) -> Self {
         Self {
             fields: Vec::with_capacity(fields),
-            lookup: vec![0; LOOKUP_SLOTS],
             ..Self::default()
         }
     }
 
     fn clear(&mut self) {
         self.fields.clear();
-        self.groups.clear();
-        self.entries.clear();
-        self.stack.clear();
-        self.group_counts.clear();
-        if self.lookup.len() == LOOKUP_SLOTS {
-            self.lookup.fill(0);
-        } else {
-            self.lookup = vec![0; LOOKUP_SLOTS];
-        }
+        self.layout.groups.clear();
+        self.layout.entries.clear();
+        self.layout.stack.clear();
+        self.layout.group_counts.clear();
+        self.lookup.clear();
     }
 
     /// Appends a field, indexing it when it is the first of its slot.
     #[inline(always)]
     fn push(&mut self, field: FieldRef) {
-        let index = self.fields.len();
-        if let (Some(slot), Ok(entry)) = (
-            self.lookup.get_mut(field.tag as usize % LOOKUP_SLOTS),
-            u16::try_from(index + 1),
-        ) {
-            if *slot == 0 {
-                *slot = entry;
-            }
-        }
+        self.lookup.note(field.tag, self.fields.len());
         self.fields.push(field);
     }
 
     /// The first top-level field with `tag`, through the index when it can tell.
     #[inline]
     fn find_top(&self, tag: u32) -> Option<&FieldRef> {
-        let slot = self
-            .lookup
-            .get(tag as usize % LOOKUP_SLOTS)
-            .copied()
-            .unwrap_or(0);
-        if slot == 0 {
+        match self.lookup.first(tag) {
+            Some(index) => {
+                if let Some(f) = self.fields.get(index) {
+                    if f.is_top(tag) {
+                        return Some(f);
+                    }
+                }
+            }
             // Every field is indexed while there are fewer than u16::MAX.
-            if self.fields.len() < usize::from(u16::MAX) && self.lookup.len() == LOOKUP_SLOTS {
-                return None;
-            }
-        } else if let Some(f) = self.fields.get(usize::from(slot) - 1) {
-            if f.is_top(tag) {
-                return Some(f);
-            }
+            None if self.fields.len() < usize::from(u16::MAX) => return None,
+            None => {}
         }
         // Another tag in the slot, or this one inside a group first: scan.
         self.fields.iter().find(|f| f.is_top(tag))
@@ -417,8 +458,8 @@ impl<'d> ParseOptions<'d> {
 
     /// Returns the header/trailer/data flags of `tag` (dictionary constants).
     #[inline(always)]
-    fn tag_flags(&self, tag: u32) -> u8 {
-        let builtin = BUILTIN_FLAGS.get(tag as usize).copied().unwrap_or(0);
+    pub(crate) fn tag_flags(&self, tag: u32) -> u8 {
+        let builtin = builtin_flags(tag);
         if self.session.is_none() && self.application.is_none() {
             return builtin;
         }
@@ -443,11 +484,20 @@ impl<'d> ParseOptions<'d> {
     }
 }
 
-/// Header, trailer and data flags of the tags known without a dictionary.
-static BUILTIN_FLAGS: [u8; 1405] = builtin_flags();
+/// Tags below this have flags without a dictionary ([`builtin_flags`]).
+pub(crate) const BUILTIN_TAGS: usize = 1405;
 
-const fn builtin_flags() -> [u8; 1405] {
-    let mut flags = [0u8; 1405];
+/// Header, trailer and data flags of the tags known without a dictionary.
+static BUILTIN_FLAGS: [u8; BUILTIN_TAGS] = builtin_flag_table();
+
+/// Returns the header, trailer and data flags `tag` has without a dictionary.
+#[inline(always)]
+pub(crate) fn builtin_flags(tag: u32) -> u8 {
+    BUILTIN_FLAGS.get(tag as usize).copied().unwrap_or(0)
+}
+
+const fn builtin_flag_table() -> [u8; BUILTIN_TAGS] {
+    let mut flags = [0u8; BUILTIN_TAGS];
     let header = BUILTIN_HEADER;
     let mut i = 0;
     while i < header.len() {
@@ -506,48 +556,87 @@ fn builtin_length_for_data(tag: u32) -> Option<u32> {
         .map(|(l, _)| *l)
 }
 
-/// Parses the tag at the start of `rest` up to its `=`; returns the tag and the number
-/// of digits. Tags of up to 7 digits are read eight bytes at a time.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Returns the eight bytes of `bytes` at `at` as a little-endian word.
 #[inline(always)]
-fn parse_tag(rest: &[u8]) -> Option<(u32, usize)> {
-    const EQUALS: u64 = 0x3D3D_3D3D_3D3D_3D3D;
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    if let Some(word) = rest
-        .get(..8)
+fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
+    bytes
+        .get(at..at.wrapping_add(8))
         .and_then(|w| <[u8; 8]>::try_from(w).ok())
         .map(u64::from_le_bytes)
-    {
-        let x = word ^ EQUALS;
-        // The lowest high bit set marks the first `=`.
-        let equals = x.wrapping_sub(ONES) & !x & HIGHS;
-        if equals != 0 {
-            let digits = (equals.trailing_zeros() / 8) as usize;
-            if digits == 0 {
-                return None;
-            }
-            let mask = (1u64 << (8 * digits)) - 1;
-            let text = word & mask;
-            // Every byte before the `=` in '0'..='9': high nibble 3, and no carry
-            // into the high nibble when adding 6.
-            let threes = 0x3030_3030_3030_3030 & mask;
-            if text & (0xF0F0_F0F0_F0F0_F0F0 & mask) != threes
-                || (text.wrapping_add(0x0606_0606_0606_0606 & mask)
-                    & (0xF0F0_F0F0_F0F0_F0F0 & mask))
-                    != threes
-            {
-                return None;
-            }
-            // The digits in the top bytes (leading zeros below), then pairs, quads
-            // and the whole: the classic eight-digit SWAR conversion.
-            let v = (text << (8 * (8 - digits))) & 0x0F0F_0F0F_0F0F_0F0F;
-            let v = (v.wrapping_mul(2561) >> 8) & 0x00FF_00FF_00FF_00FF;
-            let v = (v.wrapping_mul(6_553_601) >> 16) & 0x0000_FFFF_0000_FFFF;
-            let v = v.wrapping_mul(42_949_672_960_001) >> 32;
-            return u32::try_from(v).ok().map(|t| (t, digits));
-        }
+}
+
+/// Returns a word with the high bit set in the lowest byte of `word` that is zero;
+/// higher bits may be set too (the borrow can mark a 0x01 byte above it), so only the
+/// lowest one counts.
+#[inline(always)]
+fn first_zero_byte(word: u64) -> u64 {
+    word.wrapping_sub(ONES) & !word & HIGHS
+}
+
+/// Returns the SOH marks of `word`: the lowest high bit set marks the first SOH.
+#[inline(always)]
+fn soh_marks(word: u64) -> u64 {
+    first_zero_byte(word ^ ONES)
+}
+
+/// Parses the tag at the start of `rest` up to its `=`; returns the tag and the number
+/// of digits. Tags of up to 7 digits are read eight bytes at a time. (The tokenizer
+/// reads the word itself and calls [`tag_of_word`].)
+#[cfg(test)]
+fn parse_tag(rest: &[u8]) -> Option<(u32, usize)> {
+    match word_at(rest, 0).map(tag_of_word) {
+        Some(TagWord::Tag(tag, digits)) => Some((tag, digits)),
+        Some(TagWord::Invalid) => None,
+        Some(TagWord::Long) | None => parse_tag_slow(rest),
     }
-    parse_tag_slow(rest)
+}
+
+/// What the first eight bytes of a field say about its tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TagWord {
+    /// The tag and its number of digits (1 to 7), followed by `=`.
+    Tag(u32, usize),
+    /// Not a tag: empty, or a byte other than a digit before the `=`.
+    Invalid,
+    /// No `=` in the eight bytes: a longer tag, or not a tag ([`parse_tag_slow`]).
+    Long,
+}
+
+/// Reads the tag of a field from the field's first eight bytes (little-endian).
+#[inline(always)]
+fn tag_of_word(word: u64) -> TagWord {
+    // Each byte minus '0' (as xor: digits become 0..=9), then the high bit of every
+    // byte that is not a digit: >= 0x80, or >= 10 once the high bit is cleared (no
+    // carry crosses bytes: 0x7F + 0x76 < 0x100).
+    let values = word ^ 0x3030_3030_3030_3030;
+    let not_digits =
+        (((values & 0x7F7F_7F7F_7F7F_7F7F).wrapping_add(0x7676_7676_7676_7676)) | values) & HIGHS;
+    if not_digits == 0 {
+        return TagWord::Long;
+    }
+    // The first byte that is not a digit must be the `=`, after at least one digit.
+    let high_bit = not_digits.trailing_zeros();
+    let digits = (high_bit / 8) as usize;
+    if digits == 0 || (word >> (high_bit - 7)) as u8 != b'=' {
+        return TagWord::Invalid;
+    }
+    // The digit values in the top bytes, zeros (leading zeros) below; then pairs,
+    // quads and the whole: the classic eight-digit SWAR conversion.
+    let v = values << (64 - 8 * digits as u32);
+    if digits <= 4 {
+        // The common case: the top four bytes hold it all; two steps in 32 bits.
+        let v = (v >> 32) as u32;
+        let v = (v.wrapping_mul(2561) >> 8) & 0x00FF_00FF;
+        let v = v.wrapping_mul(6_553_601) >> 16;
+        return TagWord::Tag(v, digits);
+    }
+    let v = (v.wrapping_mul(2561) >> 8) & 0x00FF_00FF_00FF_00FF;
+    let v = (v.wrapping_mul(6_553_601) >> 16) & 0x0000_FFFF_0000_FFFF;
+    let v = v.wrapping_mul(42_949_672_960_001) >> 32;
+    TagWord::Tag(v as u32, digits)
 }
 
 /// [`parse_tag`] one byte at a time: near the end of the buffer, and for tags of
@@ -572,17 +661,13 @@ fn parse_tag_slow(rest: &[u8]) -> Option<(u32, usize)> {
 /// Returns the index of the first SOH in `bytes[from..to]`, eight bytes at a time.
 #[inline(always)]
 fn find_soh(bytes: &[u8], from: usize, to: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let hay = bytes.get(from..to)?;
     let mut chunks = hay.chunks_exact(8);
     let mut base = from;
     for chunk in &mut chunks {
-        let word = <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes) ^ ONES;
-        // The lowest high bit set marks the first zero byte, i.e. the first SOH.
-        let zero = word.wrapping_sub(ONES) & !word & HIGHS;
-        if zero != 0 {
-            return Some(base + (zero.trailing_zeros() / 8) as usize);
+        let marks = soh_marks(<[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes));
+        if marks != 0 {
+            return Some(base + (marks.trailing_zeros() / 8) as usize);
         }
         base += 8;
     }
@@ -591,6 +676,21 @@ fn find_soh(bytes: &[u8], from: usize, to: usize) -> Option<usize> {
         .iter()
         .position(|&b| b == SOH)
         .map(|p| p + base)
+}
+
+/// Returns the index of the first SOH at or after `from` in the body of a message
+/// whose frame was checked: a SOH ends the body at `end - 1` and the seven trailer
+/// bytes follow it, so every word read from before `end` lies in `buf`.
+#[inline(always)]
+fn find_soh_in_body(buf: &[u8], mut from: usize, end: usize) -> Option<usize> {
+    while from < end {
+        let marks = soh_marks(word_at(buf, from)?);
+        if marks != 0 {
+            return Some(from + (marks.trailing_zeros() / 8) as usize);
+        }
+        from += 8;
+    }
+    None
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -688,7 +788,7 @@ impl<'a> Message<'a> {
         };
         if options.session.is_some() || options.application.is_some() {
             msg.laid_out = true;
-            if !msg.st.group_counts.is_empty() {
+            if !msg.st.layout.group_counts.is_empty() {
                 msg.lay_out_groups(options, true);
             }
         }
@@ -707,9 +807,9 @@ impl<'a> Message<'a> {
         for f in &mut self.st.fields {
             f.depth = 0;
         }
-        self.st.groups.clear();
-        self.st.entries.clear();
-        self.st.stack.clear();
+        self.st.layout.groups.clear();
+        self.st.layout.entries.clear();
+        self.st.layout.stack.clear();
         self.group_order = None;
         self.laid_out = false;
         if options.session.is_some() || options.application.is_some() {
@@ -738,7 +838,7 @@ impl<'a> Message<'a> {
             if from_candidates {
                 // Skip to the next candidate not inside a group laid out already.
                 loop {
-                    match self.st.group_counts.get(next_candidate) {
+                    match self.st.layout.group_counts.get(next_candidate) {
                         Some(&c) if (c as usize) < i => next_candidate += 1,
                         Some(&c) => {
                             i = c as usize;
@@ -907,6 +1007,7 @@ impl<'a> Message<'a> {
     #[must_use]
     pub fn group(&self, count_tag: u32) -> Option<Group<'_, 'a>> {
         self.st
+            .layout
             .groups
             .iter()
             .find(|g| g.parent_start == NO_PARENT && g.count_tag == count_tag)
@@ -920,6 +1021,7 @@ impl<'a> Message<'a> {
     pub fn groups(&self) -> impl Iterator<Item = Group<'_, 'a>> + '_ {
         let mut top: Vec<GroupRec> = self
             .st
+            .layout
             .groups
             .iter()
             .filter(|g| g.parent_start == NO_PARENT)
@@ -950,11 +1052,11 @@ impl<'a> Message<'a> {
     }
 
     pub(crate) fn group_records(&self) -> &[GroupRec] {
-        &self.st.groups
+        &self.st.layout.groups
     }
 
     pub(crate) fn entry_records(&self) -> &[EntryRec] {
-        &self.st.entries
+        &self.st.layout.entries
     }
 }
 
@@ -1055,62 +1157,18 @@ fn tokenize(
     });
 
     let end = trailer_start;
-    let body = buf.get(..end).unwrap_or_default();
-    let mut pos = body_start;
-    let mut state = Section::Header;
-    let mut out_of_order = None;
-    while pos < end {
-        let field_start = pos;
-        let negative = body.get(pos) == Some(&b'-');
-        if negative {
-            pos += 1;
+    let out_of_order = match (options.session, options.application) {
+        (None, None) => tokenize_body(buf, body_start, end, options, st, builtin_flags)?,
+        (Some(s), Some(a)) if std::ptr::eq(s, a) => {
+            tokenize_body(buf, body_start, end, options, st, |tag| s.parse_flags(tag))?
         }
-        // From `buf`: the trailer behind the body lets the tag be read eight bytes
-        // at a time up to the last field (the SOH before the trailer stops it).
-        let Some((tag, digits)) = parse_tag(buf.get(pos..).unwrap_or_default()) else {
-            return Err(ParseError::InvalidTag {
-                offset: field_start,
-            });
-        };
-        let value_start = pos + digits + 1;
-        let flags = if negative { 0 } else { options.tag_flags(tag) };
-        let value_end = match (flags & FLAG_DATA != 0)
-            .then(|| options.length_tag_for_data(tag))
-            .flatten()
-        {
-            Some(length_tag) => data_end(buf, &st.fields, tag, length_tag, value_start, end)?,
-            None => find_soh(body, value_start, end).ok_or(ParseError::InvalidTag {
-                offset: field_start,
-            })?,
-        };
-        let section = if flags & FLAG_HEADER != 0 {
-            if state != Section::Header && out_of_order.is_none() {
-                out_of_order = Some(tag);
-            }
-            Section::Header
-        } else if flags & FLAG_TRAILER != 0 {
-            state = Section::Trailer;
-            Section::Trailer
-        } else {
-            if state == Section::Trailer && out_of_order.is_none() {
-                out_of_order = Some(tag);
-            }
-            state = Section::Body;
-            Section::Body
-        };
-        if flags & FLAG_GROUP_COUNT != 0 {
-            st.group_counts.push(to32(st.fields.len()));
+        (Some(s), None) => {
+            tokenize_body(buf, body_start, end, options, st, |tag| s.parse_flags(tag))?
         }
-        st.push(FieldRef {
-            tag,
-            start: to32(value_start),
-            end: to32(value_end),
-            section,
-            depth: 0,
-            negative,
-        });
-        pos = value_end + 1;
-    }
+        _ => tokenize_body(buf, body_start, end, options, st, |tag| {
+            options.tag_flags(tag)
+        })?,
+    };
     st.push(FieldRef {
         tag: tags::CHECKSUM,
         start: to32(trailer_start + 3),
@@ -1124,6 +1182,202 @@ fn tokenize(
         _ => return Err(FrameError::MissingMsgType.into()),
     }
     Ok((to32(actual), checksum_value, out_of_order))
+}
+
+/// The section of a field by its header and trailer flags (`flags >> 1 & 3`): header
+/// when a header field (even if a trailer field too), else trailer or body.
+const SECTION_OF_FLAGS: [Section; 4] = [
+    Section::Body,
+    Section::Header,
+    Section::Trailer,
+    Section::Header,
+];
+const _: () = assert!(FLAG_HEADER == 2 && FLAG_TRAILER == 4);
+
+/// Splits the body (`buf[body_start..end]`, ending with SOH and followed by the
+/// trailer) into fields with the header/trailer/data/NumInGroup flags of `flags_of`;
+/// returns the out-of-order tag.
+#[inline(never)]
+fn tokenize_body(
+    buf: &[u8],
+    body_start: usize,
+    end: usize,
+    options: &ParseOptions<'_>,
+    st: &mut MessageStorage,
+    flags_of: impl Fn(u32) -> u8,
+) -> Result<Option<u32>, ParseError> {
+    // All offsets fit in u32 (checked by the caller).
+    let to32 = |v: usize| v as u32;
+    // The parts of the storage apart, so that the index's generation and slots stay
+    // in registers while fields are written.
+    let MessageStorage {
+        fields,
+        lookup,
+        layout,
+    } = st;
+    let group_counts = &mut layout.group_counts;
+    let generation = lookup.generation;
+    let slots = &mut *lookup.slots;
+    let mut pos = body_start;
+    let mut highest = Section::Header as u8;
+    let mut out_of_order = None;
+    while pos < end {
+        let field_start = pos;
+        let invalid = || ParseError::InvalidTag {
+            offset: field_start,
+        };
+        // Eight bytes from any position before `end` lie in `buf`: the body ends with
+        // SOH at `end - 1` and the seven trailer bytes follow. A field has a digit or
+        // `-` first, so its first byte is before that SOH.
+        let word = word_at(buf, pos).ok_or_else(invalid)?;
+        if word & 0xFF == u64::from(b'-') {
+            // A negative tag: no header, trailer, data or NumInGroup field, so a body
+            // field (validation rejects it).
+            let (tag, value_start, value_end) = negative_field(buf, pos, end)?;
+            if highest > Section::Body as u8 {
+                note_out_of_order(&mut out_of_order, tag);
+            }
+            highest = highest.max(Section::Body as u8);
+            push_field(
+                fields,
+                slots,
+                generation,
+                FieldRef {
+                    tag,
+                    start: to32(value_start),
+                    end: to32(value_end),
+                    section: Section::Body,
+                    depth: 0,
+                    negative: true,
+                },
+            );
+            pos = value_end + 1;
+            continue;
+        }
+        let (tag, digits) = match tag_of_word(word) {
+            TagWord::Tag(tag, digits) => (tag, digits),
+            TagWord::Invalid => return Err(invalid()),
+            TagWord::Long => {
+                parse_tag_slow(buf.get(pos..).unwrap_or_default()).ok_or_else(invalid)?
+            }
+        };
+        let value_start = pos + digits + 1;
+        let flags = flags_of(tag);
+        let value_end = if flags & FLAG_DATA != 0 {
+            data_value_end(buf, options, fields, tag, field_start, value_start, end)?
+        } else {
+            // The digits and `=` hold no SOH, so the word's first SOH ends the value;
+            // with none, the value goes on past the word.
+            let marks = soh_marks(word);
+            if marks != 0 {
+                pos + (marks.trailing_zeros() / 8) as usize
+            } else {
+                // Most values end within the next word: read it before looping.
+                let next = soh_marks(word_at(buf, pos + 8).ok_or_else(invalid)?);
+                if next != 0 {
+                    pos + 8 + (next.trailing_zeros() / 8) as usize
+                } else {
+                    find_soh_in_body(buf, pos + 16, end).ok_or_else(invalid)?
+                }
+            }
+        };
+        // Header fields belong before the body, body fields before the trailer: the
+        // first field of a section ranked below the highest seen so far is out of order
+        // (after that first one, the order no longer matters).
+        let section = if flags & (FLAG_HEADER | FLAG_TRAILER) == 0 {
+            if highest > Section::Body as u8 {
+                note_out_of_order(&mut out_of_order, tag);
+            }
+            highest = highest.max(Section::Body as u8);
+            Section::Body
+        } else {
+            let section = SECTION_OF_FLAGS[usize::from((flags >> 1) & 3)];
+            let rank = section as u8;
+            if rank < highest {
+                note_out_of_order(&mut out_of_order, tag);
+            }
+            highest = highest.max(rank);
+            section
+        };
+        if flags & FLAG_GROUP_COUNT != 0 {
+            group_counts.push(to32(fields.len()));
+        }
+        push_field(
+            fields,
+            slots,
+            generation,
+            FieldRef {
+                tag,
+                start: to32(value_start),
+                end: to32(value_end),
+                section,
+                depth: 0,
+                negative: false,
+            },
+        );
+        pos = value_end + 1;
+    }
+    Ok(out_of_order)
+}
+
+/// Appends `field`, noting it in the tag index (as [`TagIndex::note`], with the
+/// generation in a register) when it is the first of its slot.
+#[inline(always)]
+fn push_field(
+    fields: &mut Vec<FieldRef>,
+    slots: &mut [u32; LOOKUP_SLOTS],
+    generation: u32,
+    field: FieldRef,
+) {
+    let index = fields.len();
+    let slot = &mut slots[field.tag as usize % LOOKUP_SLOTS];
+    if *slot >> 16 != generation && index < usize::from(u16::MAX) {
+        *slot = generation << 16 | (index as u32 + 1);
+    }
+    fields.push(field);
+}
+
+/// Reads the field at `pos` whose tag starts with `-`: returns its tag (the
+/// magnitude), where its value starts and where it ends.
+#[cold]
+#[inline(never)]
+fn negative_field(buf: &[u8], pos: usize, end: usize) -> Result<(u32, usize, usize), ParseError> {
+    let invalid = ParseError::InvalidTag { offset: pos };
+    let rest = buf.get(pos + 1..).unwrap_or_default();
+    let (tag, digits) = parse_tag_slow(rest).ok_or(invalid.clone())?;
+    let value_start = pos + 1 + digits + 1;
+    let value_end = find_soh(buf, value_start, end).ok_or(invalid)?;
+    Ok((tag, value_start, value_end))
+}
+
+/// Remembers `tag` as the out-of-order field unless one came before.
+#[cold]
+#[inline(never)]
+fn note_out_of_order(out_of_order: &mut Option<u32>, tag: u32) {
+    if out_of_order.is_none() {
+        *out_of_order = Some(tag);
+    }
+}
+
+/// Returns where the value of `tag`, flagged as a data field, ends: from the value of
+/// its length field when the dictionary names one, else at the next SOH.
+#[cold]
+#[inline(never)]
+fn data_value_end(
+    buf: &[u8],
+    options: &ParseOptions<'_>,
+    fields: &[FieldRef],
+    tag: u32,
+    field_start: usize,
+    value_start: usize,
+    end: usize,
+) -> Result<usize, ParseError> {
+    match options.length_tag_for_data(tag) {
+        Some(length_tag) => data_end(buf, fields, tag, length_tag, value_start, end),
+        None => find_soh(buf, value_start, end).ok_or(ParseError::InvalidTag {
+            offset: field_start,
+        }),
+    }
 }
 
 /// Returns where data field `tag` ends, from the value of its length field.
@@ -1169,9 +1423,11 @@ fn parse_group(
     let Some(&count) = st.fields.get(count_idx) else {
         return count_idx + 1;
     };
-    let base = st.stack.len();
+    let base = st.layout.stack.len();
     let mut i = count_idx + 1;
-    let mut current: Option<usize> = None;
+    // The first field of the open entry; entries go on the stack as they close
+    // (nested groups leave the stack as they found it).
+    let mut current: Option<u32> = None;
     while i < limit {
         let Some(&f) = st.fields.get(i) else {
             break;
@@ -1179,9 +1435,9 @@ fn parse_group(
         if f.negative || f.section != count.section || !def.block.contains(f.tag) {
             break;
         }
-        let new_entry = match current.and_then(|c| st.stack.get(c)) {
+        let new_entry = match current {
             None => true,
-            Some(&(start, _)) => {
+            Some(start) => {
                 f.tag == def.delimiter
                     || st
                         .fields
@@ -1195,39 +1451,43 @@ fn parse_group(
             if f.tag != def.delimiter && order_error.is_none() {
                 *order_error = Some(f.tag);
             }
-            st.stack.push((i as u32, i as u32));
-            current = Some(st.stack.len() - 1);
+            if let Some(start) = current {
+                st.layout.stack.push((start, i as u32));
+            }
+            current = Some(i as u32);
         }
         if let Some(field) = st.fields.get_mut(i) {
             field.depth = depth;
         }
-        let entry_start = current
-            .and_then(|c| st.stack.get(c))
-            .map_or(i as u32, |e| e.0);
-        i = match def.block.group_id(f.tag) {
+        let nested = if dict.is_group_count_field(f.tag) {
+            def.block.group_id(f.tag)
+        } else {
+            None
+        };
+        i = match nested {
             Some(nested) if depth < u8::MAX => parse_group(
                 st,
                 dict,
                 nested,
                 i,
                 depth + 1,
-                entry_start,
+                current.unwrap_or(i as u32),
                 limit,
                 order_error,
             ),
             _ => i + 1,
         };
-        if let Some(entry) = current.and_then(|c| st.stack.get_mut(c)) {
-            entry.1 = i as u32;
-        }
     }
-    let first_entry = st.entries.len() as u32;
-    let n_entries = (st.stack.len() - base) as u32;
-    for &(start, end) in st.stack.get(base..).unwrap_or_default() {
-        st.entries.push(EntryRec { start, end });
+    if let Some(start) = current {
+        st.layout.stack.push((start, i as u32));
     }
-    st.stack.truncate(base);
-    st.groups.push(GroupRec {
+    let first_entry = st.layout.entries.len() as u32;
+    let n_entries = (st.layout.stack.len() - base) as u32;
+    for &(start, end) in st.layout.stack.get(base..).unwrap_or_default() {
+        st.layout.entries.push(EntryRec { start, end });
+    }
+    st.layout.stack.truncate(base);
+    st.layout.groups.push(GroupRec {
         count_tag: count.tag,
         count_idx: count_idx as u32,
         parent_start,
@@ -1284,6 +1544,7 @@ impl<'m, 'a> Group<'m, 'a> {
         let e = self
             .msg
             .st
+            .layout
             .entries
             .get(self.rec.first_entry as usize + index)?;
         Some(Entry {
@@ -1333,6 +1594,7 @@ impl<'m, 'a> Entry<'m, 'a> {
     pub fn group(&self, count_tag: u32) -> Option<Group<'m, 'a>> {
         self.msg
             .st
+            .layout
             .groups
             .iter()
             .find(|g| g.parent_start == self.start && g.count_tag == count_tag)
@@ -1374,7 +1636,7 @@ pub trait FieldAccess<'a> {
     /// # Errors
     /// [`FieldError`] when absent or not UTF-8.
     fn get_str(&self, tag: u32) -> Result<&'a str, FieldError> {
-        std::str::from_utf8(self.get_bytes(tag)?).map_err(|_| FieldError::Format {
+        text_of(self.get_bytes(tag)?).ok_or(FieldError::Format {
             tag,
             expected: "string",
         })
@@ -1461,6 +1723,21 @@ pub trait FieldAccess<'a> {
     }
 }
 
+/// Returns `bytes` as text when it is UTF-8. FIX text is nearly always ASCII, which
+/// `is_ascii` checks a word at a time; anything else goes through `from_utf8`, whose
+/// byte-by-byte loop on short values costs several times more (the one `unsafe` of the
+/// crate: ~300 instructions per parsed-and-read NewOrderSingle).
+#[inline(always)]
+#[allow(unsafe_code)]
+fn text_of(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: every byte is below 0x80, and ASCII is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Value syntax.
 
@@ -1525,7 +1802,28 @@ pub fn parse_int(v: &[u8]) -> Option<i64> {
 
 /// Parses an unsigned FIX int (digits only).
 #[must_use]
+#[inline]
 pub fn parse_u64(v: &[u8]) -> Option<u64> {
+    if v.is_empty() {
+        return None;
+    }
+    if v.len() <= 19 {
+        // 19 digits cannot overflow: no checked arithmetic per digit.
+        let mut n: u64 = 0;
+        for &b in v {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            n = n * 10 + u64::from(d);
+        }
+        return Some(n);
+    }
+    parse_u64_checked(v)
+}
+
+/// [`parse_u64`] with overflow checks: for 20 digits or more.
+fn parse_u64_checked(v: &[u8]) -> Option<u64> {
     if v.is_empty() {
         return None;
     }
@@ -1563,11 +1861,44 @@ pub fn is_float(v: &[u8]) -> bool {
 
 /// Parses a FIX float into a [`Decimal`] (at most 18 significant digits).
 #[must_use]
+#[inline]
 pub fn parse_decimal(v: &[u8]) -> Option<Decimal> {
     let (negative, digits) = match v.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, v),
     };
+    if digits.len() > 18 {
+        return parse_decimal_checked(negative, digits);
+    }
+    // At most 18 digits: no overflow, and a scale of at most 17.
+    let mut mantissa: u64 = 0;
+    let mut point = None;
+    for (i, &b) in digits.iter().enumerate() {
+        let d = b.wrapping_sub(b'0');
+        if d <= 9 {
+            mantissa = mantissa * 10 + u64::from(d);
+        } else if b == b'.' && point.is_none() {
+            point = Some(i);
+        } else {
+            return None;
+        }
+    }
+    let scale = match point {
+        Some(i) => digits.len() - 1 - i,
+        None => 0,
+    };
+    if digits.len() == usize::from(point.is_some()) {
+        return None;
+    }
+    let mantissa = mantissa as i64;
+    Some(Decimal {
+        mantissa: if negative { -mantissa } else { mantissa },
+        scale: scale as u8,
+    })
+}
+
+/// [`parse_decimal`] with overflow checks: for more than 18 characters after the sign.
+fn parse_decimal_checked(negative: bool, digits: &[u8]) -> Option<Decimal> {
     let mut mantissa: i64 = 0;
     let mut scale: u8 = 0;
     let mut seen_digit = false;
@@ -2728,6 +3059,29 @@ mod tests {
     }
 
     #[test]
+    fn reused_storage_forgets_the_last_message_across_index_generations() {
+        // The tag index is cleared by counting generations; around the wrap (every
+        // 65,535 messages) it is zeroed. Either way a tag of the previous message must
+        // not be found in the next.
+        let a = framed("FIX.4.4", NOS);
+        let b = framed("FIX.4.4", "35=0|34=3|49=TW|56=ISLD|58=hi|");
+        let mut storage = MessageStorage::with_capacity(4);
+        storage.lookup.generation = u32::from(u16::MAX) - 3;
+        for round in 0..8 {
+            let msg = Message::parse_reusing(&a, &ParseOptions::default(), storage).expect("a");
+            assert_eq!(msg.get(11), Some(&b"ID1"[..]), "round {round}");
+            assert_eq!(msg.get(58), None, "round {round}");
+            let msg = Message::parse_reusing(&b, &ParseOptions::default(), msg.into_storage())
+                .expect("b");
+            assert_eq!(msg.get(58), Some(&b"hi"[..]), "round {round}");
+            assert_eq!(msg.get(11), None, "round {round}");
+            assert_eq!(msg.get(55), None, "round {round}");
+            storage = msg.into_storage();
+        }
+        assert!(storage.lookup.generation < 20);
+    }
+
+    #[test]
     fn splitter_handles_garbage_partial_reads_and_bad_lengths() {
         let m1 = framed("FIX.4.2", "35=0|34=2|49=A|56=B|");
         let m2 = framed("FIX.4.4", "35=1|34=3|49=A|56=B|112=X|");
@@ -2897,6 +3251,180 @@ mod property_tests {
                 let tail = &bytes[start..];
                 prop_assert_eq!(parse_tag(tail), parse_tag_slow(tail), "{:?}", lossy(tail));
             }
+        }
+
+        #[test]
+        fn tag_words_match_the_byte_loop(word in any::<u64>(), digits in 0usize..=8, tag in any::<u32>(), eq_at in 0usize..8) {
+            // Random words, and words made of `digits` digits then `=` (or digits up
+            // to `eq_at` and then a random byte), read as the tokenizer reads them.
+            let mut shaped = word.to_le_bytes();
+            let text = tag.to_string().into_bytes();
+            for (i, b) in shaped.iter_mut().enumerate().take(digits.min(text.len())) {
+                *b = text[i];
+            }
+            if digits < 8 {
+                shaped[digits.min(text.len())] = b'=';
+            }
+            shaped[eq_at] = if eq_at % 2 == 0 { b'=' } else { shaped[eq_at] };
+            for w in [word, u64::from_le_bytes(shaped)] {
+                let bytes = w.to_le_bytes();
+                let expected = parse_tag_slow(&bytes);
+                match tag_of_word(w) {
+                    TagWord::Tag(t, n) => prop_assert_eq!(Some((t, n)), expected),
+                    TagWord::Invalid => prop_assert_eq!(None, expected),
+                    // Eight digits or more: the slow path decides, with more bytes.
+                    TagWord::Long => prop_assert!(bytes.iter().all(u8::is_ascii_digit)),
+                }
+            }
+        }
+
+        #[test]
+        fn soh_search_in_a_body_matches_position(
+            body in proptest::collection::vec(prop_oneof![1 => Just(SOH), 6 => any::<u8>()], 0..70),
+            pad in 0usize..8,
+            from in 0usize..80,
+        ) {
+            // A checked frame's body ends with SOH and seven trailer bytes follow;
+            // `pad` bytes before it move the body across word alignments.
+            let mut buf = vec![b'x'; pad];
+            buf.extend_from_slice(&body);
+            buf.push(SOH);
+            let end = buf.len();
+            buf.extend_from_slice(b"10=123\x01");
+            let buf = &buf[pad..];
+            let end = end - pad;
+            let from = from.min(end - 1);
+            let naive = buf[from..end].iter().position(|&b| b == SOH).map(|p| p + from);
+            prop_assert_eq!(find_soh_in_body(buf, from, end), naive);
+            let marks = soh_marks(u64::from_le_bytes(buf[from..from + 8].try_into().expect("8 bytes")));
+            let in_word = buf[from..from + 8].iter().position(|&b| b == SOH);
+            prop_assert_eq!((marks != 0).then(|| (marks.trailing_zeros() / 8) as usize), in_word);
+        }
+
+        #[test]
+        fn tokenizer_matches_a_reference_split(
+            fields in proptest::collection::vec(
+                (
+                    prop_oneof![
+                        8 => (1u32..2_000).prop_map(|t| t.to_string()),
+                        1 => (0u32..u32::MAX).prop_map(|t| t.to_string()),
+                        1 => "-?0{0,3}[0-9]{1,12}",
+                        1 => "[0-9=A-Z-]{0,3}",
+                    ],
+                    proptest::collection::vec(prop_oneof![8 => 0x20u8..0x7f, 1 => Just(b'='), 1 => 0x80u8..=0xff], 0..20),
+                ),
+                0..16,
+            ),
+            pad in 0usize..8,
+            verify in any::<bool>(),
+        ) {
+            // Raw data tags take their length from another field: left to the other tests.
+            let fields: Vec<(String, Vec<u8>)> = fields
+                .into_iter()
+                .filter(|(t, _)| t.parse::<u32>().map_or(true, |t| builtin_length_for_data(t).is_none()))
+                .collect();
+            let mut body = b"35=D\x01".to_vec();
+            for (tag, value) in &fields {
+                body.extend_from_slice(tag.as_bytes());
+                body.push(b'=');
+                body.extend_from_slice(value);
+                body.push(SOH);
+            }
+            let mut buf = vec![b'x'; pad];
+            buf.extend_from_slice(&crate::frame::encode("FIX.4.4", &body));
+            let bytes = &buf[pad..];
+            let options = ParseOptions { verify_checksum: verify, ..ParseOptions::default() };
+            let parsed = Message::parse_with_options(bytes, &options);
+
+            // The reference: split on SOH, then on the first `=`; an optional `-`, then
+            // 1 to 10 digits that fit in u32. Sections as the original state machine.
+            let body_start = bytes.len() - 7 - body.len();
+            let mut expected = Vec::new();
+            let mut error = None;
+            let mut at = body_start;
+            let mut state = Section::Header;
+            let mut out_of_order = None;
+            for raw in body.split(|&b| b == SOH) {
+                if at >= bytes.len() - 7 {
+                    break;
+                }
+                let (negative, digits_and_value) = match raw.split_first() {
+                    Some((b'-', rest)) => (true, rest),
+                    _ => (false, raw),
+                };
+                let eq = digits_and_value.iter().position(|&b| b == b'=');
+                let tag = eq
+                    .filter(|&n| (1..=10).contains(&n))
+                    .and_then(|n| std::str::from_utf8(&digits_and_value[..n]).ok())
+                    .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|t| t.parse::<u32>().ok());
+                let (Some(tag), Some(eq)) = (tag, eq) else {
+                    error = Some(ParseError::InvalidTag { offset: at });
+                    break;
+                };
+                let flags = if negative { 0 } else { builtin_flags(tag) };
+                let section = if flags & FLAG_HEADER != 0 {
+                    if state != Section::Header && out_of_order.is_none() {
+                        out_of_order = Some(tag);
+                    }
+                    Section::Header
+                } else if flags & FLAG_TRAILER != 0 {
+                    state = Section::Trailer;
+                    Section::Trailer
+                } else {
+                    if state == Section::Trailer && out_of_order.is_none() {
+                        out_of_order = Some(tag);
+                    }
+                    state = Section::Body;
+                    Section::Body
+                };
+                expected.push((tag, negative, section, digits_and_value[eq + 1..].to_vec()));
+                at += raw.len() + 1;
+            }
+            match (parsed, error) {
+                (Ok(msg), None) => {
+                    let got: Vec<(u32, bool, Section, Vec<u8>)> = msg
+                        .fields()
+                        .iter()
+                        .skip(2)
+                        .take(msg.len() - 3)
+                        .map(|f| (f.tag(), f.is_negative(), f.section(), msg.value(f).to_vec()))
+                        .collect();
+                    prop_assert_eq!(got, expected);
+                    prop_assert_eq!(msg.out_of_order_tag(), out_of_order);
+                }
+                (Err(e), Some(error)) => prop_assert_eq!(e, error),
+                (parsed, error) => prop_assert!(false, "parsed {:?}, expected error {:?}", parsed.map(|m| m.len()), error),
+            }
+        }
+
+        #[test]
+        fn text_matches_from_utf8(
+            bytes in proptest::collection::vec(prop_oneof![8 => 0x20u8..0x7f, 1 => 0x80u8..=0xff, 1 => Just(0xc3u8), 1 => Just(0xa9u8)], 0..40),
+            text in "\\PC{0,12}",
+            start in 0usize..8,
+        ) {
+            let mut with_text = bytes.clone();
+            with_text.extend_from_slice(text.as_bytes());
+            for all in [&bytes, &with_text] {
+                let v = &all[start.min(all.len())..];
+                prop_assert_eq!(text_of(v), std::str::from_utf8(v).ok());
+            }
+        }
+
+        #[test]
+        fn decimal_fast_path_matches_the_checked_parse(text in "-?[0-9.]{0,22}|[0-9.x+-]{0,6}") {
+            let v = text.as_bytes();
+            let (negative, digits) = match v.split_first() {
+                Some((b'-', rest)) => (true, rest),
+                _ => (false, v),
+            };
+            prop_assert_eq!(parse_decimal(v), parse_decimal_checked(negative, digits), "{}", text);
+        }
+
+        #[test]
+        fn unsigned_fast_path_matches_the_checked_parse(text in "[0-9]{0,22}|[0-9x+-]{0,4}") {
+            prop_assert_eq!(parse_u64(text.as_bytes()), parse_u64_checked(text.as_bytes()), "{}", text);
         }
 
         #[test]
