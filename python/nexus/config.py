@@ -309,6 +309,14 @@ class ExecutionConfig(_Section):
         description="SubmitOrder with await_venue_ack: how long the engine spins for the "
         "venue's answer before it sleeps, microseconds (a core is busy meanwhile); 0 sleeps",
     )
+    busy_poll_us: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="after each FIX message, how long the sessions' readers keep polling their "
+        "sockets without sleeping, microseconds (lower latency; a core per session busy while "
+        "orders flow); 0 sleeps at once",
+    )
     latency_cost_bps_per_ms: float = Field(
         default=0.1,
         ge=0,

@@ -24,6 +24,9 @@ use nexus_execution::{
 
 const SYM: &str = "ESZ6";
 
+/// The busy polling of the third variant.
+const BUSY_POLL: Duration = Duration::from_micros(500);
+
 /// A NewOrderSingle of the size the engine sends (the echo payload).
 const FIX_MSG: &[u8] = b"8=FIX.4.4\x019=148\x0135=D\x0134=12345\x0149=NEXUS\x0152=20261121-06:00:00.000000000\x0156=PAPER\x0111=ORD0000012345\x0121=1\x0138=1\x0140=2\x0144=50.00\x0154=1\x0155=ESZ6\x0159=0\x0160=20261121-06:00:00.000\x0110=123\x01";
 
@@ -53,10 +56,12 @@ fn percentiles(name: &str, samples: &mut [u64]) -> [f64; 4] {
 /// Per order: submit to New applied, and the part of it spent in `submit` itself
 /// (risk checks and order-manager bookkeeping before the message is queued).
 /// `wait_spin`: how long the waiting caller spins before it sleeps.
-fn engine_roundtrips(n: usize, wait_spin: Duration) -> (Vec<u64>, Vec<u64>) {
+/// `busy_poll`: how long the FIX readers poll after each message.
+fn engine_roundtrips(n: usize, wait_spin: Duration, busy_poll: Duration) -> (Vec<u64>, Vec<u64>) {
     let engine = ExecutionEngine::start(ExecutionConfig {
         instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
         wait_spin,
+        busy_poll,
         ..ExecutionConfig::default()
     })
     .expect("engine starts");
@@ -133,8 +138,9 @@ fn main() {
         .unwrap_or(100_000);
     println!("round trips: {n} (NEXUS_BENCH_ORDERS)");
     let spin = ExecutionConfig::default().wait_spin;
-    let (mut ours, mut in_submit) = engine_roundtrips(n, spin);
-    let (mut sleeping, _) = engine_roundtrips(n, Duration::ZERO);
+    let (mut ours, mut in_submit) = engine_roundtrips(n, spin, Duration::ZERO);
+    let (mut sleeping, _) = engine_roundtrips(n, Duration::ZERO, Duration::ZERO);
+    let (mut polling, _) = engine_roundtrips(n, spin, BUSY_POLL);
     let mut floor = echo_roundtrips(n);
     let mut after_submit: Vec<u64> = ours
         .iter()
@@ -151,6 +157,11 @@ fn main() {
         spin.as_micros()
     );
     let c = percentiles("same, the caller sleeps", &mut sleeping);
+    let d = percentiles("same, FIX readers busy-poll", &mut polling);
+    println!(
+        "  (ExecutionConfig::busy_poll {} us: the readers poll their sockets that long after each message)",
+        BUSY_POLL.as_micros()
+    );
     let b = percentiles("tcp echo (floor)", &mut floor);
     // Machine-readable, for `nexus bench order-roundtrip-rust`: the raw samples (ns, one
     // a line) to NEXUS_BENCH_SAMPLES when set, and the percentiles as one JSON line.
@@ -162,10 +173,14 @@ fn main() {
         path.push(".sleeping");
         let text: String = sleeping.iter().map(|ns| format!("{ns}\n")).collect();
         std::fs::write(&path, text).expect("write NEXUS_BENCH_SAMPLES.sleeping");
+        // And the busy-polling readers' in PATH.sleeping.polling.
+        path.push(".polling");
+        let text: String = polling.iter().map(|ns| format!("{ns}\n")).collect();
+        std::fs::write(&path, text).expect("write NEXUS_BENCH_SAMPLES.sleeping.polling");
     }
     println!(
-        "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}, \"wait_spin_us\": {}, \"sleeping_p50_us\": {:.2}, \"sleeping_p99_us\": {:.2}, \"sleeping_p999_us\": {:.2}}}",
-        a[0], a[1], a[2], a[3], spin.as_micros(), c[0], c[1], c[2]
+        "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}, \"wait_spin_us\": {}, \"sleeping_p50_us\": {:.2}, \"sleeping_p99_us\": {:.2}, \"sleeping_p999_us\": {:.2}, \"busy_poll_us\": {}, \"polling_p50_us\": {:.2}, \"polling_p99_us\": {:.2}, \"polling_p999_us\": {:.2}}}",
+        a[0], a[1], a[2], a[3], spin.as_micros(), c[0], c[1], c[2], BUSY_POLL.as_micros(), d[0], d[1], d[2]
     );
     println!(
         "{:<28} p50 {:>8.2}x    p99 {:>8.2}x    p99.9 {:>8.2}x    max {:>9.2}x",

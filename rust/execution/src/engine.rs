@@ -187,6 +187,11 @@ pub struct ExecutionConfig {
     /// between looks) before it sleeps on the condition variable; zero: it
     /// sleeps at once. The caller's thread is busy meanwhile.
     pub wait_spin: Duration,
+    /// Busy polling of the FIX sessions' readers (ours, and the in-process paper
+    /// venues'): after each message, how long a reader keeps polling its socket
+    /// without sleeping (see `AcceptorConfig::busy_poll`). Zero (the default)
+    /// sleeps at once; a core per session is busy while orders flow.
+    pub busy_poll: Duration,
 }
 
 impl Default for ExecutionConfig {
@@ -202,6 +207,7 @@ impl Default for ExecutionConfig {
             journal_dir: None,
             journal_compact_bytes: 16 << 20,
             wait_spin: Duration::from_micros(200),
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -1323,6 +1329,7 @@ fn start_link(
             });
             let mut acceptor_config = AcceptorConfig::localhost();
             acceptor_config.bind = SocketAddr::from(([127, 0, 0, 1], setup.port));
+            acceptor_config.busy_poll = config.busy_poll;
             let session = Session::new(
                 SessionConfig::new(venue_session_id.clone()),
                 Arc::clone(dictionary),
@@ -1339,6 +1346,7 @@ fn start_link(
     let mut initiator_config = InitiatorConfig::new(addr);
     initiator_config.reconnect_min = Duration::from_millis(50);
     initiator_config.tls = tls;
+    initiator_config.busy_poll = config.busy_poll;
     let app: Arc<Reports> = Arc::clone(app);
     let initiator = match Initiator::start(initiator_config, session, app) {
         Ok(i) => i,

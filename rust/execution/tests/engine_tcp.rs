@@ -506,3 +506,48 @@ fn sequence_numbers_resume_after_a_restart_with_a_store_dir() {
     assert!(matches!(refused, Err(ExecutionError::Store(_))));
     let _ = std::fs::remove_file(&file);
 }
+
+#[test]
+fn busy_polling_readers_trade_keep_their_timers_and_stop() {
+    let _serial = serial();
+    let engine = ExecutionEngine::start(ExecutionConfig {
+        instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
+        // Longer than the test: the readers poll from the first message to the end.
+        busy_poll: Duration::from_secs(60),
+        heart_bt_int: 1,
+        ..ExecutionConfig::default()
+    })
+    .unwrap();
+    assert!(engine.wait_logged_on(Duration::from_secs(5)));
+    engine
+        .on_quote(SYM, 10_000, 10_025, 5, 20, 1_700_000_000_000_000_000)
+        .unwrap();
+    let mut last = engine.last_sequence();
+    for i in 0..200 {
+        let order = engine
+            .submit(limit(&format!("P{i}"), Side::Buy, 1, 5_000))
+            .unwrap();
+        let seq = engine.wait_report_after(last, Duration::from_secs(5));
+        assert!(seq > last, "no report for order {i}");
+        let report = engine.reports_since(last, 1).remove(0);
+        assert_eq!(
+            (report.exec_type, report.order.order_id),
+            (ExecType::New, order.order_id)
+        );
+        last = seq;
+    }
+    // Silent for three heartbeat intervals: the polling readers still run the
+    // session timers (a missed heartbeat would end the session).
+    let before = engine.session_state();
+    std::thread::sleep(Duration::from_millis(3_500));
+    let after = engine.session_state();
+    assert!(after.logged_on);
+    assert!(
+        after.next_sender_seq > before.next_sender_seq
+            && after.next_target_seq > before.next_target_seq,
+        "heartbeats both ways: {before:?} -> {after:?}"
+    );
+    let stopping = Instant::now();
+    engine.stop();
+    assert!(stopping.elapsed() < Duration::from_secs(5));
+}

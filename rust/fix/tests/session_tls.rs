@@ -118,8 +118,13 @@ impl Pki {
 }
 
 fn start_acceptor(tls: Option<ServerTls>) -> Acceptor {
+    start_polling_acceptor(tls, Duration::ZERO)
+}
+
+fn start_polling_acceptor(tls: Option<ServerTls>, busy_poll: Duration) -> Acceptor {
     let mut config = AcceptorConfig::localhost();
     config.tls = tls;
+    config.busy_poll = busy_poll;
     let session = Session::new(
         SessionConfig::new(acceptor_id()),
         dictionary(),
@@ -129,6 +134,14 @@ fn start_acceptor(tls: Option<ServerTls>) -> Acceptor {
 }
 
 fn start_initiator(addr: SocketAddr, tls: Option<ClientTls>) -> (Initiator, Receiver<AppEvent>) {
+    start_polling_initiator(addr, tls, Duration::ZERO)
+}
+
+fn start_polling_initiator(
+    addr: SocketAddr,
+    tls: Option<ClientTls>,
+    busy_poll: Duration,
+) -> (Initiator, Receiver<AppEvent>) {
     let mut config = SessionConfig::new(initiator_id());
     config.heart_bt_int = 1;
     config.reset_on_logon = true;
@@ -138,6 +151,7 @@ fn start_initiator(addr: SocketAddr, tls: Option<ClientTls>) -> (Initiator, Rece
     icfg.reconnect_min = Duration::from_millis(50);
     icfg.reconnect_max = Duration::from_millis(400);
     icfg.tls = tls;
+    icfg.busy_poll = busy_poll;
     (Initiator::start(icfg, session, Arc::new(app)).unwrap(), rx)
 }
 
@@ -156,7 +170,12 @@ fn expect_report(rx: &Receiver<AppEvent>, cl_ord_id: &str) {
 /// Logs on, sends two orders and gets their reports, gets a message the
 /// acceptor sends on its own, and logs out.
 fn trade(acceptor: &Acceptor, tls: Option<ClientTls>) {
-    let (mut initiator, rx) = start_initiator(acceptor.local_addr(), tls);
+    trade_polling(acceptor, tls, Duration::ZERO);
+}
+
+/// As [`trade`], the initiator's reader busy-polling for `busy_poll`.
+fn trade_polling(acceptor: &Acceptor, tls: Option<ClientTls>, busy_poll: Duration) {
+    let (mut initiator, rx) = start_polling_initiator(acceptor.local_addr(), tls, busy_poll);
     assert_eq!(next_event(&rx), AppEvent::Logon(initiator_id()));
     wait_for("acceptor logon", Duration::from_secs(5), || {
         acceptor.is_logged_on(&acceptor_id())
@@ -198,6 +217,24 @@ fn initiator_and_acceptor_trade_over_tls() {
     trade(&acceptor, Some(pki.client("ca.pem", "127.0.0.1", None)));
     assert_eq!(acceptor.transport_failures(), 0);
     assert_eq!(acceptor.last_transport_failure(), None);
+}
+
+#[test]
+fn busy_polling_readers_trade_over_tls_and_plain_tcp() {
+    // Polling for longer than the test: reads without waiting (rustls fed from
+    // non-blocking reads), timers (the heartbeat) and logout all still work.
+    let poll = Duration::from_secs(60);
+    let pki = Pki::new("poll");
+    let acceptor = start_polling_acceptor(Some(pki.server(None, false)), poll);
+    trade_polling(
+        &acceptor,
+        Some(pki.client("ca.pem", "localhost", None)),
+        poll,
+    );
+    assert_eq!(acceptor.transport_failures(), 0);
+    let plain = start_polling_acceptor(None, poll);
+    trade_polling(&plain, None, poll);
+    assert_eq!(plain.transport_failures(), 0);
 }
 
 /// Starts an initiator that must not log on; returns why it failed, after at

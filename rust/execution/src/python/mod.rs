@@ -235,7 +235,9 @@ impl PyExecutionEngine {
     /// the journal is compacted once it grows by `journal_compact_bytes`.
     /// `wait_report_after` spins up to `wait_spin_us` microseconds (yielding the
     /// core) before it sleeps: a venue's answer is then seen without waiting for
-    /// a sleeping thread to wake; 0 sleeps at once.
+    /// a sleeping thread to wake; 0 sleeps at once. With `busy_poll_us` the FIX
+    /// sessions' readers keep polling their sockets that long after each message
+    /// (a core per session busy while orders flow); 0 blocks at once.
     #[new]
     #[pyo3(signature = (
         instruments,
@@ -257,7 +259,8 @@ impl PyExecutionEngine {
         store_dir = None,
         journal_dir = None,
         journal_compact_bytes = 16_777_216,
-        wait_spin_us = 200
+        wait_spin_us = 200,
+        busy_poll_us = 0
     ))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python signature
     fn new(
@@ -281,6 +284,7 @@ impl PyExecutionEngine {
         journal_dir: Option<std::path::PathBuf>,
         journal_compact_bytes: i64,
         wait_spin_us: i64,
+        busy_poll_us: i64,
     ) -> PyResult<Self> {
         let mut specs = Vec::with_capacity(instruments.len());
         for (symbol, price_scale, qty_scale, tick) in instruments {
@@ -334,6 +338,7 @@ impl PyExecutionEngine {
             journal_dir,
             journal_compact_bytes: non_negative("journal_compact_bytes", journal_compact_bytes)?,
             wait_spin: Duration::from_micros(non_negative("wait_spin_us", wait_spin_us)?),
+            busy_poll: Duration::from_micros(non_negative("busy_poll_us", busy_poll_us)?),
             heart_bt_int: non_negative("heart_bt_int", heart_bt_int)?,
             sender_comp_id: sender.to_owned(),
             limits: RiskLimits {

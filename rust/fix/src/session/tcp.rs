@@ -71,6 +71,9 @@ pub const OUTGOING_CAPACITY: usize = 1024;
 
 const POLL: Duration = Duration::from_millis(20);
 
+/// While a reader busy-polls, how often it still runs the session's timers.
+const BUSY_POLL_TICK: Duration = Duration::from_millis(1);
+
 /// How long an acceptor waits for the first message (a Logon) of a connection.
 const LOGON_WAIT: Duration = Duration::from_secs(10);
 
@@ -307,6 +310,7 @@ struct Shared {
     events: Option<EventSender>,
     app: Arc<dyn Application>,
     tls: Option<TlsRole>,
+    busy_poll: Duration,
     failures: AtomicU64,
     last_failure: Mutex<Option<String>>,
 }
@@ -317,6 +321,7 @@ impl Shared {
         events: Option<EventSender>,
         app: Arc<dyn Application>,
         tls: Option<TlsRole>,
+        busy_poll: Duration,
     ) -> Self {
         Self {
             stop: AtomicBool::new(false),
@@ -324,6 +329,7 @@ impl Shared {
             events,
             app,
             tls,
+            busy_poll,
             failures: AtomicU64::new(0),
             last_failure: Mutex::new(None),
         }
@@ -424,11 +430,33 @@ fn serve(
     }
     let mut stop_logout_sent = false;
     let connected_at = std::time::Instant::now();
+    // Busy polling: until `hot_until` the socket is read without waiting.
+    let mut hot_until: Option<std::time::Instant> = None;
+    let mut last_tick = connected_at;
     'conn: while !out.disconnect {
-        match stream.read(&mut buf) {
+        let polling = hot_until.is_some_and(|t| std::time::Instant::now() < t);
+        let read = if polling {
+            stream.read_now(&mut buf)
+        } else {
+            stream.read(&mut buf)
+        };
+        match read {
             Ok(0) => break,
-            Ok(n) => splitter.feed(buf.get(..n).unwrap_or_default()),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Ok(n) => {
+                splitter.feed(buf.get(..n).unwrap_or_default());
+                if !shared.busy_poll.is_zero() {
+                    hot_until = Some(std::time::Instant::now() + shared.busy_poll);
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if polling {
+                    std::thread::yield_now();
+                    // The timers (heartbeats, schedule, stop) as often as when blocking.
+                    if last_tick.elapsed() < BUSY_POLL_TICK {
+                        continue 'conn;
+                    }
+                }
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if e.kind() == ErrorKind::InvalidData => {
                 shared.transport_failed(slot.as_ref().map(|s| &s.id), peer, e.to_string());
@@ -471,6 +499,7 @@ fn serve(
                 break 'conn;
             }
         }
+        last_tick = std::time::Instant::now();
         if let Some(s) = &slot {
             let now = now_nanos();
             let mut session = s.session();
@@ -563,6 +592,12 @@ pub struct AcceptorConfig {
     pub max_connections: usize,
     /// TLS on every connection (None: plain TCP).
     pub tls: Option<ServerTls>,
+    /// After each read that brought data, how long a connection's reader keeps
+    /// polling the socket (without sleeping, yielding the core between looks)
+    /// before it blocks again: an answer that comes within it is read without a
+    /// thread wake-up. Zero (the default) blocks at once. A core is busy while
+    /// messages keep coming.
+    pub busy_poll: Duration,
 }
 
 impl std::fmt::Debug for AcceptorConfig {
@@ -571,6 +606,7 @@ impl std::fmt::Debug for AcceptorConfig {
             .field("bind", &self.bind)
             .field("schedule", &self.schedule)
             .field("tls", &self.tls)
+            .field("busy_poll", &self.busy_poll)
             .finish_non_exhaustive()
     }
 }
@@ -586,6 +622,7 @@ impl AcceptorConfig {
             events: None,
             max_connections: 64,
             tls: None,
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -630,6 +667,7 @@ impl Acceptor {
             config.events,
             app,
             config.tls.map(TlsRole::Server),
+            config.busy_poll,
         ));
         let registry: Arc<Vec<Arc<Slot>>> = Arc::new(
             sessions
@@ -772,6 +810,8 @@ pub struct InitiatorConfig {
     pub events: Option<EventSender>,
     /// TLS to the acceptor (None: plain TCP).
     pub tls: Option<ClientTls>,
+    /// As [`AcceptorConfig::busy_poll`], for this connection's reader.
+    pub busy_poll: Duration,
 }
 
 impl std::fmt::Debug for InitiatorConfig {
@@ -782,6 +822,7 @@ impl std::fmt::Debug for InitiatorConfig {
             .field("reconnect_min", &self.reconnect_min)
             .field("reconnect_max", &self.reconnect_max)
             .field("tls", &self.tls)
+            .field("busy_poll", &self.busy_poll)
             .finish_non_exhaustive()
     }
 }
@@ -797,6 +838,7 @@ impl InitiatorConfig {
             reconnect_max: Duration::from_secs(5),
             events: None,
             tls: None,
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -830,6 +872,7 @@ impl Initiator {
             config.events.clone(),
             app,
             config.tls.clone().map(TlsRole::Client),
+            config.busy_poll,
         ));
         let slot = Arc::new(Slot::new(session));
         let thread = {

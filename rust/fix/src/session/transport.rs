@@ -57,6 +57,19 @@ pub(crate) struct Transport {
     first_checked: bool,
 }
 
+/// Reads from `socket`; with `now`, without waiting (MSG_DONTWAIT on Unix).
+fn receive(socket: &mut TcpStream, buf: &mut [u8], now: bool) -> io::Result<usize> {
+    #[cfg(unix)]
+    if now {
+        return rustix::net::recv(&*socket, buf, rustix::net::RecvFlags::DONTWAIT)
+            .map(|(n, _)| n)
+            .map_err(io::Error::from);
+    }
+    #[cfg(not(unix))]
+    let _ = now;
+    socket.read(buf)
+}
+
 fn invalid(reason: String) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, reason)
 }
@@ -197,8 +210,19 @@ impl Transport {
     /// WouldBlock/TimedOut when nothing arrived within the read timeout, and
     /// InvalidData for a TLS error or a TLS peer on a plaintext connection.
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_from_socket(buf, false)
+    }
+
+    /// As [`Self::read`], without waiting: WouldBlock when the socket holds
+    /// nothing now (for busy polling; on other platforms than Unix it waits as
+    /// `read` does).
+    pub(crate) fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_from_socket(buf, true)
+    }
+
+    fn read_from_socket(&mut self, buf: &mut [u8], now: bool) -> io::Result<usize> {
         let Some(tls) = &self.tls else {
-            let n = self.socket.read(buf)?;
+            let n = receive(&mut self.socket, buf, now)?;
             if !self.first_checked && n > 0 {
                 self.first_checked = true;
                 if looks_like_tls(buf.get(..n).unwrap_or_default()) {
@@ -212,7 +236,7 @@ impl Transport {
         if self.plain_start >= self.plain.len() {
             self.plain.clear();
             self.plain_start = 0;
-            let n = self.socket.read(&mut self.raw)?;
+            let n = receive(&mut self.socket, &mut self.raw, now)?;
             if n == 0 {
                 return Ok(0);
             }
