@@ -228,23 +228,30 @@ impl PipelineState {
     ) -> Result<(), PipelineError> {
         // The mid, (bid + ask) / 2, is exact at one more decimal place:
         // (bid + ask) x 5. (Saturating: no quote comes near 9 x 10^17 units
-        // of its scale.)
-        for ((mid, tick), &(ts, sum)) in mids.iter_mut().zip(mid_ticks.iter_mut()).zip(ticks) {
-            *tick = (ts, sum.saturating_mul(5));
-            #[allow(clippy::cast_precision_loss)]
-            let exact = tick.1 as f64;
-            *mid = exact / self.unit;
-        }
-        let mids = &mids[..ticks.len().min(BLOCK_ROWS)];
+        // of its scale.) Computed in the RSI's loop, whose steps wait for
+        // each other, and not in the EMA's, whose fused multiply-add is a
+        // call (no FMA instruction on the x86-64 baseline) across which the
+        // RSI's state would go through memory.
+        let n = ticks.len().min(BLOCK_ROWS);
         let out = &mut self.out;
+        let mut rsi = self.rsi.clone();
+        let unit = self.unit;
+        out.rsi
+            .extend(mids.iter_mut().zip(mid_ticks.iter_mut()).zip(ticks).map(
+                |((mid, tick), &(ts, sum))| {
+                    *tick = (ts, sum.saturating_mul(5));
+                    #[allow(clippy::cast_precision_loss)]
+                    let exact = tick.1 as f64;
+                    *mid = exact / unit;
+                    rsi.update(*mid).unwrap_or(f64::NAN)
+                },
+            ));
+        self.rsi = rsi;
+        let mids = &mids[..n];
         let mut ema = self.ema.clone();
         out.ema
             .extend(mids.iter().map(|&x| ema.update(x).unwrap_or(f64::NAN)));
         self.ema = ema;
-        let mut rsi = self.rsi.clone();
-        out.rsi
-            .extend(mids.iter().map(|&x| rsi.update(x).unwrap_or(f64::NAN)));
-        self.rsi = rsi;
         let mid_ticks = &mid_ticks[..mids.len()];
         self.bars.update_block(mid_ticks, 1, &mut out.bars)?;
         Ok(())

@@ -114,6 +114,18 @@ impl OutlierRule {
 /// Consistency constant: MAD x 1.4826 estimates a normal sigma.
 const MAD_TO_SIGMA: f64 = 1.4826;
 
+/// The flags of [`QuoteIssue`]s, bit [`QuoteIssue::proto_number`].
+const CROSSED: u32 = 1 << 1;
+const LOCKED: u32 = 1 << 2;
+const BAD_PRICE: u32 = 1 << 3;
+const TIME_BACKWARDS: u32 = 1 << 5;
+const DUPLICATE: u32 = 1 << 6;
+const OUTLIER: u32 = 1 << 7;
+
+/// Quotes checked at a time by the block validator, whose returns are
+/// kept until they go to the ring.
+const RETURNS_BLOCK: usize = 512;
+
 #[derive(Debug, Clone, Default)]
 struct ReturnStats {
     ring: Vec<f64>,
@@ -151,22 +163,20 @@ impl ReturnStats {
         }
     }
 
-    /// Puts the returns of accepted (time, bid + ask) quotes in the full
-    /// ring, as [`push`](Self::push) does without its refresh; `before` is
-    /// the bid + ask of the quote accepted before the first, then of the last.
-    fn push_returns(&mut self, accepted: &[(i64, i64)], before: &mut f64, rule: &OutlierRule) {
-        for &(_, sum) in accepted {
-            #[allow(clippy::cast_precision_loss)]
-            let now = sum as f64;
-            // As `mid_return`.
-            let r = (now - *before) / *before;
-            *before = now;
-            if let Some(oldest) = self.ring.get_mut(self.next) {
-                *oldest = r;
-            }
-            self.next += 1;
-            if self.next >= rule.window {
+    /// Puts `returns` in the full ring, oldest first, as [`push`](Self::push)
+    /// does one at a time without its refresh.
+    fn push_returns(&mut self, returns: &[f64]) {
+        let mut rest = returns;
+        while let Some(room) = self.ring.get_mut(self.next..) {
+            let n = rest.len().min(room.len());
+            room[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            self.next += n;
+            if self.next >= self.ring.len() {
                 self.next = 0;
+            }
+            if rest.is_empty() || self.ring.is_empty() {
+                break;
             }
         }
     }
@@ -280,9 +290,12 @@ impl QuoteValidator {
     /// unchecked (their flags untouched).
     ///
     /// Once a quote has been accepted and the outlier rule's window is
-    /// full, the state of the checks stays in registers and the common
-    /// verdicts (accepted, crossed, locked) are chosen without a branch, so
-    /// quotes rejected at random cost no mispredicted jump.
+    /// full, the quotes are checked in two passes: their own prices first,
+    /// then, speculatively, each against the previous quote whose prices
+    /// passed (see `check_block_fast`). The common verdicts (accepted,
+    /// crossed, locked) are chosen without a branch, so quotes rejected at
+    /// random cost no mispredicted jump, and no verdict waits for the one
+    /// before.
     pub fn check_block(
         &mut self,
         quotes: &[(i64, i64, i64)],
@@ -312,11 +325,22 @@ impl QuoteValidator {
             };
             i += 1;
         }
-        let (Some(rule), Some(last)) = (self.outliers, self.last) else {
+        let (Some(rule), Some(_)) = (self.outliers, self.last) else {
             return count;
         };
+        let mut fast = 0;
+        let mut from = i;
+        while from < n {
+            let to = (from + RETURNS_BLOCK).min(n);
+            fast += self.check_block_fast(
+                &rule,
+                &quotes[from..to],
+                &mut flags[from..to],
+                &mut accepted[count + fast..],
+            );
+            from = to;
+        }
         let flags = &mut flags[i..];
-        let fast = self.check_block_fast(&rule, last, &quotes[i..], flags, &mut accepted[count..]);
         // (`check` counted the quotes before.) Crossed and locked quotes are
         // common; the other issues are counted only when a flag shows one.
         let (crossed, locked) = (
@@ -344,114 +368,187 @@ impl QuoteValidator {
 
     /// [`check_block`](Self::check_block) once a quote has been accepted
     /// and the window of returns is full; counts nothing (the caller counts
-    /// the flags), except on a refresh.
+    /// the flags), except on a refresh. Checks at most [`RETURNS_BLOCK`]
+    /// quotes; returns how many were accepted.
+    ///
+    /// In two passes. The first checks each quote's own prices (bad price,
+    /// crossed, locked) and lists the quotes that pass. The second is
+    /// speculative: each listed quote is checked against the one listed
+    /// before it, which is the last accepted quote as long as every listed
+    /// quote was accepted; so no quote waits for the verdict on the one
+    /// before. A quote that may be rejected there (time backwards,
+    /// duplicate, a return beyond `threshold` sigmas; rare) is then checked
+    /// on its own against the last accepted quote, as `check` would, and
+    /// the speculation starts again after it; it also starts again after a
+    /// refresh of the outlier rule.
     #[inline(always)]
     fn check_block_fast(
         &mut self,
         rule: &OutlierRule,
-        last: (i64, i64, i64),
         quotes: &[(i64, i64, i64)],
         flags: &mut [u32],
         accepted: &mut [(i64, i64)],
     ) -> usize {
-        const BAD_PRICE: u32 = 1 << 3;
-        const CROSSED: u32 = 1 << 1;
-        const LOCKED: u32 = 1 << 2;
-        const TIME_BACKWARDS: u32 = 1 << 5;
-        const DUPLICATE: u32 = 1 << 6;
-        const OUTLIER: u32 = 1 << 7;
-        let (mut last_ts, mut last_bid, mut last_ask) = last;
-        #[allow(clippy::cast_precision_loss)]
-        let first_before = (last_bid + last_ask) as f64;
-        let stats = &mut self.returns;
-        let (mut median, mut sigma, mut reach) = (stats.median, stats.sigma, stats.reach);
-        let armed = stats.armed;
-        let (mut since_refresh, mut streak) = (stats.since_refresh, stats.streak);
-        // As in `push`: a refresh every `refresh` accepted quotes, or after
-        // each while sigma is 0 (every push is followed by a refresh or
-        // leaves the count below this).
-        let refresh_due = |sigma: f64, rule: &OutlierRule| {
-            if sigma == 0.0 {
-                1
-            } else {
-                rule.refresh.max(1)
-            }
+        let Some(mut last) = self.last else {
+            return 0;
         };
-        let mut due = refresh_due(sigma, rule);
-        let mut count = 0;
-        // Accepted quotes whose returns are in the ring, and the sum of bid
-        // and ask before the first that is not.
-        let (mut pushed, mut pushed_before) = (0, first_before);
-        for (&(ts, bid, ask), flag) in quotes.iter().zip(flags) {
-            // The first issue in the order of `classify`, chosen without a branch.
-            let duplicate = ts == last_ts && bid == last_bid && ask == last_ask;
-            let mut verdict = if duplicate { DUPLICATE } else { 0 };
-            verdict = if ts < last_ts {
-                TIME_BACKWARDS
-            } else {
-                verdict
-            };
-            verdict = if bid == ask { LOCKED } else { verdict };
+        let n = quotes
+            .len()
+            .min(flags.len())
+            .min(accepted.len())
+            .min(RETURNS_BLOCK);
+        let (quotes, flags, accepted) = (&quotes[..n], &mut flags[..n], &mut accepted[..n]);
+        // The first pass: the checks of each quote's own prices, in the
+        // order of `classify`, chosen without a branch.
+        let mut listed = [0u16; RETURNS_BLOCK];
+        let mut m = 0;
+        for ((&(_, bid, ask), flag), row) in quotes.iter().zip(flags.iter_mut()).zip(0u16..) {
+            let mut verdict = if bid == ask { LOCKED } else { 0 };
             verdict = if bid > ask { CROSSED } else { verdict };
             verdict = if bid <= 0 || ask <= 0 {
                 BAD_PRICE
             } else {
                 verdict
             };
-            let sum = bid + ask;
-            #[allow(clippy::cast_precision_loss)]
-            let now = sum as f64;
-            // (From integers chosen without a branch: a float chosen by an
-            // integer condition compiles to a jump.)
-            #[allow(clippy::cast_precision_loss)]
-            let before = (last_bid + last_ask) as f64;
-            // As `mid_return`.
-            let r = (now - before) / before;
-            let distance = (r - median).abs();
-            if armed && distance > reach && verdict == 0 {
-                // Rare: beyond `threshold` sigmas; the one-tick floor decides.
-                let floor = 1.0 / now * 2.0;
-                if distance > rule.threshold * sigma.max(floor) {
-                    streak += 1;
-                    if streak < rule.confirm {
-                        verdict = OUTLIER;
-                    }
-                } else {
-                    streak = 0;
-                }
-            } else if verdict == 0 {
-                streak = 0;
-            }
             *flag = verdict;
-            // Written either way; the next quote overwrites it when rejected.
-            if let Some(slot) = accepted.get_mut(count) {
-                *slot = (ts, sum);
+            // Written either way; the next quote overwrites it when this
+            // one is rejected.
+            if let Some(slot) = listed.get_mut(m) {
+                *slot = row;
             }
-            let ok = verdict == 0;
-            count += usize::from(ok);
-            (last_ts, last_bid, last_ask) = if ok {
-                (ts, bid, ask)
+            m += usize::from(verdict == 0);
+        }
+        let listed = &listed[..m.min(RETURNS_BLOCK)];
+        let stats = &mut self.returns;
+        let (mut median, mut sigma, mut reach) = (stats.median, stats.sigma, stats.reach);
+        let armed = stats.armed;
+        let (mut since_refresh, mut streak) = (stats.since_refresh, stats.streak);
+        // As in `push`: a refresh every `refresh` accepted quotes, or after
+        // each while sigma is 0 (every push is followed by a refresh or
+        // leaves the count below this); none before the rule is armed.
+        let refresh_due = |sigma: f64, rule: &OutlierRule| {
+            if !armed {
+                usize::MAX
+            } else if sigma == 0.0 {
+                1
             } else {
-                (last_ts, last_bid, last_ask)
-            };
-            // The returns of accepted quotes go to the ring later, from
-            // `accepted` (no store that depends on the verdict), and before
-            // a refresh, which reads them.
-            since_refresh += usize::from(ok);
-            // Rare, and with no test of `ok` (not predictable): the count
-            // reaches `due` only on an accepted quote.
+                rule.refresh.max(1)
+            }
+        };
+        let mut due = refresh_due(sigma, rule);
+        // The returns of the accepted quotes, in order, until they go to the
+        // ring (before each refresh, which reads them, and at the end).
+        let mut returns = [0.0; RETURNS_BLOCK];
+        let (mut count, mut pushed) = (0, 0);
+        // The next listed quote, and how many the next speculation covers
+        // (fewer after a suspect quote, so that many suspects cost no more
+        // than checking each on its own).
+        let (mut j, mut span) = (0, RETURNS_BLOCK);
+        while j < listed.len() {
+            // Not past the next refresh: at least 1.
+            let room = due.saturating_sub(since_refresh).max(1);
+            let end = listed.len().min(j + room.min(span));
+            let run = &listed[j..end];
+            // (Unarmed, no return is too far.)
+            let spec_reach = if armed { reach } else { f64::INFINITY };
+            #[allow(clippy::cast_precision_loss)]
+            let last_sum = (last.1 + last.2) as f64;
+            let mut suspect = false;
+            let (mut before, mut before_sum) = (last, last_sum);
+            for ((&row, slot), ret) in run
+                .iter()
+                .zip(accepted[count..].iter_mut())
+                .zip(returns[count..].iter_mut())
+            {
+                let quote = quotes[usize::from(row)];
+                let (r, odd) = speculate(before, before_sum, quote, median, spec_reach);
+                suspect |= odd;
+                let sum = quote.1 + quote.2;
+                *slot = (quote.0, sum);
+                *ret = r;
+                #[allow(clippy::cast_precision_loss)]
+                let now = sum as f64;
+                (before, before_sum) = (quote, now);
+            }
+            let mut taken = run.len();
+            if suspect {
+                // Rare: the first suspect quote, checked on its own.
+                let (mut before, mut before_sum) = (last, last_sum);
+                taken = run
+                    .iter()
+                    .position(|&row| {
+                        let quote = quotes[usize::from(row)];
+                        let odd = speculate(before, before_sum, quote, median, spec_reach).1;
+                        #[allow(clippy::cast_precision_loss)]
+                        let now = (quote.1 + quote.2) as f64;
+                        (before, before_sum) = (quote, now);
+                        odd
+                    })
+                    .unwrap_or(run.len());
+                span = (2 * taken).max(16);
+            } else {
+                span = span.saturating_mul(2);
+            }
+            if taken > 0 {
+                // Accepted within `threshold` sigmas: the outlier streak ends.
+                streak = 0;
+                last = quotes[usize::from(run[taken - 1])];
+                count += taken;
+                since_refresh += taken;
+            }
+            j += taken;
+            if taken < run.len() {
+                // As `check`, from the time checks on (its prices passed).
+                let row = usize::from(run[taken]);
+                let (ts, bid, ask) = quotes[row];
+                let sum = bid + ask;
+                let verdict = if ts < last.0 {
+                    TIME_BACKWARDS
+                } else if (ts, bid, ask) == last {
+                    DUPLICATE
+                } else {
+                    #[allow(clippy::cast_precision_loss)]
+                    let now = sum as f64;
+                    let r = mid_return(last, bid, ask);
+                    let distance = (r - median).abs();
+                    let floor = 1.0 / now * 2.0; // one tick, relative
+                    let far =
+                        armed && distance > reach && distance > rule.threshold * sigma.max(floor);
+                    returns[count] = r;
+                    if !far {
+                        streak = 0;
+                        0
+                    } else {
+                        streak += 1;
+                        if streak < rule.confirm {
+                            OUTLIER
+                        } else {
+                            0
+                        }
+                    }
+                };
+                flags[row] = verdict;
+                if verdict == 0 {
+                    accepted[count] = (ts, sum);
+                    count += 1;
+                    since_refresh += 1;
+                    last = (ts, bid, ask);
+                }
+                j += 1;
+            }
             if armed && since_refresh >= due {
-                stats.push_returns(&accepted[pushed..count], &mut pushed_before, rule);
+                stats.push_returns(&returns[pushed..count]);
                 pushed = count;
+                stats.since_refresh = since_refresh;
                 stats.refresh(rule);
                 (median, sigma, reach) = (stats.median, stats.sigma, stats.reach);
                 since_refresh = stats.since_refresh;
                 due = refresh_due(sigma, rule);
             }
         }
-        stats.push_returns(&accepted[pushed..count], &mut pushed_before, rule);
+        stats.push_returns(&returns[pushed..count]);
         (stats.since_refresh, stats.streak) = (since_refresh, streak);
-        self.last = Some((last_ts, last_bid, last_ask));
+        self.last = Some(last);
         count
     }
 
@@ -490,10 +587,32 @@ impl QuoteValidator {
     }
 }
 
+/// The speculative check of `quote` against `before`, taken to be the last
+/// accepted quote, whose bid + ask is `before_sum`: its return (as
+/// [`mid_return`]) and whether the checks against the last accepted quote
+/// may reject it (time backwards, duplicate, or a return further than
+/// `reach` from `median`).
+#[inline(always)]
+fn speculate(
+    before: (i64, i64, i64),
+    before_sum: f64,
+    quote: (i64, i64, i64),
+    median: f64,
+    reach: f64,
+) -> (f64, bool) {
+    let (ts, bid, ask) = quote;
+    #[allow(clippy::cast_precision_loss)]
+    let now = (bid + ask) as f64;
+    let r = (now - before_sum) / before_sum; // as `mid_return`
+    let odd = (ts < before.0) | (quote == before) | ((r - median).abs() > reach);
+    (r, odd)
+}
+
 /// Relative change of the mid from the `last` accepted quote to (bid, ask).
 /// (For tick-to-tick moves it equals the log return to well within the
 /// rule's tolerance, at a fraction of the cost of a logarithm.)
 #[allow(clippy::cast_precision_loss)]
+#[inline(always)]
 fn mid_return(last: (i64, i64, i64), bid: i64, ask: i64) -> f64 {
     let before = (last.1 + last.2) as f64;
     ((bid + ask) as f64 - before) / before
@@ -643,14 +762,17 @@ mod property_tests {
                 ),
                 0..700,
             ),
-            small_rule in any::<bool>(),
+            rule in 0usize..4,
             block in 1usize..80,
         ) {
-            let rule = if small_rule {
-                OutlierRule { window: 40, min_samples: 10, threshold: 4.0, confirm: 3, refresh: 7 }
-            } else {
-                OutlierRule { window: 300, min_samples: 50, ..OutlierRule::default() }
-            };
+            let rule = [
+                OutlierRule { window: 40, min_samples: 10, threshold: 4.0, confirm: 3, refresh: 7 },
+                OutlierRule { window: 300, min_samples: 50, ..OutlierRule::default() },
+                // A refresh every window, as by default, with many outliers.
+                OutlierRule { window: 30, min_samples: 30, threshold: 1.0, confirm: 2, refresh: 30 },
+                // Every return is tested against the one-tick floor.
+                OutlierRule { window: 20, min_samples: 5, threshold: -1.0, confirm: 3, refresh: 20 },
+            ][rule];
             let quotes = quotes(&steps);
             let mut one = QuoteValidator::with_outlier_rule(Some(rule));
             let mut blocks = QuoteValidator::with_outlier_rule(Some(rule));
