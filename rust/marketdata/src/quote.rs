@@ -149,8 +149,9 @@ impl ReturnStats {
         if self.ring.len() < rule.window {
             self.ring.push(r);
             self.armed = self.ring.len() >= rule.min_samples;
-        } else {
-            self.ring[self.next] = r;
+        } else if let Some(slot) = self.ring.get_mut(self.next) {
+            // (A window of 0 keeps nothing: the rule never applies.)
+            *slot = r;
             // (A compare instead of `%`: no integer division per quote.)
             self.next += 1;
             if self.next >= rule.window {
@@ -183,6 +184,9 @@ impl ReturnStats {
 
     #[inline(never)]
     fn refresh(&mut self, rule: &OutlierRule) {
+        if self.ring.is_empty() {
+            return; // nothing to take a median of (never with a window above 0)
+        }
         let values = &mut self.scratch;
         values.clear();
         values.extend_from_slice(&self.ring);
@@ -219,9 +223,11 @@ impl QuoteValidator {
         Self::with_outlier_rule(Some(OutlierRule::default()))
     }
 
-    /// Returns a validator with the given outlier rule (None disables it).
+    /// Returns a validator with the given outlier rule (None disables it, as
+    /// does a rule with a window of 0 returns).
     #[must_use]
     pub fn with_outlier_rule(rule: Option<OutlierRule>) -> Self {
+        let rule = rule.filter(|r| r.window > 0);
         let mut returns = ReturnStats::default();
         if let Some(rule) = rule {
             // As after a refresh, with a median and sigma of 0.
@@ -621,6 +627,22 @@ fn mid_return(last: (i64, i64, i64), bid: i64, ask: i64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outlier_window_of_zero_checks_quotes_without_the_rule() {
+        let rule = OutlierRule {
+            window: 0,
+            min_samples: 0,
+            refresh: 0,
+            ..OutlierRule::default()
+        };
+        let mut v = QuoteValidator::with_outlier_rule(Some(rule));
+        for (i, bid) in [108_340, 108_341, 208_341, 108_342].into_iter().enumerate() {
+            // The jump to 208,341 would be an outlier with a window; here it is not.
+            assert_eq!(v.check(10 + i as i64, bid, bid + 5), Ok(()));
+        }
+        assert_eq!(v.accepted(), 4);
+    }
 
     #[test]
     fn each_issue_is_detected_and_counted() {
