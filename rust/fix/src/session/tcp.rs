@@ -465,11 +465,11 @@ fn serve(
             Err(_) => break,
         }
         while let Some(frame) = splitter.next_frame() {
-            let Ok(frame) = frame.map(<[u8]>::to_vec) else {
+            let Ok(frame) = frame else {
                 continue;
             };
             if slot.is_none() {
-                match find_slot(&frame, registry) {
+                match find_slot(frame, registry) {
                     Some(s) if shared.schedule.contains(now_nanos()) => {
                         if s.connected.swap(true, Ordering::AcqRel) {
                             // Duplicate identity: the session has a connection.
@@ -490,7 +490,7 @@ fn serve(
             let Some(s) = &slot else { break 'conn };
             // Written under the session lock: the writer thread may be sending too.
             let mut session = s.session();
-            session.on_frame(&frame, now_nanos(), shared.app.as_ref(), &mut out);
+            session.on_frame(frame, now_nanos(), shared.app.as_ref(), &mut out);
             shared.emit(&s.id, &mut out);
             let written = write_all(&mut stream, &mut out);
             drop(session);
