@@ -8,7 +8,6 @@ FIX44.xml.
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,13 +20,13 @@ import pytest
 from nexus import engine
 from tests.conftest import free_port
 from tests.integration.test_fix_md_session import levels, wait_for
+from tests.integration.test_quickfix_interop import _RecordingApp, _settings
 
 fix: Any = pytest.importorskip("quickfix")
 fix44: Any = pytest.importorskip("quickfix44")
 
 pytestmark = pytest.mark.integration
 
-FIX44_XML = Path(sys.prefix) / "share" / "quickfix" / "FIX44.xml"
 SYMBOL = "EUR/USD"
 UNKNOWN = "XAU/USD"
 SCALES = (5, 0)  # prices at 5 decimals, sizes in units
@@ -44,14 +43,13 @@ class _Venue:
     requests: list[dict[int, str]] = field(default_factory=list)
     subscribed: dict[str, str] = field(default_factory=dict)  # symbol -> MDReqID
     session_id: Any = None
-    errors: list[str] = field(default_factory=list)
     rpt_seq: int = 0
     #: Whether the full refresh carries RptSeq (83) at message level, as FIX 5.0
     #: and many 4.4 venues do; the FIX 4.4 spec has it in the increments only.
     numbered_snapshot: bool = True
 
 
-class _MdVenueApp(fix.Application):  # type: ignore[misc]
+class _MdVenueApp(_RecordingApp):
     """Answers each subscription (263=1) with a full refresh of SNAPSHOT; rejects
     UNKNOWN with 35=Y (MDReqRejReason 0, unknown symbol); notes unsubscriptions."""
 
@@ -59,31 +57,17 @@ class _MdVenueApp(fix.Application):  # type: ignore[misc]
         super().__init__()
         self.venue = _Venue()
 
-    def onCreate(self, session_id: Any) -> None:
-        return
-
     def onLogon(self, session_id: Any) -> None:
+        super().onLogon(session_id)
         with self.venue.lock:
             self.venue.session_id = session_id
-
-    def onLogout(self, session_id: Any) -> None:
-        return
-
-    def toAdmin(self, msg: Any, session_id: Any) -> None:
-        return
-
-    def fromAdmin(self, msg: Any, session_id: Any) -> None:
-        return
-
-    def toApp(self, msg: Any, session_id: Any) -> None:
-        return
 
     def fromApp(self, msg: Any, session_id: Any) -> None:
         try:
             self._answer(msg, session_id)
         except Exception as e:
-            with self.venue.lock:
-                self.venue.errors.append(repr(e))
+            with self.rec.lock:
+                self.rec.errors.append(repr(e))
 
     def _answer(self, msg: Any, session_id: Any) -> None:
         if str(msg.getHeader().getField(35)) != "V":
@@ -158,24 +142,12 @@ class _MdVenueApp(fix.Application):  # type: ignore[misc]
 def _md_venue(tmp_path: Path) -> Iterator[tuple[_MdVenueApp, int]]:
     """A QuickFIX SocketAcceptor (QF-MD -> NEXUS) on a free port, stopped on exit."""
     port = free_port()
-    base = {
-        "ConnectionType": "acceptor",
-        "SocketAcceptPort": str(port),
-        "StartTime": "00:00:00",
-        "EndTime": "00:00:00",
-        "FileStorePath": str(tmp_path / "md-store"),
-        "FileLogPath": str(tmp_path / "md-log"),
-        "UseDataDictionary": "Y",
-        "DataDictionary": str(FIX44_XML),
-        "ResetOnLogon": "Y",
-        "ResetOnDisconnect": "Y",
-    }
-    session = {"BeginString": "FIX.4.4", "SenderCompID": "QF-MD", "TargetCompID": "NEXUS"}
-    lines = ["[DEFAULT]", *(f"{k}={v}" for k, v in base.items()), "", "[SESSION]"]
-    lines += [f"{k}={v}" for k, v in session.items()]
-    path = tmp_path / "md.cfg"
-    path.write_text("\n".join(lines) + "\n")
-    settings = fix.SessionSettings(str(path))
+    settings = _settings(
+        tmp_path,
+        "md",
+        {"BeginString": "FIX.4.4", "SenderCompID": "QF-MD", "TargetCompID": "NEXUS"},
+        {"ConnectionType": "acceptor", "SocketAcceptPort": str(port)},
+    )
     app = _MdVenueApp()
     acceptor = fix.SocketAcceptor(
         app, fix.FileStoreFactory(settings), settings, fix.FileLogFactory(settings)
@@ -231,8 +203,8 @@ def test_quickfix_venue_feeds_the_nexus_book_and_rejects_an_unknown_symbol(
             assert "not carried" in reject[3]
             stats = session.stats()
             assert sum(stats["rejected"].values()) == 0, stats
-            with app.venue.lock:
-                assert not app.venue.errors, app.venue.errors
+            with app.rec.lock:
+                assert not app.rec.errors, app.rec.errors
         finally:
             session.stop()
 
