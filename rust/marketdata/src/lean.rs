@@ -174,50 +174,67 @@ pub fn file_day_start_ns(path: &Path, utc_offset_minutes: i32) -> Result<i64, Le
     Ok(days_from_civil(y, m, d) * NS_PER_DAY - i64::from(utc_offset_minutes) * NS_PER_MINUTE)
 }
 
+fn zip_error(path: &Path, e: &zip::result::ZipError) -> LeanError {
+    LeanError::Zip {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// A zip opened, and the members wanted of it as (name, index) in name order.
+type OpenedMembers = (zip::ZipArchive<File>, Vec<(String, usize)>);
+
+/// Opens the zip at `path`; returns it with its members whose names end with
+/// `suffix` (all members when empty) as (name, index), in name order.
+///
+/// # Errors
+/// A [`LeanError`] when the file cannot be read as a zip or holds no such member.
+fn open_members(path: &Path, suffix: &str) -> Result<OpenedMembers, LeanError> {
+    let file = File::open(path).map_err(|source| LeanError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| zip_error(path, &e))?;
+    let mut members = Vec::new();
+    for i in 0..archive.len() {
+        let raw = archive.by_index_raw(i).map_err(|e| zip_error(path, &e))?;
+        let name = raw.name().map_err(|e| zip_error(path, &e))?.into_owned();
+        if name.ends_with(suffix) {
+            members.push((name, i));
+        }
+    }
+    if members.is_empty() {
+        return Err(LeanError::NoMember {
+            path: path.display().to_string(),
+            wanted: format!("*{suffix}"),
+        });
+    }
+    members.sort();
+    Ok((archive, members))
+}
+
+/// The error of member `name` of the zip at `path`.
+fn member_error(path: &Path, name: &str, reason: String) -> LeanError {
+    LeanError::Zip {
+        path: format!("{}!{name}", path.display()),
+        reason,
+    }
+}
+
 /// Reads the members of a zip whose names end with `suffix` (all members
 /// when empty), returning (member name, contents), sorted by name.
 fn read_members(path: &Path, suffix: &str) -> Result<Vec<(String, Vec<u8>)>, LeanError> {
-    let shown = || path.display().to_string();
-    let file = File::open(path).map_err(|source| LeanError::Io {
-        path: shown(),
-        source,
-    })?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| LeanError::Zip {
-        path: shown(),
-        reason: e.to_string(),
-    })?;
-    let mut out = Vec::new();
-    for i in 0..archive.len() {
-        let member = archive.by_index_raw(i).map_err(|e| LeanError::Zip {
-            path: shown(),
-            reason: e.to_string(),
-        })?;
-        let name = member
-            .name()
-            .map_err(|e| LeanError::Zip {
-                path: shown(),
-                reason: e.to_string(),
-            })?
-            .into_owned();
-        if !name.ends_with(suffix) {
-            continue;
-        }
+    let (mut archive, members) = open_members(path, suffix)?;
+    let mut out = Vec::with_capacity(members.len());
+    for (name, i) in members {
+        let member = archive.by_index_raw(i).map_err(|e| zip_error(path, &e))?;
         let mut buffers = MemberBuffers::default();
-        let length = read_member(member, &mut buffers).map_err(|reason| LeanError::Zip {
-            path: format!("{}!{name}", shown()),
-            reason,
-        })?;
+        let length = read_member(member, &mut buffers)
+            .map_err(|reason| member_error(path, &name, reason))?;
         let mut data = buffers.data;
         data.truncate(length);
         out.push((name, data));
     }
-    if out.is_empty() {
-        return Err(LeanError::NoMember {
-            path: shown(),
-            wanted: format!("*{suffix}"),
-        });
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
@@ -306,38 +323,11 @@ pub fn for_each_member<E: From<LeanError>>(
     buffers: &mut MemberBuffers,
     mut member: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<(), E> {
-    let shown = || path.display().to_string();
-    let zip_error = |e: zip::result::ZipError| LeanError::Zip {
-        path: shown(),
-        reason: e.to_string(),
-    };
-    let file = File::open(path).map_err(|source| LeanError::Io {
-        path: shown(),
-        source,
-    })?;
-    let mut archive = zip::ZipArchive::new(file).map_err(zip_error)?;
-    let mut members = Vec::new();
-    for i in 0..archive.len() {
-        let raw = archive.by_index_raw(i).map_err(zip_error)?;
-        let name = raw.name().map_err(zip_error)?.into_owned();
-        if name.ends_with(suffix) {
-            members.push((name, i));
-        }
-    }
-    if members.is_empty() {
-        return Err(LeanError::NoMember {
-            path: shown(),
-            wanted: format!("*{suffix}"),
-        }
-        .into());
-    }
-    members.sort();
+    let (mut archive, members) = open_members(path, suffix)?;
     for (name, i) in members {
-        let raw = archive.by_index_raw(i).map_err(zip_error)?;
-        let length = read_member(raw, buffers).map_err(|reason| LeanError::Zip {
-            path: format!("{}!{name}", shown()),
-            reason,
-        })?;
+        let raw = archive.by_index_raw(i).map_err(|e| zip_error(path, &e))?;
+        let length =
+            read_member(raw, buffers).map_err(|reason| member_error(path, &name, reason))?;
         member(buffers.data.get(..length).unwrap_or_default())?;
     }
     Ok(())
@@ -361,39 +351,11 @@ pub fn stream_members(
     mut buffer: impl FnMut() -> Vec<u8>,
     mut piece: impl FnMut(bool, Vec<u8>) -> bool,
 ) -> Result<(), LeanError> {
-    let shown = || path.display().to_string();
-    let zip_error = |e: zip::result::ZipError| LeanError::Zip {
-        path: shown(),
-        reason: e.to_string(),
-    };
-    let file = File::open(path).map_err(|source| LeanError::Io {
-        path: shown(),
-        source,
-    })?;
-    let mut archive = zip::ZipArchive::new(file).map_err(zip_error)?;
-    let mut members = Vec::new();
-    for i in 0..archive.len() {
-        let member = archive.by_index_raw(i).map_err(zip_error)?;
-        let name = member.name().map_err(zip_error)?.into_owned();
-        if name.ends_with(suffix) {
-            members.push((name, i));
-        }
-    }
-    if members.is_empty() {
-        return Err(LeanError::NoMember {
-            path: shown(),
-            wanted: format!("*{suffix}"),
-        });
-    }
-    members.sort();
+    let (mut archive, members) = open_members(path, suffix)?;
     for (name, i) in members {
-        let member = archive.by_index_raw(i).map_err(zip_error)?;
-        let more = stream_member(member, piece_bytes.max(1), &mut buffer, &mut piece).map_err(
-            |reason| LeanError::Zip {
-                path: format!("{}!{name}", shown()),
-                reason,
-            },
-        )?;
+        let member = archive.by_index_raw(i).map_err(|e| zip_error(path, &e))?;
+        let more = stream_member(member, piece_bytes.max(1), &mut buffer, &mut piece)
+            .map_err(|reason| member_error(path, &name, reason))?;
         if !more {
             break;
         }
