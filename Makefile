@@ -71,7 +71,7 @@ build-release: ## Build the native module with the release profile
 
 .PHONY: run
 run: install ## Run Nexus: the embedded system (all services, paper mode) on 127.0.0.1:50051
-	$(VENV)/bin/nexus serve
+	NEXUS_EXECUTION__ORDER_GATEWAY_PORT=$${NEXUS_EXECUTION__ORDER_GATEWAY_PORT-50052} $(VENV)/bin/nexus serve
 
 .PHONY: test
 test: install ## Run every test: Rust, Python unit and integration

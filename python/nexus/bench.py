@@ -12,6 +12,7 @@ import asyncio
 import calendar
 import contextlib
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -935,8 +936,16 @@ def _echo_latencies(port: int, count: int) -> list[float]:
         return out
 
 
+def _free_port() -> int:
+    """A port nothing listens on now (for a server told its port in advance)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def _acked_roundtrips(
-    stub: ExecutionServiceStub, count: int, first: int = 0, warm_up: int = 100
+    stub: ExecutionServiceStub, count: int, first: int = 0, warm_up: int = 100, prefix: str = "ack"
 ) -> list[float]:
     """The round trip as one call: SubmitOrder with await_venue_ack answers with the
     order as the venue's ExecutionReport (new) left it; microseconds per order after
@@ -947,7 +956,7 @@ def _acked_roundtrips(
     acked = []
     for i in range(count + warm_up):
         request = ex.SubmitOrderRequest(
-            client_order_id=f"ack-{first + i}",
+            client_order_id=f"{prefix}-{first + i}",
             instrument=types_pb2.InstrumentId(symbol="EUR/USD", venue="OANDA"),
             side=types_pb2.SIDE_BUY,
             order_type=ex.ORDER_TYPE_LIMIT,
@@ -967,11 +976,13 @@ def _acked_roundtrips(
 
 
 def _acked_beside_baselines(
-    stub: ExecutionServiceStub, count: int, turns: int
-) -> tuple[list[float], list[float], list[float]]:
-    """`count` acknowledged SubmitOrder round trips, bare grpcio calls and bare
-    grpc.aio calls, in `turns` turns so that all three see the same noise."""
+    stub: ExecutionServiceStub, native: ExecutionServiceStub, count: int, turns: int
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """`count` acknowledged SubmitOrder round trips through the service's port and
+    through the native order gateway, bare grpcio calls and bare grpc.aio calls, in
+    `turns` turns so that all four see the same noise."""
     acked: list[float] = []
+    gateway: list[float] = []
     bare: list[float] = []
     bare_aio: list[float] = []
     sent = 0
@@ -980,10 +991,11 @@ def _acked_beside_baselines(
             n = count // turns + (1 if turn < count % turns else 0)
             warm_up = 0 if turn else 100
             acked += _acked_roundtrips(stub, n, first=sent, warm_up=warm_up)
+            gateway += _acked_roundtrips(native, n, first=sent, warm_up=warm_up, prefix="gw")
             sent += n + warm_up
             bare += _echo_latencies(sync_port, n)
             bare_aio += _echo_latencies(aio_port, n)
-    return acked, bare, bare_aio
+    return acked, gateway, bare, bare_aio
 
 
 def bench_order_roundtrip(repeats: int) -> list[str]:
@@ -1007,6 +1019,7 @@ def bench_order_roundtrip(repeats: int) -> list[str]:
             NEXUS_SERVER__METRICS_PORT="0",
             NEXUS_EXECUTION__COLLAR_BPS="0",
             NEXUS_EXECUTION__MAX_ORDERS_PER_SECOND="0",
+            NEXUS_EXECUTION__ORDER_GATEWAY_PORT=str(gateway_port := _free_port()),
         )
         serve = [sys.executable, "-m", "nexus", "serve", "--services", "marketdata,execution"]
         port_file = root / "nexus.port"
@@ -1015,8 +1028,10 @@ def bench_order_roundtrip(repeats: int) -> list[str]:
                 [*serve, "--port", "0", "--port-file", str(port_file)], env, port_file
             ) as port,
             grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+            grpc.insecure_channel(f"127.0.0.1:{gateway_port}") as gateway_channel,
         ):
             stub = execution_pb2_grpc.ExecutionServiceStub(channel)
+            native = execution_pb2_grpc.ExecutionServiceStub(gateway_channel)
             news: queue.Queue[tuple[str, float]] = queue.Queue()
             stream = stub.StreamExecutionReports(ex.StreamExecutionReportsRequest())
 
@@ -1051,9 +1066,15 @@ def bench_order_roundtrip(repeats: int) -> list[str]:
                     latencies.append((seen - start) * 1e6)
             stream.cancel()
             turns = max(1, min(repeats, count))
-            acked, bare, bare_aio = _acked_beside_baselines(stub, count, turns)
+            acked, gateway, bare, bare_aio = _acked_beside_baselines(stub, native, count, turns)
     ours, aio = _latency_figures(acked), _latency_figures(bare_aio)
+    fast, sync = _latency_figures(gateway), _latency_figures(bare)
     lines = [
+        f"order-roundtrip through the native order gateway (SubmitOrder with await_venue_ack "
+        f"answered in Rust): {_percentiles(gateway)} | ratio to the bare grpcio unary: "
+        f"p50 {fast[0] / sync[0]:.2f}x, p99 {fast[1] / sync[1]:.2f}x, "
+        f"p99.9 {fast[2] / sync[2]:.2f}x; to the bare grpc.aio unary: p50 "
+        f"{fast[0] / aio[0]:.2f}x, p99 {fast[1] / aio[1]:.2f}x",
         f"order-roundtrip (gRPC SubmitOrder with await_venue_ack -> FIX -> paper venue -> "
         f"ExecutionReport new -> the call's answer): {_percentiles(acked)} | bare grpcio "
         f"unary: {_percentiles(bare)} ({count:,} orders in {turns} turns with the baselines)",

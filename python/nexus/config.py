@@ -317,6 +317,14 @@ class ExecutionConfig(_Section):
         "sockets without sleeping, microseconds (lower latency; a core per session busy while "
         "orders flow); 0 sleeps at once",
     )
+    order_gateway_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="native order entry: a second gRPC port on server.host serving the whole "
+        "ExecutionService, SubmitOrder answered in Rust and every other call passed to this "
+        "service; 0 picks a free port, null off",
+    )
     latency_cost_bps_per_ms: float = Field(
         default=0.1,
         ge=0,

@@ -96,6 +96,10 @@ class NexusServer:
         except RuntimeError as err:
             raise OSError(f"cannot listen on {address}: {err}") from err
         await self._server.start()
+        for _, servicer in self.context.hosted.values():
+            serving = getattr(servicer, "serving", None)
+            if callable(serving):  # e.g. a native front that forwards to this port
+                await serving(cfg.host, self.port)
         if cfg.metrics_port is not None:
             try:
                 self.metrics = MetricsServer(cfg.host, cfg.metrics_port, self._collectors())

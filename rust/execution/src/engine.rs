@@ -1063,6 +1063,16 @@ impl ExecutionEngine {
         Some((order, venue))
     }
 
+    /// The order any ClOrdID of whose chain is `client_order_id`, with the name
+    /// of the venue it went to.
+    #[must_use]
+    pub fn order_by_client_id(&self, client_order_id: &str) -> Option<(Order, String)> {
+        let book = lock(&self.book);
+        let order = book.oms.order_by_client_id(client_order_id)?.clone();
+        let venue = self.venue_name(&book, order.order_id);
+        Some((order, venue))
+    }
+
     /// The position of every configured instrument, in configuration order.
     #[must_use]
     pub fn positions(&self) -> Vec<(String, Position)> {

@@ -12,5 +12,6 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     nexus_marketdata::python::register(module)?;
     nexus_execution::python::register(module)?;
     nexus_venue::python::register(module)?;
+    nexus_order_gateway::python::register(module)?;
     Ok(())
 }

@@ -63,6 +63,7 @@ _ACK_WAIT_S = 5.0
 # How long SubmitOrder with await_venue_ack blocks the event loop for the answer
 # before it waits for it asynchronously.
 _ACK_SPIN_S = 0.0003
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - compared, not bound
 _NEEDS_STOP = (ex.ORDER_TYPE_STOP, ex.ORDER_TYPE_STOP_LIMIT)
 _STATUS = {
     "pending_new": ex.ORDER_STATUS_PENDING_NEW,
@@ -184,7 +185,7 @@ class ExecutionServicer:
         self._stop = asyncio.Event()
         self._feeder: asyncio.Task[None] | None = None
         self.quotes_fed = 0
-        self._by_client_id: dict[str, int] = {}  # the idempotency index of SubmitOrder
+        self.gateway: Any = None  # the native order entry, once serving
         self.venues: tuple[str, ...] = ()
         self._quotes: dict[str, collections.deque[algos.Quote]] = {}
         self._algos: dict[str, algos.AlgoOrder] = {}
@@ -236,8 +237,6 @@ class ExecutionServicer:
                 f"the FIX sessions to {', '.join(not_logged_on) or 'the venues'} did not log on"
                 + (f"; transport failures: {failures}" if failures else "")
             )
-        for o in self.engine.orders():  # SubmitOrder stays idempotent across a restart
-            self._by_client_id[o["original_client_order_id"]] = int(o["order_id"])
         journal = self.engine.journal()
         if journal is not None:
             log.info(
@@ -313,10 +312,37 @@ class ExecutionServicer:
     def _note_child(self, algo_id: str, order_id: int) -> None:
         self._algo_of_order[order_id] = algo_id
 
+    async def serving(self, host: str, port: int) -> None:
+        """Once the server listens on `host:port`: starts the native order
+        gateway in front of it when `execution.order_gateway_port` is set."""
+        if self._cfg.order_gateway_port is None or self.engine is None:
+            return
+        settings = self._ctx.settings.server
+        self.gateway = await asyncio.to_thread(
+            engine.OrderGateway,
+            self.engine,
+            [(s.symbol, s.venue, s.price_scale, s.size_scale) for s in self.specs.values()],
+            list(self.venues),
+            # A wildcard listen address is reached on loopback.
+            ("127.0.0.1" if host in _WILDCARD_HOSTS else host, port),
+            host=host,
+            port=self._cfg.order_gateway_port,
+            ack_wait_s=_ACK_WAIT_S,
+            ack_spin_us=round(_ACK_SPIN_S * 1e6),
+            max_message_bytes=settings.max_message_bytes,
+            max_concurrent_streams=settings.max_concurrent_streams,
+        )
+        log.info(
+            "native order gateway serving",
+            extra={"address": f"{host}:{self.gateway.port}", "upstream": f"{host}:{port}"},
+        )
+
     async def stop(self) -> None:
-        """Stops the algos (suspended to resume after a restart when they are
-        persisted, else cancelled) and the quote replay, logs out and stops the
-        engine."""
+        """Stops the order gateway, the algos (suspended to resume after a
+        restart when they are persisted, else cancelled) and the quote replay,
+        logs out and stops the engine."""
+        if self.gateway is not None:
+            await asyncio.to_thread(self.gateway.stop)
         for algo in list(self._algos.values()):
             if self._algo_store is not None:
                 await algo.suspend()
@@ -454,11 +480,13 @@ class ExecutionServicer:
             else None
         )
         eng = self._ready()
-        known = self._by_client_id.get(request.client_order_id)
-        if known is not None:  # the idempotency key: a retry gets the same order
-            existing = eng.order(known)
-            if existing is not None:
-                return ex.SubmitOrderResponse(order=self._order(existing))
+        # The idempotency key (kept by the engine, so across a restart and for
+        # orders the native gateway took): a retry gets the same order.
+        existing = eng.order_by_client_id(request.client_order_id)
+        if existing is not None and existing["original_client_order_id"] == (
+            request.client_order_id
+        ):
+            return ex.SubmitOrderResponse(order=self._order(existing))
         # Called on the loop, not through a thread: the engine releases the GIL,
         # checks and hands the message to the session's bounded channel.
         submit = functools.partial(
@@ -479,7 +507,6 @@ class ExecutionServicer:
             raise FailedPrecondition(str(err)) from None
         except ValueError as err:  # the engine's argument checks (e.g. a reused ClOrdID)
             raise InvalidArgument([("", str(err))]) from None
-        self._by_client_id[request.client_order_id] = int(result["order_id"])
         if request.await_venue_ack and result["status"] == "pending_new":
             result = await self._venue_answer(eng, result, logged_before, context)
         return ex.SubmitOrderResponse(order=self._order(result))
@@ -692,7 +719,7 @@ class ExecutionServicer:
         def per_venue(key: str) -> list[tuple[dict[str, str], float]]:
             return [({"venue": v["name"]}, float(v[key])) for v in venues]
 
-        return [
+        families = [
             MetricFamily(
                 "nexus_fix_session_logged_on",
                 "1 while the FIX session to the venue is logged on",
@@ -730,6 +757,35 @@ class ExecutionServicer:
                 per_venue("ack_ms"),
             ),
         ]
+        if self.gateway is not None:
+            stats = self.gateway.stats()
+            families += [
+                MetricFamily(
+                    "nexus_order_gateway_native_total",
+                    "SubmitOrder calls the native order gateway answered itself",
+                    "counter",
+                    [({}, float(stats["native"]))],
+                ),
+                MetricFamily(
+                    "nexus_order_gateway_forwarded_total",
+                    "Calls the native order gateway passed to the service, by reason",
+                    "counter",
+                    [({"reason": r}, float(n)) for r, n in sorted(stats["forwarded"].items())],
+                ),
+                MetricFamily(
+                    "nexus_order_gateway_forward_failures_total",
+                    "Passed calls the service did not answer (UNAVAILABLE returned)",
+                    "counter",
+                    [({}, float(stats["forward_failures"]))],
+                ),
+                MetricFamily(
+                    "nexus_order_gateway_refused_total",
+                    "Requests the gateway refused itself (too large, unreadable)",
+                    "counter",
+                    [({}, float(stats["refused"]))],
+                ),
+            ]
+        return families
 
     # -- algos -------------------------------------------------------------
 

@@ -10,6 +10,7 @@ mod tls;
 mod venue;
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
@@ -201,10 +202,17 @@ fn venue_stats_dict<'py>(py: Python<'py>, stats: &VenueStats) -> PyResult<Bound<
 #[pyclass(name = "ExecutionEngine", module = "nexus._native", frozen)]
 #[derive(Debug)]
 pub struct PyExecutionEngine {
-    inner: ExecutionEngine,
+    inner: Arc<ExecutionEngine>,
 }
 
 impl PyExecutionEngine {
+    /// The engine itself, for native code that trades beside Python (the
+    /// order gateway).
+    #[must_use]
+    pub fn engine(&self) -> Arc<ExecutionEngine> {
+        Arc::clone(&self.inner)
+    }
+
     fn with_venue(&self, order: Order) -> (Order, String) {
         let venue = self
             .inner
@@ -357,7 +365,9 @@ impl PyExecutionEngine {
         let inner = py
             .detach(|| ExecutionEngine::start(config))
             .map_err(errors::to_py)?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Waits up to `timeout_s` seconds for the FIX session to log on; returns
@@ -479,6 +489,17 @@ impl PyExecutionEngine {
             return Ok(None);
         };
         let order = py.detach(|| self.inner.order_with_venue(id));
+        order.map(|(o, v)| order_dict(py, &o, &v)).transpose()
+    }
+
+    /// The order any ClOrdID of whose chain is `client_order_id` (its dict
+    /// names the chain's first as `original_client_order_id`), or None.
+    fn order_by_client_id<'py>(
+        &self,
+        py: Python<'py>,
+        client_order_id: &str,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let order = py.detach(|| self.inner.order_by_client_id(client_order_id));
         order.map(|(o, v)| order_dict(py, &o, &v)).transpose()
     }
 
