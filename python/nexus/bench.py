@@ -1019,6 +1019,9 @@ def bench_order_roundtrip(repeats: int) -> list[str]:
             NEXUS_SERVER__METRICS_PORT="0",
             NEXUS_EXECUTION__COLLAR_BPS="0",
             NEXUS_EXECUTION__MAX_ORDERS_PER_SECOND="0",
+            # Every order rests far below the market: at 1,000 each, the working
+            # quantity of 3 x NEXUS_BENCH_ORDERS orders is far above the default limit.
+            NEXUS_EXECUTION__MAX_POSITION=str(10**15),
             NEXUS_EXECUTION__ORDER_GATEWAY_PORT=str(gateway_port := _free_port()),
         )
         serve = [sys.executable, "-m", "nexus", "serve", "--services", "marketdata,execution"]

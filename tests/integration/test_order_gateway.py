@@ -18,7 +18,7 @@ from nexus.config import ServiceName, load_settings
 from nexus.execution.v1 import execution_pb2 as ex
 from nexus.execution.v1.execution_pb2_grpc import ExecutionServiceStub
 from nexus.services.execution.servicer import ExecutionServicer
-from nexus_client import to_decimal
+from nexus_client import NexusClient, to_decimal
 from tests.conftest import ThreadedServer
 
 pytestmark = pytest.mark.integration
@@ -107,6 +107,7 @@ TAKEN: dict[str, dict[str, Any]] = {
     "sell, quantity with a scale": {
         "side": types_pb2.SIDE_SELL,
         "quantity": types_pb2.Decimal(mantissa=25000, scale=1),
+        "limit_price": types_pb2.Decimal(mantissa=200_000, scale=5),  # far above the market
     },
     "limit price at a coarser scale": {"limit_price": types_pb2.Decimal(mantissa=1, scale=0)},
     "good till cancel on a named venue": {
@@ -282,6 +283,20 @@ def test_a_service_that_does_not_answer_is_unavailable_not_a_hang(paper: Threade
     finally:
         gateway.stop()
         gateway.stop()  # idempotent
+
+
+def test_the_client_sends_execution_calls_to_the_gateway(paper: ThreadedServer) -> None:
+    gateway = f"127.0.0.1:{_servicer(paper).gateway.port}"
+    before = _stats(paper)
+    with NexusClient(paper.target, execution_target=gateway, timeout_s=10) as client:
+        order = client.execution.SubmitOrder(_request("client-gw")).order
+        assert order.status == ex.ORDER_STATUS_NEW
+        orders = client.execution.GetOrders(ex.GetOrdersRequest()).orders
+        assert order.order_id in {o.order_id for o in orders}
+        assert client.health() == "SERVING"  # the other services on the main port
+    after = _stats(paper)
+    assert after["native"] == before["native"] + 1
+    assert after["forwarded"]["other_method"] == before["forwarded"]["other_method"] + 1
 
 
 def test_the_gateway_is_on_the_metrics(

@@ -86,15 +86,30 @@ class NexusError(Exception):
 
 
 class NexusClient:
-    """A connection to one Nexus server (`nexus serve`) and a stub per service."""
+    """A connection to one Nexus server (`nexus serve`) and a stub per service.
 
-    def __init__(self, target: str = "127.0.0.1:50051", *, timeout_s: float = 10.0) -> None:
+    `execution_target`, if given, is where the execution stub goes instead: the
+    native order gateway (`execution.order_gateway_port`; 127.0.0.1:50052 under
+    `make run`), which serves the whole ExecutionService and answers SubmitOrder
+    in Rust.
+    """
+
+    def __init__(
+        self,
+        target: str = "127.0.0.1:50051",
+        *,
+        timeout_s: float = 10.0,
+        execution_target: str | None = None,
+    ) -> None:
         self.target = target
         self.timeout_s = timeout_s
         self.channel = grpc.insecure_channel(target)
+        self._orders_channel = grpc.insecure_channel(execution_target) if execution_target else None
         self.hub = hub_pb2_grpc.HubServiceStub(self.channel)
         self.marketdata = marketdata_pb2_grpc.MarketDataServiceStub(self.channel)
-        self.execution = execution_pb2_grpc.ExecutionServiceStub(self.channel)
+        self.execution = execution_pb2_grpc.ExecutionServiceStub(
+            self._orders_channel or self.channel
+        )
         self.snn = snn_pb2_grpc.SnnAnalysisServiceStub(self.channel)
         self.news = news_pb2_grpc.NewsServiceStub(self.channel)
         self.clustering = clustering_pb2_grpc.ClusteringServiceStub(self.channel)
@@ -114,8 +129,10 @@ class NexusClient:
         self.close()
 
     def close(self) -> None:
-        """Closes the channel."""
+        """Closes the channels."""
         self.channel.close()
+        if self._orders_channel is not None:
+            self._orders_channel.close()
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         return (("x-correlation-id", uuid.uuid4().hex[:16]),)

@@ -25,6 +25,8 @@ pub(crate) const SUBMIT_ORDER_PATH: &str = "/nexus.execution.v1.ExecutionService
 const MAX_ID: usize = 64;
 /// Decimal scales a request may carry (as the service's validation).
 const MAX_SCALE: i32 = 18;
+/// Longest one wait for the venue's answer on a blocking thread.
+const WAIT_STEP: Duration = Duration::from_millis(50);
 
 /// Why a call went to the service behind instead of the native path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,8 +269,10 @@ async fn venue_answer(
         }
         let engine = Arc::clone(engine);
         let after = seen;
-        // Slower answers are awaited on a blocking thread, the runtime's free.
-        seen = tokio::task::spawn_blocking(move || engine.wait_report_sleeping(after, left))
+        // Slower answers are awaited on a blocking thread, the runtime's free;
+        // in steps, so that a call its client gave up frees the thread soon.
+        let step = left.min(WAIT_STEP);
+        seen = tokio::task::spawn_blocking(move || engine.wait_report_sleeping(after, step))
             .await
             .unwrap_or(after);
     }

@@ -17,7 +17,7 @@
 //! Prices and quantities are fixed-point mantissas at the instrument's scales
 //! ([`InstrumentSpec`]); notional is computed in `i128`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use thiserror::Error;
 
@@ -254,6 +254,20 @@ struct Book {
     quote: Option<Quote>,
     /// Resting orders in time priority: queue sequence number to order.
     resting: BTreeMap<u64, OrderId>,
+    /// Resting limit buys as (limit, queue sequence number): the ones a quote
+    /// can fill (limit at or above the ask) are one range, so a quote costs
+    /// what it fills, not a look at every resting order.
+    buys: BTreeSet<(i64, u64)>,
+    /// Resting limit sells likewise (limit at or below the bid).
+    sells: BTreeSet<(i64, u64)>,
+}
+
+/// Where a resting order is queued.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    seq: u64,
+    /// Side and limit it is indexed under (None: not a limit order).
+    limit: Option<(Side, i64)>,
 }
 
 /// A matching engine per instrument against the top of book it is fed (see the
@@ -263,7 +277,7 @@ pub struct MatchingEngine {
     books: HashMap<String, Book>,
     orders: HashMap<OrderId, Order>,
     /// Queue sequence number of each resting order.
-    queued: HashMap<OrderId, u64>,
+    queued: HashMap<OrderId, Queued>,
     next_id: OrderId,
     next_seq: u64,
 }
@@ -327,6 +341,8 @@ impl MatchingEngine {
                         spec,
                         quote: None,
                         resting: BTreeMap::new(),
+                        buys: BTreeSet::new(),
+                        sells: BTreeSet::new(),
                     },
                 );
             }
@@ -433,7 +449,19 @@ impl MatchingEngine {
             ts_ns,
         };
         let spec = book.spec.clone();
-        let ids: Vec<OrderId> = book.resting.values().copied().collect();
+        // The resting orders this quote can fill, in time priority (the others
+        // would be passed over below).
+        let mut seqs: Vec<u64> = book
+            .buys
+            .range((ask, 0)..)
+            .chain(book.sells.range(..=(bid, u64::MAX)))
+            .map(|&(_, seq)| seq)
+            .collect();
+        seqs.sort_unstable();
+        let ids: Vec<OrderId> = seqs
+            .iter()
+            .filter_map(|seq| book.resting.get(seq).copied())
+            .collect();
         let mut fills = Vec::new();
         let mut done = Vec::new();
         for id in ids {
@@ -665,13 +693,19 @@ impl MatchingEngine {
             let seq = self.next_seq;
             self.next_seq += 1;
             book.resting.insert(seq, id);
-            self.queued.insert(id, seq);
+            let limit = order.price.map(|price| (order.side, price));
+            match limit {
+                Some((Side::Buy, price)) => book.buys.insert((price, seq)),
+                Some((Side::Sell, price)) => book.sells.insert((price, seq)),
+                None => false,
+            };
+            self.queued.insert(id, Queued { seq, limit });
         }
     }
 
     /// Takes the order `id` out of its instrument's queue.
     fn dequeue(&mut self, id: OrderId) {
-        let Some(seq) = self.queued.remove(&id) else {
+        let Some(Queued { seq, limit }) = self.queued.remove(&id) else {
             return;
         };
         if let Some(book) = self
@@ -680,6 +714,13 @@ impl MatchingEngine {
             .and_then(|o| self.books.get_mut(&o.instrument))
         {
             book.resting.remove(&seq);
+            // Under the limit it was queued with (a replace may have changed
+            // the order's since).
+            match limit {
+                Some((Side::Buy, price)) => book.buys.remove(&(price, seq)),
+                Some((Side::Sell, price)) => book.sells.remove(&(price, seq)),
+                None => false,
+            };
         }
     }
 }
@@ -1014,6 +1055,18 @@ mod tests {
                     prop_assert_eq!(f.commission, f.quantity);
                 }
                 let resting = e.resting(SYM);
+                // The price index holds exactly the resting limit orders, each
+                // under its current side and limit: the range a quote takes is
+                // then the orders a scan of the whole queue would fill.
+                let book = &e.books[SYM];
+                let mut indexed: Vec<(Side, i64, u64)> = book.buys.iter().map(|&(p, s)| (Side::Buy, p, s))
+                    .chain(book.sells.iter().map(|&(p, s)| (Side::Sell, p, s)))
+                    .collect();
+                indexed.sort_by_key(|&(_, _, seq)| seq);
+                let expected: Vec<(Side, i64, u64)> = book.resting.iter()
+                    .filter_map(|(&seq, id)| e.orders[id].price.map(|p| (e.orders[id].side, p, seq)))
+                    .collect();
+                prop_assert_eq!(indexed, expected);
                 for id in 1..=40 {
                     if let Some(o) = e.order(id) {
                         prop_assert!(o.filled >= 0 && o.leaves >= 0 && o.filled <= o.quantity);
