@@ -375,6 +375,14 @@ impl Ema {
         if !x.is_finite() {
             return None;
         }
+        self.update_finite(x)
+    }
+
+    /// [`update`](Self::update) of a value the caller knows to be finite
+    /// (the pipeline's mids, made from integers): a NaN or an infinity here
+    /// would be carried into every later value instead of being skipped.
+    #[inline]
+    pub(crate) fn update_finite(&mut self, x: f64) -> Option<f64> {
         if self.count < self.period {
             // The seed: the simple average of the first `period` values.
             self.value += x;
@@ -450,6 +458,14 @@ impl Rsi {
         if !x.is_finite() {
             return None;
         }
+        self.update_finite(x)
+    }
+
+    /// [`update`](Self::update) of a value the caller knows to be finite
+    /// (the pipeline's mids, made from integers): a NaN or an infinity here
+    /// would be carried into every later value instead of being skipped.
+    #[inline]
+    pub(crate) fn update_finite(&mut self, x: f64) -> Option<f64> {
         let prev = self.prev.replace(x)?;
         let change = x - prev;
         // Both sides updated, one by zero (which leaves it as it is), so that
