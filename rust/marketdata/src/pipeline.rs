@@ -242,15 +242,17 @@ impl PipelineState {
                     *tick = (ts, sum.saturating_mul(5));
                     #[allow(clippy::cast_precision_loss)]
                     let exact = tick.1 as f64;
-                    *mid = exact / unit;
-                    rsi.update(*mid).unwrap_or(f64::NAN)
+                    *mid = exact / unit; // finite: an integer over 10^(scale + 1)
+                    rsi.update_finite(*mid).unwrap_or(f64::NAN)
                 },
             ));
         self.rsi = rsi;
         let mids = &mids[..n];
         let mut ema = self.ema.clone();
-        out.ema
-            .extend(mids.iter().map(|&x| ema.update(x).unwrap_or(f64::NAN)));
+        out.ema.extend(
+            mids.iter()
+                .map(|&x| ema.update_finite(x).unwrap_or(f64::NAN)),
+        );
         self.ema = ema;
         let mid_ticks = &mid_ticks[..mids.len()];
         self.bars.update_block(mid_ticks, 1, &mut out.bars)?;

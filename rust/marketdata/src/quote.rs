@@ -125,12 +125,14 @@ const OUTLIER: u32 = 1 << 7;
 /// Quotes checked at a time by the block validator, whose returns are
 /// kept until they go to the ring.
 const RETURNS_BLOCK: usize = 512;
+const _: () = assert!(RETURNS_BLOCK.is_power_of_two() && RETURNS_BLOCK <= 1 << 16);
 
 #[derive(Debug, Clone, Default)]
 struct ReturnStats {
     ring: Vec<f64>,
-    /// Working copy of the ring for the selections of a refresh.
-    scratch: Vec<f64>,
+    /// The ring as order keys (see [`order_key`]) for the selections of a
+    /// refresh.
+    scratch: Vec<u64>,
     next: usize,
     since_refresh: usize,
     median: f64,
@@ -182,27 +184,68 @@ impl ReturnStats {
         }
     }
 
+    /// Recomputes the median and sigma of the returns in the ring.
+    ///
+    /// Both are order statistics, selected on integer keys of the returns
+    /// (a compare of two integers, cheaper than a float compare). The median
+    /// is first looked for among the returns equal to 0 (an unchanged mid),
+    /// by counting (no selection): on the FXCM EUR/USD ticks half of the
+    /// windows have a median return of exactly 0. (The last median as a
+    /// second candidate found no other.)
     #[inline(never)]
     fn refresh(&mut self, rule: &OutlierRule) {
         if self.ring.is_empty() {
             return; // nothing to take a median of (never with a window above 0)
         }
-        let values = &mut self.scratch;
-        values.clear();
-        values.extend_from_slice(&self.ring);
-        let mid = values.len() / 2;
-        // Returns are finite (prices are positive), so the plain float order
-        // is total here, and cheaper to evaluate than `f64::total_cmp`.
-        let order = |a: &f64, b: &f64| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal);
-        let median = *values.select_nth_unstable_by(mid, order).1;
-        for v in values.iter_mut() {
-            *v = (*v - median).abs();
-        }
-        let mad = *values.select_nth_unstable_by(mid, order).1;
+        let mid = self.ring.len() / 2;
+        let keys = &mut self.scratch;
+        let median = if rank_ties(&self.ring, mid, 0.0) {
+            0.0
+        } else {
+            keys.clear();
+            keys.extend(self.ring.iter().map(|&r| order_key(r)));
+            from_order_key(*keys.select_nth_unstable(mid).1)
+        };
+        // Absolute deviations are at least +0: their bits sort as they do.
+        keys.clear();
+        keys.extend(self.ring.iter().map(|&r| (r - median).abs().to_bits()));
+        let mad = f64::from_bits(*keys.select_nth_unstable(mid).1);
         self.median = median;
         self.sigma = mad * MAD_TO_SIGMA;
         self.reach = rule.reach(self.sigma);
         self.since_refresh = 0;
+    }
+}
+
+/// Returns whether the value of rank `rank` (from 0, in ascending order)
+/// of `values` equals `candidate`: fewer than `rank + 1` values lie below
+/// it and more than `rank` at or below it. One pass, counting.
+fn rank_ties(values: &[f64], rank: usize, candidate: f64) -> bool {
+    let (mut below, mut upto) = (0usize, 0usize);
+    for &v in values {
+        below += usize::from(v < candidate);
+        upto += usize::from(v <= candidate);
+    }
+    below <= rank && rank < upto
+}
+
+/// An integer that orders as `x` does among floats that are not NaN (with
+/// -0 just below +0): the bits of a positive float with the sign bit set,
+/// those of a negative one all flipped.
+fn order_key(x: f64) -> u64 {
+    let bits = x.to_bits();
+    // All ones for a negative float, else 0.
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+    let negative = ((bits as i64) >> 63) as u64;
+    bits ^ (negative | 1 << 63)
+}
+
+/// The float whose [`order_key`] is `key`.
+fn from_order_key(key: u64) -> f64 {
+    if key >> 63 == 1 {
+        f64::from_bits(key ^ 1 << 63)
+    } else {
+        f64::from_bits(!key)
     }
 }
 
@@ -214,6 +257,12 @@ pub struct QuoteValidator {
     rejected: [u64; QuoteIssue::ALL.len()],
     outliers: Option<OutlierRule>,
     returns: ReturnStats,
+    /// Room for `check_block_fast`'s list of quotes whose prices passed
+    /// (rows in the block) and for their returns, kept from one block to the
+    /// next: [`RETURNS_BLOCK`] each once used, every slot written before it
+    /// is read, so nothing is zeroed per block.
+    listed: Vec<u16>,
+    pending: Vec<f64>,
 }
 
 impl QuoteValidator {
@@ -404,9 +453,13 @@ impl QuoteValidator {
             .min(accepted.len())
             .min(RETURNS_BLOCK);
         let (quotes, flags, accepted) = (&quotes[..n], &mut flags[..n], &mut accepted[..n]);
+        if self.listed.len() < RETURNS_BLOCK {
+            self.listed.resize(RETURNS_BLOCK, 0);
+            self.pending.resize(RETURNS_BLOCK, 0.0);
+        }
         // The first pass: the checks of each quote's own prices, in the
         // order of `classify`, chosen without a branch.
-        let mut listed = [0u16; RETURNS_BLOCK];
+        let listed = &mut self.listed[..RETURNS_BLOCK];
         let mut m = 0;
         for ((&(_, bid, ask), flag), row) in quotes.iter().zip(flags.iter_mut()).zip(0u16..) {
             let mut verdict = if bid == ask { LOCKED } else { 0 };
@@ -418,10 +471,10 @@ impl QuoteValidator {
             };
             *flag = verdict;
             // Written either way; the next quote overwrites it when this
-            // one is rejected.
-            if let Some(slot) = listed.get_mut(m) {
-                *slot = row;
-            }
+            // one is rejected. (m is below the row, below RETURNS_BLOCK, a
+            // power of 2: the mask changes nothing but proves the index in
+            // bounds, so there is no check.)
+            listed[m & (RETURNS_BLOCK - 1)] = row;
             m += usize::from(verdict == 0);
         }
         let listed = &listed[..m.min(RETURNS_BLOCK)];
@@ -444,7 +497,7 @@ impl QuoteValidator {
         let mut due = refresh_due(sigma, rule);
         // The returns of the accepted quotes, in order, until they go to the
         // ring (before each refresh, which reads them, and at the end).
-        let mut returns = [0.0; RETURNS_BLOCK];
+        let returns = &mut self.pending[..RETURNS_BLOCK];
         let (mut count, mut pushed) = (0, 0);
         // The next listed quote, and how many the next speculation covers
         // (fewer after a suspect quote, so that many suspects cost no more
@@ -457,37 +510,31 @@ impl QuoteValidator {
             let run = &listed[j..end];
             // (Unarmed, no return is too far.)
             let spec_reach = if armed { reach } else { f64::INFINITY };
-            #[allow(clippy::cast_precision_loss)]
-            let last_sum = (last.1 + last.2) as f64;
+            let from_last = Before::of(last);
             let mut suspect = false;
-            let (mut before, mut before_sum) = (last, last_sum);
+            let mut before = from_last;
             for ((&row, slot), ret) in run
                 .iter()
                 .zip(accepted[count..].iter_mut())
                 .zip(returns[count..].iter_mut())
             {
                 let quote = quotes[usize::from(row)];
-                let (r, odd) = speculate(before, before_sum, quote, median, spec_reach);
+                let (r, odd, now) = speculate(before, quote, median, spec_reach);
                 suspect |= odd;
-                let sum = quote.1 + quote.2;
-                *slot = (quote.0, sum);
+                *slot = (now.ts, now.sum);
                 *ret = r;
-                #[allow(clippy::cast_precision_loss)]
-                let now = sum as f64;
-                (before, before_sum) = (quote, now);
+                before = now;
             }
             let mut taken = run.len();
             if suspect {
                 // Rare: the first suspect quote, checked on its own.
-                let (mut before, mut before_sum) = (last, last_sum);
+                let mut before = from_last;
                 taken = run
                     .iter()
                     .position(|&row| {
-                        let quote = quotes[usize::from(row)];
-                        let odd = speculate(before, before_sum, quote, median, spec_reach).1;
-                        #[allow(clippy::cast_precision_loss)]
-                        let now = (quote.1 + quote.2) as f64;
-                        (before, before_sum) = (quote, now);
+                        let (_, odd, now) =
+                            speculate(before, quotes[usize::from(row)], median, spec_reach);
+                        before = now;
                         odd
                     })
                     .unwrap_or(run.len());
@@ -593,25 +640,46 @@ impl QuoteValidator {
     }
 }
 
+/// What the speculative check keeps of the quote before: its time and its
+/// bid + ask, as an integer and as a float.
+#[derive(Clone, Copy)]
+struct Before {
+    ts: i64,
+    sum: i64,
+    sum_f: f64,
+}
+
+impl Before {
+    #[inline(always)]
+    fn of((ts, bid, ask): (i64, i64, i64)) -> Self {
+        let sum = bid + ask;
+        #[allow(clippy::cast_precision_loss)]
+        let sum_f = sum as f64;
+        Self { ts, sum, sum_f }
+    }
+}
+
 /// The speculative check of `quote` against `before`, taken to be the last
-/// accepted quote, whose bid + ask is `before_sum`: its return (as
-/// [`mid_return`]) and whether the checks against the last accepted quote
-/// may reject it (time backwards, duplicate, or a return further than
-/// `reach` from `median`).
+/// accepted quote: its return (as [`mid_return`]), whether the checks
+/// against the last accepted quote may reject it, and what the next check
+/// keeps of it. A quote may be rejected when its time is earlier, when its
+/// time and its bid + ask are those of the quote before (which every
+/// duplicate has; a quote with the same mid but another bid is merely
+/// checked on its own), or when its return lies further than `reach` from
+/// `median`.
 #[inline(always)]
 fn speculate(
-    before: (i64, i64, i64),
-    before_sum: f64,
+    before: Before,
     quote: (i64, i64, i64),
     median: f64,
     reach: f64,
-) -> (f64, bool) {
-    let (ts, bid, ask) = quote;
-    #[allow(clippy::cast_precision_loss)]
-    let now = (bid + ask) as f64;
-    let r = (now - before_sum) / before_sum; // as `mid_return`
-    let odd = (ts < before.0) | (quote == before) | ((r - median).abs() > reach);
-    (r, odd)
+) -> (f64, bool, Before) {
+    let now = Before::of(quote);
+    let r = (now.sum_f - before.sum_f) / before.sum_f; // as `mid_return`
+    let odd = (now.ts < before.ts)
+        | ((now.ts == before.ts) & (now.sum == before.sum))
+        | ((r - median).abs() > reach);
+    (r, odd, now)
 }
 
 /// Relative change of the mid from the `last` accepted quote to (bid, ask).
@@ -772,7 +840,83 @@ mod property_tests {
         (flags, accepted)
     }
 
+    #[test]
+    fn a_quote_with_the_time_and_mid_of_the_last_but_another_bid_is_accepted_in_blocks() {
+        let rule = OutlierRule {
+            window: 4,
+            min_samples: 2,
+            refresh: 4,
+            ..OutlierRule::default()
+        };
+        let mut quotes: Vec<(i64, i64, i64)> = (0..40)
+            .map(|i| (10 * i, 108_340 + i % 3, 108_345 + i % 3))
+            .collect();
+        // The same time and bid + ask as the quote before, one tick apart:
+        // no duplicate; then a true duplicate, rejected.
+        quotes.insert(20, (190, 108_340, 108_347));
+        quotes.insert(21, (190, 108_340, 108_347));
+        let mut one = QuoteValidator::with_outlier_rule(Some(rule));
+        let mut blocks = QuoteValidator::with_outlier_rule(Some(rule));
+        let (flags, accepted) = in_blocks(&mut blocks, &quotes, 64);
+        assert_eq!((flags.clone(), accepted), one_at_a_time(&mut one, &quotes));
+        assert_eq!(quotes[19], (190, 108_341, 108_346));
+        assert_eq!(flags[20], 0);
+        assert_eq!(flags[21], 1 << QuoteIssue::Duplicate.proto_number());
+        assert_eq!(blocks.rejected(QuoteIssue::Duplicate), 1);
+    }
+
+    /// The value of rank `len / 2` by a full sort, as the rule defines it.
+    fn sorted_middle(values: &[f64]) -> f64 {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    }
+
     proptest! {
+        #[test]
+        fn refresh_takes_the_median_and_mad_of_a_full_sort(
+            // Returns on a grid (ties, zeros, both signs) or anywhere.
+            steps in prop::collection::vec((-4i32..=4, 0.0f64..1e-3, any::<bool>()), 1..400),
+            zero_share in 0usize..4,
+        ) {
+            let returns: Vec<f64> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, &(tick, free, on_grid))| {
+                    if i % 4 < zero_share {
+                        if on_grid { 0.0 } else { -0.0 }
+                    } else if on_grid {
+                        f64::from(tick) / 276_543.0
+                    } else {
+                        free - 5e-4
+                    }
+                })
+                .collect();
+            let rule = OutlierRule {
+                window: returns.len(),
+                min_samples: 1,
+                refresh: usize::MAX,
+                ..OutlierRule::default()
+            };
+            let mut stats = ReturnStats::default();
+            for &r in &returns {
+                stats.push(r, &rule);
+            }
+            stats.refresh(&rule);
+            let median = sorted_middle(&returns);
+            let deviations: Vec<f64> = returns.iter().map(|r| (r - median).abs()).collect();
+            // (-0 and +0 compare equal: either is the median of a window of zeros.)
+            prop_assert_eq!(stats.median, median);
+            prop_assert_eq!(stats.sigma.to_bits(), (sorted_middle(&deviations) * MAD_TO_SIGMA).to_bits());
+        }
+
+        #[test]
+        fn order_keys_order_as_the_floats(a in any::<f64>(), b in any::<f64>()) {
+            prop_assume!(!a.is_nan() && !b.is_nan());
+            prop_assert_eq!(order_key(a).cmp(&order_key(b)), a.total_cmp(&b));
+            prop_assert_eq!(from_order_key(order_key(a)).to_bits(), a.to_bits());
+        }
+
         #[test]
         fn blocks_equal_quotes_one_at_a_time(
             steps in prop::collection::vec(
