@@ -318,13 +318,14 @@ class ExecutionServicer:
         if self._cfg.order_gateway_port is None or self.engine is None:
             return
         settings = self._ctx.settings.server
+        # A wildcard listen address is reached on loopback.
+        upstream = ("127.0.0.1" if host in _WILDCARD_HOSTS else host, port)
         self.gateway = await asyncio.to_thread(
             engine.OrderGateway,
             self.engine,
             [(s.symbol, s.venue, s.price_scale, s.size_scale) for s in self.specs.values()],
             list(self.venues),
-            # A wildcard listen address is reached on loopback.
-            ("127.0.0.1" if host in _WILDCARD_HOSTS else host, port),
+            upstream,
             host=host,
             port=self._cfg.order_gateway_port,
             ack_wait_s=_ACK_WAIT_S,
@@ -334,7 +335,10 @@ class ExecutionServicer:
         )
         log.info(
             "native order gateway serving",
-            extra={"address": f"{host}:{self.gateway.port}", "upstream": f"{host}:{port}"},
+            extra={
+                "address": f"{host}:{self.gateway.port}",
+                "upstream": f"{upstream[0]}:{upstream[1]}",
+            },
         )
 
     async def stop(self) -> None:
