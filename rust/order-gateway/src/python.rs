@@ -1,23 +1,15 @@
 //! Python binding of the order gateway, mounted into `nexus._native`.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use nexus_execution::python::PyExecutionEngine;
+use nexus_execution::python::{resolve, PyExecutionEngine};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::server::{GatewayConfig, GatewayError, GatewayInstrument, OrderGateway};
-
-fn resolve(host: &str, port: u16) -> PyResult<SocketAddr> {
-    (host, port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| PyValueError::new_err(format!("cannot resolve {host}:{port}")))
-}
 
 fn to_py(err: GatewayError) -> PyErr {
     match err {

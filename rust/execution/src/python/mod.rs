@@ -106,8 +106,12 @@ fn non_negative<T: TryFrom<i64>>(name: &str, value: i64) -> PyResult<T> {
     T::try_from(value).map_err(|_| PyValueError::new_err(format!("{name} out of range: {value}")))
 }
 
-/// Resolves `host:port` to its first socket address.
-fn resolve(host: &str, port: u16) -> PyResult<SocketAddr> {
+/// Resolves `host:port` to its first socket address (`ValueError` when it
+/// does not resolve).
+///
+/// # Errors
+/// A host that does not resolve.
+pub fn resolve(host: &str, port: u16) -> PyResult<SocketAddr> {
     (host, port)
         .to_socket_addrs()
         .ok()
