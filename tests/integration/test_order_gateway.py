@@ -19,7 +19,7 @@ from nexus.execution.v1 import execution_pb2 as ex
 from nexus.execution.v1.execution_pb2_grpc import ExecutionServiceStub
 from nexus.services.execution.servicer import ExecutionServicer
 from nexus_client import NexusClient, to_decimal
-from tests.conftest import ThreadedServer
+from tests.conftest import ThreadedServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -257,9 +257,7 @@ def test_an_oversized_request_is_refused_by_the_gateway(
 
 
 def test_a_service_that_does_not_answer_is_unavailable_not_a_hang(paper: ThreadedServer) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        dead = probe.getsockname()[1]
+    dead = free_port()  # nothing listens on it
     servicer = _servicer(paper)
     gateway = engine.OrderGateway(
         servicer.engine,

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::Response;
-use nexus_execution::{OrderRequest, OrderStatus, TimeInForce};
-use nexus_oms::{Order, OrderType, RiskReason, Side};
+use nexus_execution::{ExecutionError, OrderRequest, OrderStatus, TimeInForce};
+use nexus_oms::{ManagerError, Order, OrderType, RiskReason, Side};
 use prost::Message;
 
 use crate::grpc;
@@ -47,7 +47,8 @@ pub enum Forward {
     UnknownInstrument,
     /// More decimal places than the instrument has, or out of range.
     Precision,
-    /// A ClOrdID the engine already knows (a retry: the service answers it).
+    /// A ClOrdID the order manager already knows (a retry: the service
+    /// answers it).
     Known,
     /// The engine refused to submit (not logged on, stopped, ...).
     EngineRefused,
@@ -177,13 +178,6 @@ impl Shared {
             Some(price) => Some(mantissa(price, instrument.price_scale).ok_or(Forward::Precision)?),
             None => None,
         };
-        if self
-            .engine
-            .order_by_client_id(&request.client_order_id)
-            .is_some()
-        {
-            return Err(Forward::Known);
-        }
         Ok(Plan {
             order: OrderRequest {
                 client_order_id: request.client_order_id,
@@ -215,20 +209,22 @@ pub(crate) async fn execute(
 ) -> Result<Response<Body>, Forward> {
     let engine = &shared.engine;
     let logged_before = engine.last_sequence();
-    let order = engine.submit(plan.order).map_err(|err| {
-        log::debug!("order gateway: the engine refused an order, the service answers: {err}");
-        Forward::EngineRefused
+    let order = engine.submit(plan.order).map_err(|err| match err {
+        // The order manager looks the ClOrdID up before anything else (nothing
+        // recorded, nothing sent): a retry, which the service answers.
+        ExecutionError::Manager(ManagerError::DuplicateClientOrderId(_)) => Forward::Known,
+        err => {
+            log::debug!("order gateway: the engine refused an order, the service answers: {err}");
+            Forward::EngineRefused
+        }
     })?;
-    let venue_of = |order_id| {
-        engine
-            .order_with_venue(order_id)
-            .map(|(_, venue)| venue)
-            .unwrap_or_default()
-    };
     let (order, venue) = if plan.await_venue_ack && order.status == OrderStatus::PendingNew {
         venue_answer(shared, order, logged_before, budget).await
     } else {
-        let venue = venue_of(order.order_id);
+        let venue = engine
+            .order_with_venue(order.order_id)
+            .map(|(_, venue)| venue)
+            .unwrap_or_default();
         (order, venue)
     };
     let response = ex::SubmitOrderResponse {
