@@ -1145,6 +1145,7 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
     ours: list[float] = []
     sleeping: list[float] = []
     polling: list[float] = []
+    journaled: list[float] = []
     theirs: list[float] = []
     skipped = None
     spin_us = poll_us = 0
@@ -1166,6 +1167,7 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
             ours += _read_samples_us(samples)
             sleeping += _read_samples_us(samples.with_name(samples.name + ".sleeping"))
             polling += _read_samples_us(samples.with_name(samples.name + ".sleeping.polling"))
+            journaled += _read_samples_us(samples.with_name(samples.name + ".journaled"))
             if skipped is None:
                 skipped = _quickfix_cpp_roundtrip(orders, samples)
                 if skipped is None:
@@ -1173,6 +1175,7 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
     a = _latency_figures(ours)
     s = _latency_figures(sleeping)
     p = _latency_figures(polling)
+    j = _latency_figures(journaled)
     lines = [
         f"order-roundtrip-rust (engine submit -> FIX -> paper venue -> ExecutionReport new "
         f"applied; the caller spins up to {spin_us} us, then sleeps): p50 {a[0]:,.1f} us, "
@@ -1182,6 +1185,10 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
         f"order-roundtrip-rust, the FIX readers busy-poll {poll_us} us after each message "
         f"(execution.busy_poll_us; a core per session busy meanwhile): p50 {p[0]:,.1f} us, "
         f"p99 {p[1]:,.1f} us, p99.9 {p[2]:,.1f} us ({len(polling):,} orders)",
+        f"order-roundtrip-rust, the order journal and FIX message stores on disk (as make run "
+        f"keeps them; the caller spins): p50 {j[0]:,.1f} us, p99 {j[1]:,.1f} us, "
+        f"p99.9 {j[2]:,.1f} us, max {max(journaled):,.1f} us (in memory: max {max(ours):,.1f} us; "
+        f"{len(journaled):,} orders)",
     ]
     if skipped is not None:
         return [*lines, f"order-roundtrip-rust: QuickFIX C++ skipped: {skipped}"]

@@ -15,6 +15,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nexus_execution::{
@@ -57,11 +58,20 @@ fn percentiles(name: &str, samples: &mut [u64]) -> [f64; 4] {
 /// (risk checks and order-manager bookkeeping before the message is queued).
 /// `wait_spin`: how long the waiting caller spins before it sleeps.
 /// `busy_poll`: how long the FIX readers poll after each message.
-fn engine_roundtrips(n: usize, wait_spin: Duration, busy_poll: Duration) -> (Vec<u64>, Vec<u64>) {
+/// `on_disk`: a folder for the order journal and the FIX message stores (as
+/// `make run` keeps them), or memory only.
+fn engine_roundtrips(
+    n: usize,
+    wait_spin: Duration,
+    busy_poll: Duration,
+    on_disk: Option<&Path>,
+) -> (Vec<u64>, Vec<u64>) {
     let engine = ExecutionEngine::start(ExecutionConfig {
         instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
         wait_spin,
         busy_poll,
+        journal_dir: on_disk.map(|d| d.join("orders")),
+        store_dir: on_disk.map(|d| d.join("fix")),
         ..ExecutionConfig::default()
     })
     .expect("engine starts");
@@ -138,9 +148,13 @@ fn main() {
         .unwrap_or(100_000);
     println!("round trips: {n} (NEXUS_BENCH_ORDERS)");
     let spin = ExecutionConfig::default().wait_spin;
-    let (mut ours, mut in_submit) = engine_roundtrips(n, spin, Duration::ZERO);
-    let (mut sleeping, _) = engine_roundtrips(n, Duration::ZERO, Duration::ZERO);
-    let (mut polling, _) = engine_roundtrips(n, spin, BUSY_POLL);
+    let (mut ours, mut in_submit) = engine_roundtrips(n, spin, Duration::ZERO, None);
+    let (mut sleeping, _) = engine_roundtrips(n, Duration::ZERO, Duration::ZERO, None);
+    let (mut polling, _) = engine_roundtrips(n, spin, BUSY_POLL, None);
+    let disk = std::env::temp_dir().join(format!("nexus-roundtrip-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&disk);
+    let (mut journaled, _) = engine_roundtrips(n, spin, Duration::ZERO, Some(&disk));
+    let _ = std::fs::remove_dir_all(&disk);
     let mut floor = echo_roundtrips(n);
     let mut after_submit: Vec<u64> = ours
         .iter()
@@ -162,12 +176,22 @@ fn main() {
         "  (ExecutionConfig::busy_poll {} us: the readers poll their sockets that long after each message)",
         BUSY_POLL.as_micros()
     );
+    let e = percentiles("same, journal + FIX stores", &mut journaled);
+    println!(
+        "  (the order journal, compacting every {} MiB, and the FIX message stores on disk, as make run keeps them)",
+        ExecutionConfig::default().journal_compact_bytes >> 20
+    );
     let b = percentiles("tcp echo (floor)", &mut floor);
     // Machine-readable, for `nexus bench order-roundtrip-rust`: the raw samples (ns, one
     // a line) to NEXUS_BENCH_SAMPLES when set, and the percentiles as one JSON line.
     if let Some(path) = std::env::var_os("NEXUS_BENCH_SAMPLES") {
         let text: String = ours.iter().map(|ns| format!("{ns}\n")).collect();
         std::fs::write(&path, text).expect("write NEXUS_BENCH_SAMPLES");
+        // With the journal and stores on disk, in PATH.journaled.
+        let mut on_disk = path.clone();
+        on_disk.push(".journaled");
+        let text: String = journaled.iter().map(|ns| format!("{ns}\n")).collect();
+        std::fs::write(&on_disk, text).expect("write NEXUS_BENCH_SAMPLES.journaled");
         // The sleeping caller's samples beside them, in PATH.sleeping.
         let mut path = path;
         path.push(".sleeping");
@@ -179,8 +203,8 @@ fn main() {
         std::fs::write(&path, text).expect("write NEXUS_BENCH_SAMPLES.sleeping.polling");
     }
     println!(
-        "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}, \"wait_spin_us\": {}, \"sleeping_p50_us\": {:.2}, \"sleeping_p99_us\": {:.2}, \"sleeping_p999_us\": {:.2}, \"busy_poll_us\": {}, \"polling_p50_us\": {:.2}, \"polling_p99_us\": {:.2}, \"polling_p999_us\": {:.2}}}",
-        a[0], a[1], a[2], a[3], spin.as_micros(), c[0], c[1], c[2], BUSY_POLL.as_micros(), d[0], d[1], d[2]
+        "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}, \"wait_spin_us\": {}, \"sleeping_p50_us\": {:.2}, \"sleeping_p99_us\": {:.2}, \"sleeping_p999_us\": {:.2}, \"busy_poll_us\": {}, \"polling_p50_us\": {:.2}, \"polling_p99_us\": {:.2}, \"polling_p999_us\": {:.2}, \"journaled_p50_us\": {:.2}, \"journaled_p99_us\": {:.2}, \"journaled_p999_us\": {:.2}, \"journaled_max_us\": {:.2}}}",
+        a[0], a[1], a[2], a[3], spin.as_micros(), c[0], c[1], c[2], BUSY_POLL.as_micros(), d[0], d[1], d[2], e[0], e[1], e[2], e[3]
     );
     println!(
         "{:<28} p50 {:>8.2}x    p99 {:>8.2}x    p99.9 {:>8.2}x    max {:>9.2}x",

@@ -645,15 +645,31 @@ impl ExecutionEngine {
         }
         let instruments = Arc::new(instruments);
 
-        let mut oms = OrderManager::new(config.limits);
-        for spec in &config.instruments {
-            oms.risk_mut().set_limits(&spec.symbol, config.limits);
-        }
+        let limits = config.limits;
+        let symbols: Vec<String> = config
+            .instruments
+            .iter()
+            .map(|i| i.symbol.clone())
+            .collect();
+        let fresh = journal::FreshManager(Arc::new(move || {
+            let mut oms = OrderManager::new(limits);
+            for symbol in &symbols {
+                oms.risk_mut().set_limits(symbol, limits);
+            }
+            oms
+        }));
+        let oms = (fresh.0)();
         let venue_names: Arc<Vec<String>> =
             Arc::new(config.venues.iter().map(|v| v.name.clone()).collect());
         let mut book = Book::new(oms, &config.venues);
         if let Some(dir) = &config.journal_dir {
-            journal::open(&mut book, dir, config.journal_compact_bytes, &venue_names)?;
+            journal::open(
+                &mut book,
+                dir,
+                config.journal_compact_bytes,
+                &venue_names,
+                fresh,
+            )?;
         }
         let book = Arc::new(Mutex::new(book));
 
@@ -1269,6 +1285,9 @@ impl ExecutionEngine {
         for link in &self.venues {
             link.stop_acceptor();
         }
+        // A compaction still running is finished, so that the journal is
+        // compact at a stop.
+        journal::settle(&mut lock(&self.book), Duration::from_secs(30));
     }
 }
 

@@ -11,8 +11,13 @@
 //!
 //! Growth is bounded: once the records after the last snapshot exceed
 //! [`super::ExecutionConfig::journal_compact_bytes`] (or the snapshot's own
-//! size, whichever is larger), the state is written as one snapshot record to
-//! a new file, synced and renamed over the journal.
+//! size, whichever is larger), a compaction starts on a thread of its own: it
+//! reads the journal up to that point, replays it into a fresh order manager
+//! (as a restart would), and writes the state as one snapshot record to a new
+//! file, synced. Orders go on meanwhile; the next record after it has finished
+//! copies the records written since into the new file and renames it over the
+//! journal. Nothing of it runs under the engine's lock but that last copy and
+//! rename.
 //!
 //! A torn last record (a crash in mid-write: too short, or a checksum that does
 //! not match) is reported in [`JournalStatus::notes`] with its reason and cut
@@ -22,11 +27,17 @@
 //! documented recovery is to move the file aside, which starts with no orders.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::Duration;
 
-use nexus_oms::{ExecKind, ExecutionReport, ManagerError, ManagerState, Order, OrderStatus};
+use nexus_oms::{
+    ExecKind, ExecutionReport, ManagerError, ManagerState, Order, OrderManager, OrderStatus,
+};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -193,6 +204,27 @@ fn exec_type(name: &str) -> Option<ExecType> {
     .find(|t| t.name() == name)
 }
 
+/// Makes an empty order manager with the engine's risk limits, for a
+/// compaction to replay the journal into.
+#[derive(Clone)]
+pub(super) struct FreshManager(pub(super) Arc<dyn Fn() -> OrderManager + Send + Sync>);
+
+impl fmt::Debug for FreshManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FreshManager")
+    }
+}
+
+/// A compaction running on its own thread.
+#[derive(Debug)]
+struct Compacting {
+    /// The journal's length when it started: the snapshot holds the state the
+    /// records up to here replay to.
+    cut: u64,
+    /// The new file's length (header and snapshot), or why there is none.
+    done: Receiver<Result<u64, JournalError>>,
+}
+
 /// The open journal file.
 #[derive(Debug)]
 pub(crate) struct Journal {
@@ -204,6 +236,8 @@ pub(crate) struct Journal {
     venues: Vec<String>,
     broken: Option<String>,
     status: JournalStatus,
+    fresh: FreshManager,
+    compacting: Option<Compacting>,
 }
 
 fn io_error(path: &Path) -> impl Fn(io::Error) -> JournalError + '_ {
@@ -316,9 +350,12 @@ impl Journal {
         dir: &Path,
         compact_bytes: u64,
         venues: &[String],
+        fresh: FreshManager,
     ) -> Result<(Self, Vec<(u64, Entry)>), JournalError> {
         fs::create_dir_all(dir).map_err(io_error(dir))?;
         let path = dir.join(FILE_NAME);
+        // What a compaction interrupted by a stop left: the journal is whole.
+        let _ = fs::remove_file(tmp_path(&path));
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -354,6 +391,8 @@ impl Journal {
                 notes,
                 ..JournalStatus::default()
             },
+            fresh,
+            compacting: None,
         };
         Ok((journal, entries))
     }
@@ -401,61 +440,173 @@ impl Journal {
         since > self.compact_bytes.max(self.snapshot_len)
     }
 
-    /// Writes `snapshot` alone to a new file and renames it over the journal.
-    fn compact(&mut self, snapshot: &Entry) -> Result<(), JournalError> {
+    /// Starts a compaction on a thread of its own, unless one runs.
+    fn start_compaction(&mut self) {
+        if self.compacting.is_some() {
+            return;
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
         let path = self.path().to_owned();
-        let tmp = path.with_extension("journal.tmp");
-        let frame = frame(snapshot)?;
-        {
-            let mut f = File::create(&tmp).map_err(io_error(&tmp))?;
-            f.write_all(MAGIC).map_err(io_error(&tmp))?;
-            f.write_all(&frame).map_err(io_error(&tmp))?;
-            f.sync_all().map_err(io_error(&tmp))?;
+        let cut = self.len;
+        let venues = self.venues.clone();
+        let fresh = self.fresh.clone();
+        let spawned = std::thread::Builder::new()
+            .name("nexus-journal-compact".into())
+            .spawn(move || {
+                let _ = tx.send(write_snapshot(&path, cut, &venues, (fresh.0)()));
+            });
+        match spawned {
+            Ok(_) => self.compacting = Some(Compacting { cut, done: rx }),
+            Err(e) => self.note(format!("compaction not started, the journal grows on: {e}")),
         }
-        fs::rename(&tmp, &path).map_err(io_error(&path))?;
-        if let Some(dir) = path.parent() {
-            // Makes the rename durable where the platform allows it.
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
+    }
+
+    /// Finishes a compaction whose snapshot is written: at once when `wait` is
+    /// None, else waiting that long for it.
+    fn settle_compaction(&mut self, wait: Option<Duration>) {
+        let Some(c) = &self.compacting else {
+            return;
+        };
+        let answer = match wait {
+            None => c.done.try_recv().map_err(|e| e == TryRecvError::Empty),
+            Some(t) => c
+                .done
+                .recv_timeout(t)
+                .map_err(|e| e == mpsc::RecvTimeoutError::Timeout),
+        };
+        let cut = c.cut;
+        let result = match answer {
+            Err(true) => return,
+            Err(false) => Err("its thread ended without an answer".to_owned()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Ok(snapshot_len)) => self
+                .switch_to_snapshot(cut, snapshot_len)
+                .map_err(|e| e.to_string()),
+        };
+        self.compacting = None;
+        if let Err(e) = result {
+            // The journal as it is stays valid: no record is lost.
+            self.note(format!("compaction failed, the journal grows on: {e}"));
         }
-        self.file = OpenOptions::new()
+    }
+
+    /// Copies the records written since `cut` after the snapshot in the new
+    /// file (`snapshot_len` bytes so far) and renames it over the journal.
+    fn switch_to_snapshot(&mut self, cut: u64, snapshot_len: u64) -> Result<(), JournalError> {
+        let path = self.path().to_owned();
+        let tmp = tmp_path(&path);
+        let tail_len = self.len.saturating_sub(cut);
+        let mut tail = vec![0; usize::try_from(tail_len).unwrap_or(usize::MAX)];
+        self.file
+            .seek(SeekFrom::Start(cut))
+            .and_then(|_| self.file.read_exact(&mut tail))
+            .map_err(io_error(&path))?;
+        // Opened before the rename: once renamed, it is the journal, and no
+        // later open can fail and leave appends going to the old file.
+        let mut new = OpenOptions::new()
             .read(true)
             .append(true)
-            .open(&path)
-            .map_err(io_error(&path))?;
-        self.len = (MAGIC.len() + frame.len()) as u64;
-        self.snapshot_len = self.len;
+            .open(&tmp)
+            .map_err(io_error(&tmp))?;
+        let written = new.seek(SeekFrom::End(0)).map_err(io_error(&tmp))?;
+        if written != snapshot_len {
+            return Err(JournalError::Io {
+                path: tmp,
+                source: io::Error::other(format!(
+                    "{written} bytes where the snapshot wrote {snapshot_len}"
+                )),
+            });
+        }
+        new.write_all(&tail).map_err(io_error(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_error(&path))?;
+        self.file = new;
+        self.len = snapshot_len + tail_len;
+        self.snapshot_len = snapshot_len;
         self.status.bytes = self.len;
         self.status.compactions += 1;
         self.broken = None;
+        if let Some(dir) = path.parent().map(Path::to_owned) {
+            // Makes the rename durable where the platform allows it, off this
+            // path (the records themselves are not synced either).
+            let _ = std::thread::Builder::new()
+                .name("nexus-journal-sync".into())
+                .spawn(move || {
+                    if let Ok(d) = File::open(dir) {
+                        let _ = d.sync_all();
+                    }
+                });
+        }
         Ok(())
     }
 }
 
-fn venue_name(journal: &Journal, book: &Book, order_id: u64) -> String {
+/// Where a compaction writes the new journal before renaming it.
+fn tmp_path(path: &Path) -> PathBuf {
+    path.with_extension("journal.tmp")
+}
+
+/// A compaction's own work, off the engine's lock: replays the journal at
+/// `path` up to `cut` into `oms` (an empty manager) and writes the state as
+/// one snapshot record to a new file beside it, synced; returns its length.
+fn write_snapshot(
+    path: &Path,
+    cut: u64,
+    venues: &[String],
+    oms: OrderManager,
+) -> Result<u64, JournalError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(cut).read_to_end(&mut bytes))
+        .map_err(io_error(path))?;
+    let mut notes = Vec::new();
+    let (entries, good, _) = parse(path, &bytes, &mut notes)?;
+    if good as u64 != cut {
+        return Err(JournalError::Corrupt {
+            path: path.to_owned(),
+            offset: good as u64,
+            detail: format!("{cut} bytes were expected to read whole, {good} did"),
+        });
+    }
+    let mut book = Book::new(oms, &[]);
+    book.routed = vec![0; venues.len()];
+    for (offset, entry) in entries {
+        replay(&mut book, entry, venues, &mut notes).map_err(|detail| JournalError::Corrupt {
+            path: path.to_owned(),
+            offset,
+            detail: format!("cannot replay: {detail}"),
+        })?;
+    }
+    let frame = frame(&snapshot(&book, venues))?;
+    let tmp = tmp_path(path);
+    let mut f = File::create(&tmp).map_err(io_error(&tmp))?;
+    f.write_all(MAGIC).map_err(io_error(&tmp))?;
+    f.write_all(&frame).map_err(io_error(&tmp))?;
+    f.sync_all().map_err(io_error(&tmp))?;
+    Ok((MAGIC.len() + frame.len()) as u64)
+}
+
+fn venue_name(venues: &[String], book: &Book, order_id: u64) -> String {
     book.venue_of
         .get(&order_id)
-        .and_then(|&i| journal.venues.get(i))
+        .and_then(|&i| venues.get(i))
         .cloned()
         .unwrap_or_default()
 }
 
-fn snapshot(book: &Book, journal: &Journal) -> Entry {
+fn snapshot(book: &Book, venues: &[String]) -> Entry {
     let mut routes: Vec<(u64, String, Tif)> = book
         .venue_of
         .keys()
         .map(|&id| {
             let tif = book.tifs.get(&id).copied().unwrap_or_default();
-            (id, venue_name(journal, book, id), tif.into())
+            (id, venue_name(venues, book, id), tif.into())
         })
         .collect();
     routes.sort_by_key(|r| r.0);
     Entry::Snapshot(Box::new(Snapshot {
         state: book.oms.state(),
         routes,
-        routed: journal
-            .venues
+        routed: venues
             .iter()
             .cloned()
             .zip(book.routed.iter().copied())
@@ -475,8 +626,9 @@ pub(super) fn open(
     dir: &Path,
     compact_bytes: u64,
     venues: &[String],
+    fresh: FreshManager,
 ) -> Result<(), ExecutionError> {
-    let (mut journal, entries) = Journal::open(dir, compact_bytes, venues)?;
+    let (mut journal, entries) = Journal::open(dir, compact_bytes, venues, fresh)?;
     let path = journal.path().to_owned();
     let mut notes = Vec::new();
     for (offset, entry) in entries {
@@ -592,26 +744,27 @@ fn replay(
     Ok(())
 }
 
-/// Appends `entry`, then compacts when the journal has grown enough. Does
-/// nothing without a journal.
+/// Appends `entry`; then finishes a compaction whose snapshot is written, or
+/// starts one when the journal has grown enough. Does nothing without a
+/// journal.
 fn record(book: &mut Book, entry: &Entry) -> Result<(), JournalError> {
     let Some(journal) = book.journal.as_mut() else {
         return Ok(());
     };
     journal.append(entry)?;
-    if journal.needs_compaction() {
-        let snap = snapshot(
-            book,
-            book.journal.as_ref().unwrap_or_else(|| unreachable!()),
-        );
-        if let Some(journal) = book.journal.as_mut() {
-            if let Err(e) = journal.compact(&snap) {
-                // The journal as it is stays valid: no record is lost.
-                journal.note(format!("compaction failed, the journal grows on: {e}"));
-            }
-        }
+    if journal.compacting.is_some() {
+        journal.settle_compaction(None);
+    } else if journal.needs_compaction() {
+        journal.start_compaction();
     }
     Ok(())
+}
+
+/// At a stop: waits up to `wait` for a running compaction and finishes it.
+pub(super) fn settle(book: &mut Book, wait: Duration) {
+    if let Some(journal) = book.journal.as_mut() {
+        journal.settle_compaction(Some(wait));
+    }
 }
 
 /// Journals an order the manager just accepted or refused, before it is sent.
@@ -746,6 +899,11 @@ pub(super) fn status(book: &Book) -> Option<JournalStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nexus_oms::RiskLimits;
+
+    fn fresh() -> FreshManager {
+        FreshManager(Arc::new(|| OrderManager::new(RiskLimits::default())))
+    }
 
     fn temp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("nexus-journal-{name}-{}", std::process::id()));
@@ -758,7 +916,7 @@ mod tests {
     fn torn_tails_are_cut_and_corruption_refused() {
         let dir = temp("torn");
         let venues = vec!["PAPER".to_owned()];
-        let (mut j, entries) = Journal::open(&dir, 1 << 20, &venues).unwrap();
+        let (mut j, entries) = Journal::open(&dir, 1 << 20, &venues, fresh()).unwrap();
         assert!(entries.is_empty());
         for engaged in [true, false, true] {
             j.append(&Entry::KillSwitch { engaged }).unwrap();
@@ -772,27 +930,27 @@ mod tests {
         // reported with why and cut off, and appends go on after it.
         for cut in [third + 3, third + 8, full.len() - 1] {
             fs::write(&path, &full[..cut]).unwrap();
-            let (mut j, entries) = Journal::open(&dir, 1 << 20, &venues).unwrap();
+            let (mut j, entries) = Journal::open(&dir, 1 << 20, &venues, fresh()).unwrap();
             assert_eq!(entries.len(), 2, "cut at {cut}");
             assert_eq!(j.status.notes.len(), 1);
             assert!(j.status.notes[0].contains("torn"), "{:?}", j.status.notes);
             assert_eq!(fs::metadata(&path).unwrap().len(), third as u64);
             j.append(&Entry::KillSwitch { engaged: false }).unwrap();
             drop(j);
-            let (_, entries) = Journal::open(&dir, 1 << 20, &venues).unwrap();
+            let (_, entries) = Journal::open(&dir, 1 << 20, &venues, fresh()).unwrap();
             assert_eq!(entries.len(), 3);
         }
         // A flipped byte in the last record: torn. In an earlier one: corrupt.
         let mut bad = full.clone();
         *bad.last_mut().unwrap() ^= 1;
         fs::write(&path, &bad).unwrap();
-        let (j, entries) = Journal::open(&dir, 1 << 20, &venues).unwrap();
+        let (j, entries) = Journal::open(&dir, 1 << 20, &venues, fresh()).unwrap();
         assert_eq!((entries.len(), j.status.notes.len()), (2, 1));
         drop(j);
         let mut bad = full.clone();
         bad[MAGIC.len() + 9] ^= 1;
         fs::write(&path, &bad).unwrap();
-        let err = Journal::open(&dir, 1 << 20, &venues).unwrap_err();
+        let err = Journal::open(&dir, 1 << 20, &venues, fresh()).unwrap_err();
         assert!(
             matches!(&err, JournalError::Corrupt { offset: 8, .. }),
             "{err}"
@@ -800,9 +958,132 @@ mod tests {
         assert!(err.to_string().contains("move the file aside"));
         fs::write(&path, b"something else entirely").unwrap();
         assert!(matches!(
-            Journal::open(&dir, 1 << 20, &venues),
+            Journal::open(&dir, 1 << 20, &venues, fresh()),
             Err(JournalError::Corrupt { offset: 0, .. })
         ));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn book() -> Book {
+        let mut book = Book::new((fresh().0)(), &[]);
+        book.routed = vec![0];
+        book
+    }
+
+    #[allow(clippy::unwrap_used)]
+    fn submit(book: &mut Book, i: usize) {
+        let order = book
+            .oms
+            .submit(nexus_oms::NewOrder {
+                client_order_id: format!("K{i}"),
+                instrument: "EUR/USD".into(),
+                side: nexus_oms::Side::Buy,
+                order_type: nexus_oms::OrderType::Limit,
+                quantity: 1 + i as i64 % 7,
+                limit_price: Some(10_000),
+                now_ns: i as i64,
+            })
+            .unwrap()
+            .clone();
+        book.tifs.insert(order.order_id, TimeInForce::Day);
+        book.venue_of.insert(order.order_id, 0);
+        book.routed[0] += 1;
+        record_submit(book, &order, 0, TimeInForce::Day).unwrap();
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn compaction_runs_beside_the_records_and_loses_none() {
+        let dir = temp("beside");
+        let venues = vec!["PAPER".to_owned()];
+        let mut live = book();
+        // Never compacts by itself: the test starts the one compaction.
+        open(&mut live, &dir, u64::MAX / 2, &venues, fresh()).unwrap();
+        for i in 0..300 {
+            submit(&mut live, i);
+        }
+        let before = status(&live).unwrap().bytes;
+        live.journal.as_mut().unwrap().start_compaction();
+        // Records written while it runs: the first after its end finishes it,
+        // whichever it is, and each one lands after the snapshot.
+        let more = 40;
+        for i in 300..300 + more {
+            submit(&mut live, i);
+        }
+        live.oms.set_kill_switch(true);
+        record_kill_switch(&mut live, true);
+        settle(&mut live, Duration::from_secs(30));
+        let s = status(&live).unwrap();
+        assert_eq!(s.compactions, 1, "{s:?}");
+        assert!(s.notes.is_empty(), "{:?}", s.notes);
+        assert!(!tmp_path(&s.path).exists());
+        assert_eq!(s.bytes, fs::metadata(&s.path).unwrap().len());
+        let state = live.oms.state();
+        drop(live);
+
+        let mut again = book();
+        open(&mut again, &dir, u64::MAX / 2, &venues, fresh()).unwrap();
+        let s = status(&again).unwrap();
+        // The snapshot, then every record written after the compaction began.
+        assert_eq!(s.replayed, 1 + more as u64 + 1, "{s:?}");
+        assert!(
+            again.oms.state() == state,
+            "the state differs after a restart"
+        );
+        assert_eq!(again.routed, vec![300 + more as u64]);
+        assert!(again.oms.state().kill_switch);
+        // Records go on after the switch: appends to the renamed file.
+        again.oms.set_kill_switch(false);
+        record_kill_switch(&mut again, false);
+        submit(&mut again, 1_000);
+        let grown = status(&again).unwrap().bytes;
+        assert_eq!(grown, fs::metadata(&s.path).unwrap().len());
+        let state = again.oms.state();
+        drop(again);
+        let mut third = book();
+        open(&mut third, &dir, u64::MAX / 2, &venues, fresh()).unwrap();
+        assert!(
+            third.oms.state() == state,
+            "the state differs after a restart"
+        );
+        assert!(before > 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_failed_compaction_leaves_the_journal_whole() {
+        let dir = temp("failed");
+        let venues = vec!["PAPER".to_owned()];
+        let mut live = book();
+        open(&mut live, &dir, u64::MAX / 2, &venues, fresh()).unwrap();
+        for i in 0..20 {
+            submit(&mut live, i);
+        }
+        // The snapshot cannot be written: its file's name is a folder.
+        let path = status(&live).unwrap().path;
+        fs::create_dir_all(tmp_path(&path).join("in-the-way")).unwrap();
+        live.journal.as_mut().unwrap().start_compaction();
+        submit(&mut live, 20);
+        settle(&mut live, Duration::from_secs(30));
+        let s = status(&live).unwrap();
+        assert_eq!(s.compactions, 0);
+        assert!(
+            s.notes.iter().any(|n| n.contains("compaction failed")),
+            "{:?}",
+            s.notes
+        );
+        submit(&mut live, 21);
+        let state = live.oms.state();
+        drop(live);
+        fs::remove_dir_all(tmp_path(&path)).unwrap();
+        let mut again = book();
+        open(&mut again, &dir, u64::MAX / 2, &venues, fresh()).unwrap();
+        assert!(
+            again.oms.state() == state,
+            "the state differs after a restart"
+        );
+        assert_eq!(status(&again).unwrap().replayed, 22);
         let _ = fs::remove_dir_all(&dir);
     }
 }
