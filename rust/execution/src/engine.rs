@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use nexus_collections::ShardedMap;
 use nexus_fix::message::Message;
 use nexus_fix::session::tcp::now_nanos;
 use nexus_fix::session::{
@@ -322,15 +323,16 @@ const LATENCY_EWMA_ALPHA: f64 = 0.1;
 #[derive(Debug)]
 struct Book {
     oms: OrderManager,
-    tifs: HashMap<u64, TimeInForce>,
+    // Sharded, as every map that grows with the orders (nexus-collections).
+    tifs: ShardedMap<u64, TimeInForce>,
     log: VecDeque<ReportRecord>,
     next_sequence: u64,
     dropped: u64,
     unapplied: Vec<String>,
     /// Venue (index) of every order.
-    venue_of: HashMap<u64, usize>,
+    venue_of: ShardedMap<u64, usize>,
     /// When each order not yet answered was sent.
-    sent_at: HashMap<u64, Instant>,
+    sent_at: ShardedMap<u64, Instant>,
     /// Moving average of each venue's time from NewOrderSingle to its first
     /// report, in milliseconds.
     ack_ms: Vec<f64>,
@@ -346,13 +348,13 @@ impl Book {
     fn new(oms: OrderManager, venues: &[VenueSetup]) -> Self {
         Self {
             oms,
-            tifs: HashMap::new(),
+            tifs: ShardedMap::new(),
             log: VecDeque::new(),
             next_sequence: 1,
             dropped: 0,
             unapplied: Vec::new(),
-            venue_of: HashMap::new(),
-            sent_at: HashMap::new(),
+            venue_of: ShardedMap::new(),
+            sent_at: ShardedMap::new(),
             ack_ms: venues
                 .iter()
                 .map(|v| v.latency.as_secs_f64() * 1e3)

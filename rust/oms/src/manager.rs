@@ -1,7 +1,9 @@
 //! The order manager: orders and their ClOrdID chains, execution reports,
 //! positions, pre-trade checks and the kill switch.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use nexus_collections::{ShardedMap, ShardedSet};
 
 use thiserror::Error;
 
@@ -202,9 +204,11 @@ pub struct ManagerState {
 /// Orders, positions and the pre-trade risk engine of one trading account.
 #[derive(Debug, Default)]
 pub struct OrderManager {
-    orders: HashMap<u64, Order>,
-    by_client_id: HashMap<String, u64>,
-    exec_ids: HashSet<String>,
+    // Sharded: these grow with every order and report of the day, and a plain
+    // map's growth stalls one insert for tens of milliseconds at 100k entries.
+    orders: ShardedMap<u64, Order>,
+    by_client_id: ShardedMap<String, u64>,
+    exec_ids: ShardedSet<String>,
     positions: HashMap<String, Position>,
     /// Leaves quantity of the open orders, per instrument and side.
     working: HashMap<(String, Side), i64>,

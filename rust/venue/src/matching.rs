@@ -19,6 +19,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use nexus_collections::ShardedMap;
+
 use thiserror::Error;
 
 /// Identifies an order in a [`MatchingEngine`].
@@ -275,9 +277,10 @@ struct Queued {
 pub struct MatchingEngine {
     config: EngineConfig,
     books: HashMap<String, Book>,
-    orders: HashMap<OrderId, Order>,
+    // Sharded, as every map that grows with the orders (nexus-collections).
+    orders: ShardedMap<OrderId, Order>,
     /// Queue sequence number of each resting order.
-    queued: HashMap<OrderId, Queued>,
+    queued: ShardedMap<OrderId, Queued>,
     next_id: OrderId,
     next_seq: u64,
 }
@@ -317,8 +320,8 @@ impl MatchingEngine {
         Self {
             config,
             books: HashMap::new(),
-            orders: HashMap::new(),
-            queued: HashMap::new(),
+            orders: ShardedMap::new(),
+            queued: ShardedMap::new(),
             next_id: 1,
             next_seq: 1,
         }
@@ -1064,7 +1067,7 @@ mod tests {
                     .collect();
                 indexed.sort_by_key(|&(_, _, seq)| seq);
                 let expected: Vec<(Side, i64, u64)> = book.resting.iter()
-                    .filter_map(|(&seq, id)| e.orders[id].price.map(|p| (e.orders[id].side, p, seq)))
+                    .filter_map(|(&seq, id)| e.orders.get(id).and_then(|o| o.price.map(|p| (o.side, p, seq))))
                     .collect();
                 prop_assert_eq!(indexed, expected);
                 for id in 1..=40 {

@@ -45,6 +45,8 @@
 //! than the instrument's scale.
 
 use std::collections::HashMap;
+
+use nexus_collections::ShardedMap;
 use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -139,8 +141,9 @@ struct OrderInfo {
 
 struct Inner {
     engine: MatchingEngine,
-    orders: HashMap<OrderId, OrderInfo>,
-    by_cl_ord_id: HashMap<(SessionId, String), OrderId>,
+    // Sharded, as every map that grows with the orders (nexus-collections).
+    orders: ShardedMap<OrderId, OrderInfo>,
+    by_cl_ord_id: ShardedMap<(SessionId, String), OrderId>,
     senders: HashMap<SessionId, SessionSender>,
     /// Unsolicited reports not yet handed to a session channel.
     pending: HashMap<SessionId, Vec<OutgoingMessage>>,
@@ -777,8 +780,8 @@ impl PaperVenue {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 engine,
-                orders: HashMap::new(),
-                by_cl_ord_id: HashMap::new(),
+                orders: ShardedMap::new(),
+                by_cl_ord_id: ShardedMap::new(),
                 senders: HashMap::new(),
                 pending: HashMap::new(),
                 next_exec_id: 1,

@@ -1,0 +1,110 @@
+//! The longest single insert while a map grows to `NEXUS_BENCH_ENTRIES`
+//! entries (default 300 000), a `std` HashMap against a [`ShardedMap`] in the
+//! same run, for the key and value shapes the order path keeps: ClOrdID and
+//! ExecID strings, and order records by id. Medians of 5 rounds.
+//!
+//! `cargo bench -p nexus-collections --bench growth`
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Instant;
+
+use nexus_collections::ShardedMap;
+
+/// About the size of an order record.
+#[derive(Clone)]
+struct Record {
+    _fields: [u64; 24],
+    _id: String,
+}
+
+/// The longest insert, ns, and the total, ns.
+fn worst<K, V>(
+    n: usize,
+    mut insert: impl FnMut(K, V),
+    make: impl Fn(usize) -> (K, V),
+) -> (u64, u64) {
+    let mut worst = 0u64;
+    let started = Instant::now();
+    for i in 0..n {
+        let (k, v) = make(i);
+        let t = Instant::now();
+        insert(k, v);
+        worst = worst.max(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+    }
+    (
+        worst,
+        u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+    )
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn compare<K: Eq + std::hash::Hash, V>(
+    name: &str,
+    n: usize,
+    make: impl Fn(usize) -> (K, V) + Copy,
+) {
+    let (mut plain, mut sharded, mut plain_total, mut sharded_total) =
+        (vec![], vec![], vec![], vec![]);
+    for _ in 0..5 {
+        let mut m: HashMap<K, V> = HashMap::new();
+        let (w, t) = worst(
+            n,
+            |k, v| {
+                m.insert(k, v);
+            },
+            make,
+        );
+        black_box(&m);
+        drop(m);
+        plain.push(w);
+        plain_total.push(t);
+        let mut s: ShardedMap<K, V> = ShardedMap::new();
+        let (w, t) = worst(
+            n,
+            |k, v| {
+                s.insert(k, v);
+            },
+            make,
+        );
+        black_box(&s);
+        drop(s);
+        sharded.push(w);
+        sharded_total.push(t);
+    }
+    let (p, s) = (median(plain), median(sharded));
+    let (pt, st) = (median(plain_total), median(sharded_total));
+    println!(
+        "growth {name:<22} longest insert: HashMap {:>9.1} us | ShardedMap {:>7.1} us | ratio {:.3}x; all {n} inserts: {:.1} ms vs {:.1} ms ({:.2}x)",
+        p as f64 / 1e3,
+        s as f64 / 1e3,
+        s as f64 / p as f64,
+        pt as f64 / 1e6,
+        st as f64 / 1e6,
+        st as f64 / pt as f64,
+    );
+}
+
+fn main() {
+    let n = std::env::var("NEXUS_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(300_000);
+    compare("ClOrdID -> id", n, |i| (format!("ORD-{i:08}"), i as u64));
+    compare("ExecID set", n, |i| (format!("EXEC-{i:010}-NEW"), ()));
+    compare("id -> order record", n, |i| {
+        (
+            i as u64,
+            Record {
+                _fields: [i as u64; 24],
+                _id: format!("ORD-{i:08}"),
+            },
+        )
+    });
+}
