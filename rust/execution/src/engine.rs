@@ -1131,7 +1131,9 @@ impl ExecutionEngine {
         };
         let skip =
             usize::try_from(sequence.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
-        book.log.iter().skip(skip).take(max).cloned().collect()
+        let skip = skip.min(book.log.len());
+        // A range of the deque: no walk over the reports before it.
+        book.log.range(skip..).take(max).cloned().collect()
     }
 
     /// Waits until the log holds a report with a sequence number above `sequence`,
