@@ -1,7 +1,9 @@
 //! The longest single insert while a map grows to `NEXUS_BENCH_ENTRIES`
 //! entries (default 300 000), a `std` HashMap against a [`ShardedMap`] in the
 //! same run, for the key and value shapes the order path keeps: ClOrdID and
-//! ExecID strings, and order records by id. Medians of 5 rounds.
+//! ExecID strings, and order records by id; then the time of a lookup of
+//! every key in the full map (the price of picking the shard). Medians of 5
+//! rounds.
 //!
 //! `cargo bench -p nexus-collections --bench growth`
 #![allow(clippy::unwrap_used)]
@@ -44,6 +46,14 @@ fn median(mut v: Vec<u64>) -> u64 {
     v[v.len() / 2]
 }
 
+/// Time to look every key up, ns.
+fn lookups<K>(keys: &[K], mut get: impl FnMut(&K) -> bool) -> u64 {
+    let started = Instant::now();
+    let found = keys.iter().filter(|k| get(black_box(*k))).count();
+    assert_eq!(found, keys.len());
+    u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
 fn compare<K: Eq + std::hash::Hash, V>(
     name: &str,
     n: usize,
@@ -51,6 +61,8 @@ fn compare<K: Eq + std::hash::Hash, V>(
 ) {
     let (mut plain, mut sharded, mut plain_total, mut sharded_total) =
         (vec![], vec![], vec![], vec![]);
+    let (mut plain_get, mut sharded_get) = (vec![], vec![]);
+    let keys: Vec<K> = (0..n).map(|i| make(i).0).collect();
     for _ in 0..5 {
         let mut m: HashMap<K, V> = HashMap::new();
         let (w, t) = worst(
@@ -60,7 +72,7 @@ fn compare<K: Eq + std::hash::Hash, V>(
             },
             make,
         );
-        black_box(&m);
+        plain_get.push(lookups(&keys, |k| m.contains_key(k)));
         drop(m);
         plain.push(w);
         plain_total.push(t);
@@ -72,13 +84,14 @@ fn compare<K: Eq + std::hash::Hash, V>(
             },
             make,
         );
-        black_box(&s);
+        sharded_get.push(lookups(&keys, |k| s.contains_key(k)));
         drop(s);
         sharded.push(w);
         sharded_total.push(t);
     }
     let (p, s) = (median(plain), median(sharded));
     let (pt, st) = (median(plain_total), median(sharded_total));
+    let (pg, sg) = (median(plain_get), median(sharded_get));
     println!(
         "growth {name:<22} longest insert: HashMap {:>9.1} us | ShardedMap {:>7.1} us | ratio {:.3}x; all {n} inserts: {:.1} ms vs {:.1} ms ({:.2}x)",
         p as f64 / 1e3,
@@ -87,6 +100,12 @@ fn compare<K: Eq + std::hash::Hash, V>(
         pt as f64 / 1e6,
         st as f64 / 1e6,
         st as f64 / pt as f64,
+    );
+    println!(
+        "growth {name:<22} lookup of every key: HashMap {:>6.1} ns | ShardedMap {:>6.1} ns | ratio {:.2}x",
+        pg as f64 / n as f64,
+        sg as f64 / n as f64,
+        sg as f64 / pg as f64,
     );
 }
 

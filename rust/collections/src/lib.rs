@@ -9,13 +9,15 @@
 //! hash of the key: each grows on its own, at its own time, moving a
 //! [`SHARDS`]th of the entries, so no insert pays for more than that.
 //!
-//! Lookups hash the key twice (once to pick the shard); iteration order is
-//! unspecified, as with [`HashMap`].
+//! Lookups hash the key twice: once with a fast multiplicative hash, seeded
+//! per map, to pick the shard, then with the shard's own `std` hasher
+//! (SipHash, randomly keyed) inside it. Iteration order is unspecified, as
+//! with [`HashMap`].
 
 use std::borrow::Borrow;
 use std::collections::hash_map::{self, HashMap, RandomState};
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 /// Independent maps each [`ShardedMap`] spreads its entries over.
 pub const SHARDS: usize = 64;
@@ -23,19 +25,78 @@ pub const SHARDS: usize = 64;
 /// their own, independent hashers).
 const SHIFT: u32 = u64::BITS - SHARDS.trailing_zeros();
 
+/// The hash that picks a shard: a multiply-rotate over the key's words (as
+/// rustc's FxHash), started from a per-map seed. Only spreads entries over
+/// the shards; the maps inside keep `std`'s keyed hasher, so keys chosen to
+/// collide can at worst crowd one shard, which is then a plain map.
+struct ShardHasher(u64);
+
+const MULTIPLIER: u64 = 0x517c_c1b7_2722_0a95;
+
+impl ShardHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(MULTIPLIER);
+    }
+}
+
+impl Hasher for ShardHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        // One more round, so that the last word reaches the top bits.
+        self.0.rotate_left(5).wrapping_mul(MULTIPLIER)
+    }
+}
+
 /// A hash map in [`SHARDS`] parts that grow one at a time (see the crate
 /// documentation). The API follows [`HashMap`]'s.
 #[derive(Clone)]
 pub struct ShardedMap<K, V> {
     shards: Vec<HashMap<K, V>>,
-    selector: RandomState,
+    seed: u64,
 }
 
 impl<K, V> Default for ShardedMap<K, V> {
     fn default() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| HashMap::new()).collect(),
-            selector: RandomState::new(),
+            seed: RandomState::new().hash_one(0u64),
         }
     }
 }
@@ -98,8 +159,11 @@ impl<K, V> ShardedMap<K, V> {
 }
 
 impl<K: Eq + Hash, V> ShardedMap<K, V> {
+    #[inline]
     fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        (self.selector.hash_one(key) >> SHIFT) as usize
+        let mut h = ShardHasher(self.seed);
+        key.hash(&mut h);
+        (h.finish() >> SHIFT) as usize
     }
 
     /// The value of `key`.
@@ -350,13 +414,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn entries_spread_over_the_shards() {
-        let map: ShardedMap<u64, ()> = (0..64_000).map(|k| (k, ())).collect();
+    fn assert_spread<K>(map: &ShardedMap<K, ()>) {
         let sizes: Vec<usize> = map.shards.iter().map(HashMap::len).collect();
         assert_eq!(sizes.iter().sum::<usize>(), 64_000);
         // 1,000 expected in each; a shard 30% off would mean a biased pick.
         assert!(sizes.iter().all(|&n| (700..1300).contains(&n)), "{sizes:?}");
+    }
+
+    #[test]
+    fn entries_spread_over_the_shards() {
+        // The key shapes of the order path: sequential ids, ClOrdIDs that
+        // differ in their last digits only, pairs.
+        for _ in 0..3 {
+            assert_spread(&(0..64_000u64).map(|k| (k, ())).collect());
+            assert_spread(&(0..64_000).map(|k| (format!("ORD-{k:08}"), ())).collect());
+            assert_spread(&(0..64_000).map(|k| (format!("{k}"), ())).collect());
+            assert_spread(
+                &(0..64_000u64)
+                    .map(|k| (("S".to_owned(), k * 1024), ()))
+                    .collect(),
+            );
+        }
     }
 
     #[test]
