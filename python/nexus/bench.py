@@ -1146,6 +1146,7 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
     sleeping: list[float] = []
     polling: list[float] = []
     journaled: list[float] = []
+    echo_polling: list[float] = []
     theirs: list[float] = []
     skipped = None
     spin_us = poll_us = 0
@@ -1168,6 +1169,7 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
             sleeping += _read_samples_us(samples.with_name(samples.name + ".sleeping"))
             polling += _read_samples_us(samples.with_name(samples.name + ".sleeping.polling"))
             journaled += _read_samples_us(samples.with_name(samples.name + ".journaled"))
+            echo_polling += _read_samples_us(samples.with_name(samples.name + ".echo_polling"))
             if skipped is None:
                 skipped = _quickfix_cpp_roundtrip(orders, samples)
                 if skipped is None:
@@ -1176,6 +1178,7 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
     s = _latency_figures(sleeping)
     p = _latency_figures(polling)
     j = _latency_figures(journaled)
+    e = _latency_figures(echo_polling)
     lines = [
         f"order-roundtrip-rust (engine submit -> FIX -> paper venue -> ExecutionReport new "
         f"applied; the caller spins up to {spin_us} us, then sleeps): p50 {a[0]:,.1f} us, "
@@ -1184,7 +1187,9 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
         f"p99 {s[1]:,.1f} us, p99.9 {s[2]:,.1f} us ({len(sleeping):,} orders)",
         f"order-roundtrip-rust, the FIX readers busy-poll {poll_us} us after each message "
         f"(execution.busy_poll_us; a core per session busy meanwhile): p50 {p[0]:,.1f} us, "
-        f"p99 {p[1]:,.1f} us, p99.9 {p[2]:,.1f} us ({len(polling):,} orders)",
+        f"p99 {p[1]:,.1f} us, p99.9 {p[2]:,.1f} us ({len(polling):,} orders) | a bare TCP echo "
+        f"whose both ends poll: p50 {e[0]:,.1f} us, p99 {e[1]:,.1f} us (ratio p50 "
+        f"{p[0] / e[0]:.2f}x, p99 {p[1] / e[1]:.2f}x)",
         f"order-roundtrip-rust, the order journal and FIX message stores on disk (as make run "
         f"keeps them; the caller spins): p50 {j[0]:,.1f} us, p99 {j[1]:,.1f} us, "
         f"p99.9 {j[2]:,.1f} us, max {max(journaled):,.1f} us (in memory: max {max(ours):,.1f} us; "

@@ -111,15 +111,36 @@ fn engine_roundtrips(
     (samples, in_submit)
 }
 
-fn echo_roundtrips(n: usize) -> Vec<u64> {
+/// Reads `buf` whole; `polling`: without waiting, yielding the core between
+/// tries (as the FIX readers' busy polling does). False at the end of the stream.
+fn read_whole(s: &mut TcpStream, buf: &mut [u8], polling: bool) -> bool {
+    if !polling {
+        return s.read_exact(buf).is_ok();
+    }
+    let mut got = 0;
+    while got < buf.len() {
+        match s.read(&mut buf[got..]) {
+            Ok(0) => return false,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// The floor: a bare TCP echo of a FIX-sized message between two threads;
+/// `polling`: both ends poll their sockets instead of blocking.
+fn echo_roundtrips(n: usize, polling: bool) -> Vec<u64> {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let len = FIX_MSG.len();
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
         s.set_nodelay(true).expect("nodelay");
+        s.set_nonblocking(polling).expect("nonblocking");
         let mut buf = vec![0u8; len];
-        while s.read_exact(&mut buf).is_ok() {
+        while read_whole(&mut s, &mut buf, polling) {
             if s.write_all(&buf).is_err() {
                 break;
             }
@@ -127,12 +148,13 @@ fn echo_roundtrips(n: usize) -> Vec<u64> {
     });
     let mut c = TcpStream::connect(addr).expect("connect");
     c.set_nodelay(true).expect("nodelay");
+    c.set_nonblocking(polling).expect("nonblocking");
     let mut buf = vec![0u8; len];
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();
         c.write_all(FIX_MSG).expect("write");
-        c.read_exact(&mut buf).expect("read");
+        assert!(read_whole(&mut c, &mut buf, polling), "echo ended");
         samples.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
     }
     drop(c);
@@ -155,7 +177,8 @@ fn main() {
     let _ = std::fs::remove_dir_all(&disk);
     let (mut journaled, _) = engine_roundtrips(n, spin, Duration::ZERO, Some(&disk));
     let _ = std::fs::remove_dir_all(&disk);
-    let mut floor = echo_roundtrips(n);
+    let mut floor = echo_roundtrips(n, false);
+    let mut polling_floor = echo_roundtrips(n, true);
     let mut after_submit: Vec<u64> = ours
         .iter()
         .zip(&in_submit)
@@ -182,6 +205,14 @@ fn main() {
         ExecutionConfig::default().journal_compact_bytes >> 20
     );
     let b = percentiles("tcp echo (floor)", &mut floor);
+    let f = percentiles("tcp echo, both ends poll", &mut polling_floor);
+    println!(
+        "{:<28} p50 {:>8.2}x    p99 {:>8.2}x    p99.9 {:>8.2}x",
+        "ratio busy-poll / polling echo",
+        d[0] / f[0],
+        d[1] / f[1],
+        d[2] / f[2],
+    );
     // Machine-readable, for `nexus bench order-roundtrip-rust`: the raw samples (ns, one
     // a line) to NEXUS_BENCH_SAMPLES when set, and the percentiles as one JSON line.
     if let Some(path) = std::env::var_os("NEXUS_BENCH_SAMPLES") {
@@ -192,6 +223,11 @@ fn main() {
         on_disk.push(".journaled");
         let text: String = journaled.iter().map(|ns| format!("{ns}\n")).collect();
         std::fs::write(&on_disk, text).expect("write NEXUS_BENCH_SAMPLES.journaled");
+        // The polling echo's, in PATH.echo_polling.
+        let mut echo = path.clone();
+        echo.push(".echo_polling");
+        let text: String = polling_floor.iter().map(|ns| format!("{ns}\n")).collect();
+        std::fs::write(&echo, text).expect("write NEXUS_BENCH_SAMPLES.echo_polling");
         // The sleeping caller's samples beside them, in PATH.sleeping.
         let mut path = path;
         path.push(".sleeping");
