@@ -343,12 +343,69 @@ impl TagIndex {
     }
 }
 
+/// One remembered tag: a field whose first bytes under `mask` are `key` (the digits
+/// and the `=`) has `tag`, written in `digits` digits.
+#[derive(Debug, Clone, Copy)]
+struct TagSlot {
+    key: u64,
+    mask: u64,
+    tag: u32,
+    digits: u32,
+}
+
+impl TagSlot {
+    /// Matches no word: no bits under the mask equal 1.
+    const EMPTY: Self = Self {
+        key: 1,
+        mask: 0,
+        tag: 0,
+        digits: 0,
+    };
+}
+
+/// Slots of the tag cache.
+const TAG_SLOTS: usize = 256;
+
+/// The tags of recent fields by their first bytes, so that a field whose tag was seen
+/// (in this message or an earlier one parsed into the same storage) takes its tag with
+/// one comparison instead of checking and converting its digits. A slot holds the
+/// bytes of the tag and its `=`: a field starting with exactly those bytes has that
+/// tag, whatever the dictionary.
+#[derive(Debug, Clone, Default)]
+struct TagCache {
+    /// Empty until the storage parses its second message (a storage used once does
+    /// not pay for them), then [`TAG_SLOTS`] slots.
+    slots: Vec<TagSlot>,
+    used: bool,
+}
+
+impl TagCache {
+    /// Prepares for a message: allocates the slots on the second one.
+    #[inline]
+    fn prepare(&mut self) {
+        if self.slots.is_empty() {
+            if self.used {
+                self.slots = vec![TagSlot::EMPTY; TAG_SLOTS];
+            }
+            self.used = true;
+        }
+    }
+}
+
+/// Returns the tag cache slot of a field starting with `word`: by its first three bytes
+/// (a tag of up to two digits and its `=`, or the start of a longer one).
+#[inline(always)]
+fn tag_slot(word: u64) -> usize {
+    ((word & 0x00FF_FFFF).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
+}
+
 /// Reusable allocations of a [`Message`]: pass them to [`Message::parse_reusing`] and
 /// get them back with [`Message::into_storage`] to parse without allocating.
 #[derive(Debug, Clone, Default)]
 pub struct MessageStorage {
     fields: Vec<FieldRef>,
     lookup: TagIndex,
+    tags: TagCache,
     /// Behind a pointer: a message moves (out of `parse_reusing`, into and out of the
     /// caller's storage) in a few registers' worth of bytes instead of a `memcpy`.
     layout: Box<LayoutStorage>,
@@ -382,6 +439,7 @@ impl MessageStorage {
         self.layout.stack.clear();
         self.layout.group_counts.clear();
         self.lookup.clear();
+        self.tags.prepare();
     }
 
     /// Appends a field, indexing it when it is the first of its slot.
@@ -1261,8 +1319,10 @@ fn tokenize_body(
     let MessageStorage {
         fields,
         lookup,
+        tags,
         layout,
     } = st;
+    let tag_cache = &mut tags.slots[..];
     let group_counts = &mut layout.group_counts;
     let generation = lookup.generation;
     let slots = &mut *lookup.slots;
@@ -1302,12 +1362,28 @@ fn tokenize_body(
             pos = value_end + 1;
             continue;
         }
-        let (tag, digits) = match tag_of_word(word) {
-            TagWord::Tag(tag, digits) => (tag, digits),
-            TagWord::Invalid => return Err(invalid()),
-            TagWord::Long => {
-                parse_tag_slow(buf.get(pos..).unwrap_or_default()).ok_or_else(invalid)?
-            }
+        let slot = tag_slot(word);
+        let (tag, digits) = match tag_cache.get(slot) {
+            Some(known) if word & known.mask == known.key => (known.tag, known.digits as usize),
+            _ => match tag_of_word(word) {
+                TagWord::Tag(tag, digits) => {
+                    if let Some(known) = tag_cache.get_mut(slot) {
+                        // The digits and the `=`: 2 to 8 bytes.
+                        let mask = u64::MAX >> (56 - 8 * digits as u32);
+                        *known = TagSlot {
+                            key: word & mask,
+                            mask,
+                            tag,
+                            digits: digits as u32,
+                        };
+                    }
+                    (tag, digits)
+                }
+                TagWord::Invalid => return Err(invalid()),
+                TagWord::Long => {
+                    parse_tag_slow(buf.get(pos..).unwrap_or_default()).ok_or_else(invalid)?
+                }
+            },
         };
         let value_start = pos + digits + 1;
         let flags = flags_of(tag);
@@ -3546,6 +3622,55 @@ mod property_tests {
                 }
                 (Err(e), Some(error)) => prop_assert_eq!(e, error),
                 (parsed, error) => prop_assert!(false, "parsed {:?}, expected error {:?}", parsed.map(|m| m.len()), error),
+            }
+        }
+
+        #[test]
+        fn reused_storage_parses_as_fresh_storage(
+            messages in proptest::collection::vec(
+                proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            4 => (1u32..600).prop_map(|t| t.to_string()),
+                            1 => (0u32..u32::MAX).prop_map(|t| t.to_string()),
+                            1 => "0{1,3}[0-9]{1,4}",
+                            1 => "[0-9=A-Z-]{0,3}",
+                        ],
+                        proptest::collection::vec(prop_oneof![8 => 0x20u8..0x7f, 1 => Just(b'='), 1 => 0x80u8..=0xff], 0..10),
+                    ),
+                    0..12,
+                ),
+                1..12,
+            ),
+        ) {
+            // The tag cache a storage keeps from one message to the next (tags with
+            // leading zeros, shared first bytes, one digit and a changing first value
+            // byte, invalid and long tags) gives the fields a fresh storage gives.
+            let mut storage = Some(MessageStorage::default());
+            for fields in &messages {
+                let mut body = b"35=D\x01".to_vec();
+                for (tag, value) in fields {
+                    if tag.parse::<u32>().is_ok_and(|t| builtin_length_for_data(t).is_some()) {
+                        continue;
+                    }
+                    body.extend_from_slice(tag.as_bytes());
+                    body.push(b'=');
+                    body.extend_from_slice(value);
+                    body.push(SOH);
+                }
+                let bytes = crate::frame::encode("FIX.4.4", &body);
+                let options = ParseOptions::default();
+                let fresh = Message::parse_with_options(&bytes, &options);
+                let reused = Message::parse_reusing(&bytes, &options, storage.take().unwrap_or_default());
+                match (fresh, reused) {
+                    (Ok(fresh), Ok(reused)) => {
+                        prop_assert_eq!(fresh.fields(), reused.fields());
+                        prop_assert_eq!(fresh.out_of_order_tag(), reused.out_of_order_tag());
+                        storage = Some(reused.into_storage());
+                    }
+                    (Err(fresh), Err(reused)) => prop_assert_eq!(fresh, reused),
+                    (fresh, reused) => prop_assert!(false, "fresh {:?}, reused {:?}", fresh.map(|m| m.len()), reused.map(|m| m.len())),
+                }
             }
         }
 
