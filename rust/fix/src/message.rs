@@ -343,12 +343,69 @@ impl TagIndex {
     }
 }
 
+/// One remembered tag: a field whose first bytes under `mask` are `key` (the digits
+/// and the `=`) has `tag`, written in `digits` digits.
+#[derive(Debug, Clone, Copy)]
+struct TagSlot {
+    key: u64,
+    mask: u64,
+    tag: u32,
+    digits: u32,
+}
+
+impl TagSlot {
+    /// Matches no word: no bits under the mask equal 1.
+    const EMPTY: Self = Self {
+        key: 1,
+        mask: 0,
+        tag: 0,
+        digits: 0,
+    };
+}
+
+/// Slots of the tag cache.
+const TAG_SLOTS: usize = 256;
+
+/// The tags of recent fields by their first bytes, so that a field whose tag was seen
+/// (in this message or an earlier one parsed into the same storage) takes its tag with
+/// one comparison instead of checking and converting its digits. A slot holds the
+/// bytes of the tag and its `=`: a field starting with exactly those bytes has that
+/// tag, whatever the dictionary.
+#[derive(Debug, Clone, Default)]
+struct TagCache {
+    /// Empty until the storage parses its second message (a storage used once does
+    /// not pay for them), then [`TAG_SLOTS`] slots.
+    slots: Vec<TagSlot>,
+    used: bool,
+}
+
+impl TagCache {
+    /// Prepares for a message: allocates the slots on the second one.
+    #[inline]
+    fn prepare(&mut self) {
+        if self.slots.is_empty() {
+            if self.used {
+                self.slots = vec![TagSlot::EMPTY; TAG_SLOTS];
+            }
+            self.used = true;
+        }
+    }
+}
+
+/// Returns the tag cache slot of a field starting with `word`: by its first three bytes
+/// (a tag of up to two digits and its `=`, or the start of a longer one).
+#[inline(always)]
+fn tag_slot(word: u64) -> usize {
+    ((word & 0x00FF_FFFF).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
+}
+
 /// Reusable allocations of a [`Message`]: pass them to [`Message::parse_reusing`] and
 /// get them back with [`Message::into_storage`] to parse without allocating.
 #[derive(Debug, Clone, Default)]
 pub struct MessageStorage {
     fields: Vec<FieldRef>,
     lookup: TagIndex,
+    tags: TagCache,
     /// Behind a pointer: a message moves (out of `parse_reusing`, into and out of the
     /// caller's storage) in a few registers' worth of bytes instead of a `memcpy`.
     layout: Box<LayoutStorage>,
@@ -382,6 +439,7 @@ impl MessageStorage {
         self.layout.stack.clear();
         self.layout.group_counts.clear();
         self.lookup.clear();
+        self.tags.prepare();
     }
 
     /// Appends a field, indexing it when it is the first of its slot.
@@ -718,6 +776,9 @@ fn parse_digits(bytes: &[u8]) -> Option<u64> {
 #[derive(Debug, Clone)]
 pub struct Message<'a> {
     buf: &'a [u8],
+    /// The whole message as text when it is UTF-8 (checked once), so that text
+    /// getters slice it instead of checking each value.
+    text: Option<&'a str>,
     st: MessageStorage,
     body_length: u32,
     checksum: u8,
@@ -779,6 +840,7 @@ impl<'a> Message<'a> {
         let (body_length, checksum, out_of_order) = tokenize(buf, options, &mut storage)?;
         let mut msg = Self {
             buf,
+            text: std::str::from_utf8(buf).ok(),
             st: storage,
             body_length,
             checksum,
@@ -919,6 +981,32 @@ impl<'a> Message<'a> {
     #[inline]
     pub fn value(&self, field: &FieldRef) -> &'a [u8] {
         self.buf.get(field.value_range()).unwrap_or_default()
+    }
+
+    /// Returns the value of `field` as text when it is UTF-8: a slice of the message's
+    /// text when the whole message is UTF-8 (a value between ASCII delimiters starts
+    /// and ends on character boundaries), else checked on its own.
+    #[inline]
+    fn text_of_field(&self, field: &FieldRef) -> Option<&'a str> {
+        match self.text.and_then(|t| t.get(field.value_range())) {
+            Some(text) => Some(text),
+            None => text_of(self.value(field)),
+        }
+    }
+
+    /// Returns the value of `field` as a [`Decimal`]: values of up to eight bytes
+    /// are read as one word (every value but CheckSum's has eight bytes of the
+    /// message from its start), longer ones by [`parse_decimal`].
+    #[inline]
+    fn decimal_of_field(&self, field: &FieldRef) -> Option<Decimal> {
+        let range = field.value_range();
+        let len = range.end.wrapping_sub(range.start);
+        if (1..=8).contains(&len) {
+            if let Some(word) = word_at(self.buf, range.start) {
+                return decimal_of_word(word, len);
+            }
+        }
+        parse_decimal(self.value(field))
     }
 
     /// Returns BeginString (8), e.g. `FIX.4.4`.
@@ -1064,6 +1152,24 @@ impl<'a> FieldAccess<'a> for Message<'a> {
     #[inline]
     fn raw(&self, tag: u32) -> Option<&'a [u8]> {
         self.st.find_top(tag).map(|f| self.value(f))
+    }
+
+    #[inline]
+    fn get_str(&self, tag: u32) -> Result<&'a str, FieldError> {
+        let f = self.st.find_top(tag).ok_or(FieldError::Missing(tag))?;
+        self.text_of_field(f).ok_or(FieldError::Format {
+            tag,
+            expected: "string",
+        })
+    }
+
+    #[inline]
+    fn get_decimal(&self, tag: u32) -> Result<Decimal, FieldError> {
+        let f = self.st.find_top(tag).ok_or(FieldError::Missing(tag))?;
+        self.decimal_of_field(f).ok_or(FieldError::Format {
+            tag,
+            expected: "decimal",
+        })
     }
 }
 
@@ -1213,8 +1319,10 @@ fn tokenize_body(
     let MessageStorage {
         fields,
         lookup,
+        tags,
         layout,
     } = st;
+    let tag_cache = &mut tags.slots[..];
     let group_counts = &mut layout.group_counts;
     let generation = lookup.generation;
     let slots = &mut *lookup.slots;
@@ -1254,12 +1362,28 @@ fn tokenize_body(
             pos = value_end + 1;
             continue;
         }
-        let (tag, digits) = match tag_of_word(word) {
-            TagWord::Tag(tag, digits) => (tag, digits),
-            TagWord::Invalid => return Err(invalid()),
-            TagWord::Long => {
-                parse_tag_slow(buf.get(pos..).unwrap_or_default()).ok_or_else(invalid)?
-            }
+        let slot = tag_slot(word);
+        let (tag, digits) = match tag_cache.get(slot) {
+            Some(known) if word & known.mask == known.key => (known.tag, known.digits as usize),
+            _ => match tag_of_word(word) {
+                TagWord::Tag(tag, digits) => {
+                    if let Some(known) = tag_cache.get_mut(slot) {
+                        // The digits and the `=`: 2 to 8 bytes.
+                        let mask = u64::MAX >> (56 - 8 * digits as u32);
+                        *known = TagSlot {
+                            key: word & mask,
+                            mask,
+                            tag,
+                            digits: digits as u32,
+                        };
+                    }
+                    (tag, digits)
+                }
+                TagWord::Invalid => return Err(invalid()),
+                TagWord::Long => {
+                    parse_tag_slow(buf.get(pos..).unwrap_or_default()).ok_or_else(invalid)?
+                }
+            },
         };
         let value_start = pos + digits + 1;
         let flags = flags_of(tag);
@@ -1611,6 +1735,28 @@ impl<'a> FieldAccess<'a> for Entry<'_, 'a> {
             .find(|f| f.tag == tag)
             .map(|f| self.msg.value(f))
     }
+
+    fn get_str(&self, tag: u32) -> Result<&'a str, FieldError> {
+        let f = self
+            .own_fields()
+            .find(|f| f.tag == tag)
+            .ok_or(FieldError::Missing(tag))?;
+        self.msg.text_of_field(f).ok_or(FieldError::Format {
+            tag,
+            expected: "string",
+        })
+    }
+
+    fn get_decimal(&self, tag: u32) -> Result<Decimal, FieldError> {
+        let f = self
+            .own_fields()
+            .find(|f| f.tag == tag)
+            .ok_or(FieldError::Missing(tag))?;
+        self.msg.decimal_of_field(f).ok_or(FieldError::Format {
+            tag,
+            expected: "decimal",
+        })
+    }
 }
 
 /// Typed access to the fields of a message or group entry.
@@ -1723,9 +1869,8 @@ pub trait FieldAccess<'a> {
     }
 }
 
-/// Returns `bytes` as text when it is UTF-8. (Skipping `from_utf8` for ASCII values
-/// through `from_utf8_unchecked` would save ~250 instructions per parsed-and-read
-/// NewOrderSingle, but the workspace keeps `unsafe_code` denied.)
+/// Returns `bytes` as text when it is UTF-8. (A [`Message`] and its group entries
+/// slice values out of the message's text, checked once, instead.)
 #[inline(always)]
 fn text_of(bytes: &[u8]) -> Option<&str> {
     std::str::from_utf8(bytes).ok()
@@ -1884,6 +2029,70 @@ pub fn parse_decimal(v: &[u8]) -> Option<Decimal> {
         return None;
     }
     let mantissa = mantissa as i64;
+    Some(Decimal {
+        mantissa: if negative { -mantissa } else { mantissa },
+        scale: scale as u8,
+    })
+}
+
+/// Returns a word with the high bit set in each of the low `n` bytes (`n` <= 8).
+#[inline(always)]
+fn low_bytes_highs(n: usize) -> u64 {
+    HIGHS.checked_shr(64 - 8 * n as u32).unwrap_or(0)
+}
+
+/// Returns a word with the high bit set in every byte of `word` that is zero (exactly:
+/// no borrow marks a byte above it, unlike [`first_zero_byte`]).
+#[inline(always)]
+fn zero_bytes(word: u64) -> u64 {
+    !((((word & 0x7F7F_7F7F_7F7F_7F7F).wrapping_add(0x7F7F_7F7F_7F7F_7F7F)) | word) | !HIGHS)
+}
+
+/// Converts the `n` (1 to 8) digit values (0..=9) in the low bytes of `values`, the
+/// first digit lowest, to their number: the classic eight-digit SWAR conversion.
+#[inline(always)]
+fn number_of_digit_values(values: u64, n: usize) -> u64 {
+    let v = values << (64 - 8 * n as u32);
+    let v = (v.wrapping_mul(2561) >> 8) & 0x00FF_00FF_00FF_00FF;
+    let v = (v.wrapping_mul(6_553_601) >> 16) & 0x0000_FFFF_0000_FFFF;
+    v.wrapping_mul(42_949_672_960_001) >> 32
+}
+
+/// [`parse_decimal`] of a value of `len` (1 to 8) bytes held in the low bytes of `word`
+/// (little-endian; the bytes above `len` are ignored), without a branch per byte.
+#[inline(always)]
+fn decimal_of_word(word: u64, len: usize) -> Option<Decimal> {
+    let mut n = len;
+    let mut w = word & !(u64::MAX.checked_shl(8 * n as u32).unwrap_or(0));
+    let negative = w as u8 == b'-';
+    if negative {
+        w >>= 8;
+        n -= 1;
+    }
+    // A point: take it out, the digits above it move down a byte.
+    let points = zero_bytes(w ^ 0x2E2E_2E2E_2E2E_2E2E) & low_bytes_highs(n);
+    let mut scale = 0;
+    if points != 0 {
+        if points & (points - 1) != 0 {
+            return None;
+        }
+        let at = points.trailing_zeros() & !7;
+        let below = (1u64 << at) - 1;
+        w = (w & below) | ((w >> 8) & !below);
+        n -= 1;
+        scale = n - (at / 8) as usize;
+    }
+    if n == 0 {
+        return None;
+    }
+    let values = w ^ 0x3030_3030_3030_3030;
+    let not_digits = (((values & 0x7F7F_7F7F_7F7F_7F7F).wrapping_add(0x7676_7676_7676_7676))
+        | values)
+        & low_bytes_highs(n);
+    if not_digits != 0 {
+        return None;
+    }
+    let mantissa = number_of_digit_values(values, n) as i64;
     Some(Decimal {
         mantissa: if negative { -mantissa } else { mantissa },
         scale: scale as u8,
@@ -3183,6 +3392,31 @@ mod property_tests {
         ]
     }
 
+    /// NewOrderSingle with RawData (95/96) and the Parties group (PartyID 448,
+    /// PartyRole 452).
+    const GROUP_DICTIONARY: &str = "<fix major='4' minor='4'>
+ <header><field name='BeginString' required='Y' /><field name='BodyLength' required='Y' />
+  <field name='MsgType' required='Y' /></header>
+ <trailer><field name='CheckSum' required='Y' /></trailer>
+ <messages><message name='NewOrderSingle' msgtype='D' msgcat='app'>
+  <field name='RawDataLength' required='N' /><field name='RawData' required='N' />
+  <group name='NoPartyIDs' required='N'><field name='PartyID' required='N' />
+   <field name='PartyRole' required='N' /></group>
+ </message></messages>
+ <components />
+ <fields>
+  <field number='8' name='BeginString' type='STRING' />
+  <field number='9' name='BodyLength' type='LENGTH' />
+  <field number='10' name='CheckSum' type='STRING' />
+  <field number='35' name='MsgType' type='STRING' />
+  <field number='95' name='RawDataLength' type='LENGTH' />
+  <field number='96' name='RawData' type='DATA' />
+  <field number='448' name='PartyID' type='STRING' />
+  <field number='452' name='PartyRole' type='INT' />
+  <field number='453' name='NoPartyIDs' type='NUMINGROUP' />
+ </fields>
+</fix>";
+
     fn build(seq: u64, sender: &str, items: &[Item]) -> Vec<u8> {
         let mut b = MessageBuilder::new("FIX.4.4", "8");
         b.sender_comp_id(sender)
@@ -3392,6 +3626,55 @@ mod property_tests {
         }
 
         #[test]
+        fn reused_storage_parses_as_fresh_storage(
+            messages in proptest::collection::vec(
+                proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            4 => (1u32..600).prop_map(|t| t.to_string()),
+                            1 => (0u32..u32::MAX).prop_map(|t| t.to_string()),
+                            1 => "0{1,3}[0-9]{1,4}",
+                            1 => "[0-9=A-Z-]{0,3}",
+                        ],
+                        proptest::collection::vec(prop_oneof![8 => 0x20u8..0x7f, 1 => Just(b'='), 1 => 0x80u8..=0xff], 0..10),
+                    ),
+                    0..12,
+                ),
+                1..12,
+            ),
+        ) {
+            // The tag cache a storage keeps from one message to the next (tags with
+            // leading zeros, shared first bytes, one digit and a changing first value
+            // byte, invalid and long tags) gives the fields a fresh storage gives.
+            let mut storage = Some(MessageStorage::default());
+            for fields in &messages {
+                let mut body = b"35=D\x01".to_vec();
+                for (tag, value) in fields {
+                    if tag.parse::<u32>().is_ok_and(|t| builtin_length_for_data(t).is_some()) {
+                        continue;
+                    }
+                    body.extend_from_slice(tag.as_bytes());
+                    body.push(b'=');
+                    body.extend_from_slice(value);
+                    body.push(SOH);
+                }
+                let bytes = crate::frame::encode("FIX.4.4", &body);
+                let options = ParseOptions::default();
+                let fresh = Message::parse_with_options(&bytes, &options);
+                let reused = Message::parse_reusing(&bytes, &options, storage.take().unwrap_or_default());
+                match (fresh, reused) {
+                    (Ok(fresh), Ok(reused)) => {
+                        prop_assert_eq!(fresh.fields(), reused.fields());
+                        prop_assert_eq!(fresh.out_of_order_tag(), reused.out_of_order_tag());
+                        storage = Some(reused.into_storage());
+                    }
+                    (Err(fresh), Err(reused)) => prop_assert_eq!(fresh, reused),
+                    (fresh, reused) => prop_assert!(false, "fresh {:?}, reused {:?}", fresh.map(|m| m.len()), reused.map(|m| m.len())),
+                }
+            }
+        }
+
+        #[test]
         fn text_matches_from_utf8(
             bytes in proptest::collection::vec(prop_oneof![8 => 0x20u8..0x7f, 1 => 0x80u8..=0xff, 1 => Just(0xc3u8), 1 => Just(0xa9u8)], 0..40),
             text in "\\PC{0,12}",
@@ -3413,6 +3696,73 @@ mod property_tests {
                 _ => (false, v),
             };
             prop_assert_eq!(parse_decimal(v), parse_decimal_checked(negative, digits), "{}", text);
+        }
+
+        #[test]
+        fn decimal_words_match_the_byte_parse(
+            bytes in proptest::collection::vec(prop_oneof![6 => b'0'..=b'9', 1 => Just(b'.'), 1 => Just(b'-'), 1 => any::<u8>()], 1..=8),
+            above in any::<u64>(),
+        ) {
+            // The value in the low bytes of a word, anything above it.
+            let mut word = above.to_le_bytes();
+            word[..bytes.len()].copy_from_slice(&bytes);
+            prop_assert_eq!(decimal_of_word(u64::from_le_bytes(word), bytes.len()), parse_decimal(&bytes), "{:?}", lossy(&bytes));
+        }
+
+        #[test]
+        fn message_getters_match_the_value_parsers(
+            values in proptest::collection::vec(
+                prop_oneof![
+                    "-?[0-9]{0,9}(\\.[0-9]{0,9})?".prop_map(String::into_bytes),
+                    "[ -~]{0,12}".prop_map(String::into_bytes),
+                    "\\PC{0,6}".prop_map(String::into_bytes),
+                    proptest::collection::vec(prop_oneof![0x02u8..0x80, 0x80u8..=0xff], 0..12),
+                ],
+                1..10,
+            ),
+            parties in proptest::collection::vec("\\PC{0,6}|[0-9.]{0,9}".prop_map(String::into_bytes), 0..3),
+            data in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12)),
+            pad in 0usize..8,
+        ) {
+            // Text and decimals read from a message (its text checked once, values of
+            // up to eight bytes read as a word) give what the plain parsers give for
+            // the raw value: ASCII or not, invalid UTF-8 (in a value, or only in a
+            // data field), at any alignment, up to CheckSum at the end.
+            let dictionary = Dictionary::from_xml(GROUP_DICTIONARY, "groups.xml").expect("dictionary");
+            let mut b = MessageBuilder::new("FIX.4.4", "D");
+            b.sender_comp_id("S").target_comp_id("T").msg_seq_num(1).sending_time_raw(b"20250101-00:00:00");
+            if let Some(data) = &data {
+                b.field_data(95, 96, data);
+            }
+            if !parties.is_empty() {
+                b.field_u64(453, parties.len() as u64);
+                for party in &parties {
+                    b.field(448, party).field(452, b"1");
+                }
+            }
+            for (i, value) in values.iter().enumerate() {
+                b.field(5000 + i as u32, value);
+            }
+            let mut buf = vec![b'x'; pad];
+            buf.extend_from_slice(&b.encode());
+            let bytes = &buf[pad..];
+            let msg = Message::parse_with(bytes, &dictionary).expect("built messages parse");
+            let text_error = |tag| FieldError::Format { tag, expected: "string" };
+            let decimal_error = |tag| FieldError::Format { tag, expected: "decimal" };
+            for tag in (5000..5000 + values.len() as u32).chain([8, 10, 35, 49, 95, 96, 452, 453, 4999]) {
+                let raw = msg.get_bytes(tag);
+                prop_assert_eq!(msg.get_str(tag), raw.and_then(|v| text_of(v).ok_or(text_error(tag))), "tag {}", tag);
+                prop_assert_eq!(msg.get_decimal(tag), raw.and_then(|v| parse_decimal(v).ok_or(decimal_error(tag))), "tag {}", tag);
+            }
+            let entries: Vec<Entry<'_, '_>> = msg.group(453).map(|g| g.entries().collect()).unwrap_or_default();
+            prop_assert_eq!(entries.len(), parties.len());
+            for entry in entries {
+                for tag in [448, 452, 453] {
+                    let raw = entry.get_bytes(tag);
+                    prop_assert_eq!(entry.get_str(tag), raw.and_then(|v| text_of(v).ok_or(text_error(tag))));
+                    prop_assert_eq!(entry.get_decimal(tag), raw.and_then(|v| parse_decimal(v).ok_or(decimal_error(tag))));
+                }
+            }
         }
 
         #[test]
