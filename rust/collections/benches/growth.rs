@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -54,40 +55,56 @@ fn lookups<K>(keys: &[K], mut get: impl FnMut(&K) -> bool) -> u64 {
     u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn compare<K: Eq + std::hash::Hash, V>(
-    name: &str,
+/// The two maps compared.
+trait Map<K, V>: Default {
+    fn put(&mut self, k: K, v: V);
+    fn has(&self, k: &K) -> bool;
+}
+
+impl<K: Eq + Hash, V> Map<K, V> for HashMap<K, V> {
+    fn put(&mut self, k: K, v: V) {
+        self.insert(k, v);
+    }
+    fn has(&self, k: &K) -> bool {
+        self.contains_key(k)
+    }
+}
+
+impl<K: Eq + Hash, V> Map<K, V> for ShardedMap<K, V> {
+    fn put(&mut self, k: K, v: V) {
+        self.insert(k, v);
+    }
+    fn has(&self, k: &K) -> bool {
+        self.contains_key(k)
+    }
+}
+
+/// One round with a fresh map of kind `M`: the longest insert and all inserts
+/// (as [`worst`]), then a lookup of every key, ns.
+fn round<M: Map<K, V>, K, V>(
     n: usize,
-    make: impl Fn(usize) -> (K, V) + Copy,
-) {
+    make: impl Fn(usize) -> (K, V),
+    keys: &[K],
+) -> (u64, u64, u64) {
+    let mut map = M::default();
+    let (w, t) = worst(n, |k, v| map.put(k, v), make);
+    (w, t, lookups(keys, |k| map.has(k)))
+}
+
+fn compare<K: Eq + Hash, V>(name: &str, n: usize, make: impl Fn(usize) -> (K, V) + Copy) {
     let (mut plain, mut sharded, mut plain_total, mut sharded_total) =
         (vec![], vec![], vec![], vec![]);
     let (mut plain_get, mut sharded_get) = (vec![], vec![]);
     let keys: Vec<K> = (0..n).map(|i| make(i).0).collect();
     for _ in 0..5 {
-        let mut m: HashMap<K, V> = HashMap::new();
-        let (w, t) = worst(
-            n,
-            |k, v| {
-                m.insert(k, v);
-            },
-            make,
-        );
-        plain_get.push(lookups(&keys, |k| m.contains_key(k)));
-        drop(m);
+        let (w, t, g) = round::<HashMap<K, V>, K, V>(n, make, &keys);
         plain.push(w);
         plain_total.push(t);
-        let mut s: ShardedMap<K, V> = ShardedMap::new();
-        let (w, t) = worst(
-            n,
-            |k, v| {
-                s.insert(k, v);
-            },
-            make,
-        );
-        sharded_get.push(lookups(&keys, |k| s.contains_key(k)));
-        drop(s);
+        plain_get.push(g);
+        let (w, t, g) = round::<ShardedMap<K, V>, K, V>(n, make, &keys);
         sharded.push(w);
         sharded_total.push(t);
+        sharded_get.push(g);
     }
     let (p, s) = (median(plain), median(sharded));
     let (pt, st) = (median(plain_total), median(sharded_total));

@@ -216,27 +216,19 @@ fn main() {
     // Machine-readable, for `nexus bench order-roundtrip-rust`: the raw samples (ns, one
     // a line) to NEXUS_BENCH_SAMPLES when set, and the percentiles as one JSON line.
     if let Some(path) = std::env::var_os("NEXUS_BENCH_SAMPLES") {
-        let text: String = ours.iter().map(|ns| format!("{ns}\n")).collect();
-        std::fs::write(&path, text).expect("write NEXUS_BENCH_SAMPLES");
-        // With the journal and stores on disk, in PATH.journaled.
-        let mut on_disk = path.clone();
-        on_disk.push(".journaled");
-        let text: String = journaled.iter().map(|ns| format!("{ns}\n")).collect();
-        std::fs::write(&on_disk, text).expect("write NEXUS_BENCH_SAMPLES.journaled");
-        // The polling echo's, in PATH.echo_polling.
-        let mut echo = path.clone();
-        echo.push(".echo_polling");
-        let text: String = polling_floor.iter().map(|ns| format!("{ns}\n")).collect();
-        std::fs::write(&echo, text).expect("write NEXUS_BENCH_SAMPLES.echo_polling");
-        // The sleeping caller's samples beside them, in PATH.sleeping.
-        let mut path = path;
-        path.push(".sleeping");
-        let text: String = sleeping.iter().map(|ns| format!("{ns}\n")).collect();
-        std::fs::write(&path, text).expect("write NEXUS_BENCH_SAMPLES.sleeping");
-        // And the busy-polling readers' in PATH.sleeping.polling.
-        path.push(".polling");
-        let text: String = polling.iter().map(|ns| format!("{ns}\n")).collect();
-        std::fs::write(&path, text).expect("write NEXUS_BENCH_SAMPLES.sleeping.polling");
+        // Each variant's in PATH plus a suffix (the names `nexus bench` reads).
+        for (suffix, samples) in [
+            ("", &ours),
+            (".journaled", &journaled),
+            (".echo_polling", &polling_floor),
+            (".sleeping", &sleeping),
+            (".sleeping.polling", &polling),
+        ] {
+            let mut file = path.clone();
+            file.push(suffix);
+            let text: String = samples.iter().map(|ns| format!("{ns}\n")).collect();
+            std::fs::write(&file, text).expect("write NEXUS_BENCH_SAMPLES");
+        }
     }
     println!(
         "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}, \"wait_spin_us\": {}, \"sleeping_p50_us\": {:.2}, \"sleeping_p99_us\": {:.2}, \"sleeping_p999_us\": {:.2}, \"busy_poll_us\": {}, \"polling_p50_us\": {:.2}, \"polling_p99_us\": {:.2}, \"polling_p999_us\": {:.2}, \"journaled_p50_us\": {:.2}, \"journaled_p99_us\": {:.2}, \"journaled_p999_us\": {:.2}, \"journaled_max_us\": {:.2}}}",
