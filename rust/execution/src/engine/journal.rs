@@ -467,17 +467,21 @@ impl Journal {
         let Some(c) = &self.compacting else {
             return;
         };
+        // Not finished yet: nothing to do. Otherwise its answer, or Err when
+        // its thread is gone without one.
         let answer = match wait {
-            None => c.done.try_recv().map_err(|e| e == TryRecvError::Empty),
-            Some(t) => c
-                .done
-                .recv_timeout(t)
-                .map_err(|e| e == mpsc::RecvTimeoutError::Timeout),
+            None => match c.done.try_recv() {
+                Err(TryRecvError::Empty) => return,
+                other => other.map_err(drop),
+            },
+            Some(t) => match c.done.recv_timeout(t) {
+                Err(mpsc::RecvTimeoutError::Timeout) => return,
+                other => other.map_err(drop),
+            },
         };
         let cut = c.cut;
         let result = match answer {
-            Err(true) => return,
-            Err(false) => Err("its thread ended without an answer".to_owned()),
+            Err(()) => Err("its thread ended without an answer".to_owned()),
             Ok(Err(e)) => Err(e.to_string()),
             Ok(Ok(snapshot_len)) => self
                 .switch_to_snapshot(cut, snapshot_len)
