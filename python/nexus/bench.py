@@ -1165,11 +1165,15 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
                 int(str(row.get("wait_spin_us", 0))),
                 int(str(row.get("busy_poll_us", 0))),
             )
-            ours += _read_samples_us(samples)
-            sleeping += _read_samples_us(samples.with_name(samples.name + ".sleeping"))
-            polling += _read_samples_us(samples.with_name(samples.name + ".sleeping.polling"))
-            journaled += _read_samples_us(samples.with_name(samples.name + ".journaled"))
-            echo_polling += _read_samples_us(samples.with_name(samples.name + ".echo_polling"))
+            # Each variant's samples, in the file the bench names with its suffix.
+            for suffix, pooled in (
+                ("", ours),
+                (".sleeping", sleeping),
+                (".sleeping.polling", polling),
+                (".journaled", journaled),
+                (".echo_polling", echo_polling),
+            ):
+                pooled.extend(_read_samples_us(samples.with_name(samples.name + suffix)))
             if skipped is None:
                 skipped = _quickfix_cpp_roundtrip(orders, samples)
                 if skipped is None:
