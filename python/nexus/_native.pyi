@@ -146,6 +146,7 @@ class ExecutionEngine:
         journal_compact_bytes: int = 16_777_216,
         wait_spin_us: int = 200,
         busy_poll_us: int = 0,
+        caller_reads_us: int = 0,
     ) -> ExecutionEngine: ...
     def wait_logged_on(self, timeout_s: float) -> bool: ...
     def on_quote(

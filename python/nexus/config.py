@@ -317,6 +317,15 @@ class ExecutionConfig(_Section):
         "sockets without sleeping, microseconds (lower latency; a core per session busy while "
         "orders flow); 0 sleeps at once",
     )
+    caller_reads_us: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="SubmitOrder with await_venue_ack: the waiting caller reads the venue's "
+        "answer from the FIX socket itself while it spins (no hand-off from the session's "
+        "reader, which stays aside that long after the last such read, microseconds; a report "
+        "arriving while no caller waits is applied that much later at most); 0: never",
+    )
     order_gateway_port: int | None = Field(
         default=None,
         ge=0,

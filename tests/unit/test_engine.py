@@ -120,3 +120,25 @@ def test_bad_tls_files_fail_the_engine_start_naming_the_file(tmp_path: Path) -> 
         engine.PaperVenueServer(
             [("X", 2, 0, 1)], [("PAPER", "QF")], tls={"cert": str(missing), "key": str(missing)}
         )
+
+
+def test_a_caller_reading_its_reports_trades_and_bad_settings_are_refused() -> None:
+    eng = engine.ExecutionEngine(
+        [("ESZ6", 2, 0, 25)], busy_poll_us=500, caller_reads_us=2_000, wait_spin_us=5_000
+    )
+    try:
+        assert eng.wait_logged_on(5.0)
+        eng.on_quote("ESZ6", 10_000, 10_025, 5, 20, 1_700_000_000_000_000_000)
+        last = eng.last_sequence()
+        for i in range(50):
+            order = eng.submit(f"CR{i}", "ESZ6", "buy", "limit", 1, limit_price=5_000)
+            seq = eng.wait_report_after(last, 5.0)
+            assert seq > last, f"no report for order {i}"
+            (report,) = eng.reports_since(last, 1)
+            assert report["exec_type"] == "new"
+            assert report["order"]["order_id"] == order["order_id"]
+            last = seq
+    finally:
+        eng.stop()
+    with pytest.raises(ValueError, match="caller_reads_us"):
+        engine.ExecutionEngine([("ESZ6", 2, 0, 25)], caller_reads_us=-1)

@@ -28,6 +28,10 @@ const SYM: &str = "ESZ6";
 /// The busy polling of the third variant.
 const BUSY_POLL: Duration = Duration::from_micros(500);
 
+/// How long the session's reader stays aside after the caller read (the
+/// variant where the waiting caller reads its report itself).
+const CALLER_READS: Duration = Duration::from_millis(2);
+
 /// A NewOrderSingle of the size the engine sends (the echo payload).
 const FIX_MSG: &[u8] = b"8=FIX.4.4\x019=148\x0135=D\x0134=12345\x0149=NEXUS\x0152=20261121-06:00:00.000000000\x0156=PAPER\x0111=ORD0000012345\x0121=1\x0138=1\x0140=2\x0144=50.00\x0154=1\x0155=ESZ6\x0159=0\x0160=20261121-06:00:00.000\x0110=123\x01";
 
@@ -58,18 +62,22 @@ fn percentiles(name: &str, samples: &mut [u64]) -> [f64; 4] {
 /// (risk checks and order-manager bookkeeping before the message is queued).
 /// `wait_spin`: how long the waiting caller spins before it sleeps.
 /// `busy_poll`: how long the FIX readers poll after each message.
+/// `caller_reads`: the waiting caller reads its report from the socket itself
+/// (`ExecutionConfig::caller_reads`).
 /// `on_disk`: a folder for the order journal and the FIX message stores (as
 /// `make run` keeps them), or memory only.
 fn engine_roundtrips(
     n: usize,
     wait_spin: Duration,
     busy_poll: Duration,
+    caller_reads: Duration,
     on_disk: Option<&Path>,
 ) -> (Vec<u64>, Vec<u64>) {
     let engine = ExecutionEngine::start(ExecutionConfig {
         instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
         wait_spin,
         busy_poll,
+        caller_reads,
         journal_dir: on_disk.map(|d| d.join("orders")),
         store_dir: on_disk.map(|d| d.join("fix")),
         ..ExecutionConfig::default()
@@ -170,12 +178,14 @@ fn main() {
         .unwrap_or(100_000);
     println!("round trips: {n} (NEXUS_BENCH_ORDERS)");
     let spin = ExecutionConfig::default().wait_spin;
-    let (mut ours, mut in_submit) = engine_roundtrips(n, spin, Duration::ZERO, None);
-    let (mut sleeping, _) = engine_roundtrips(n, Duration::ZERO, Duration::ZERO, None);
-    let (mut polling, _) = engine_roundtrips(n, spin, BUSY_POLL, None);
+    let zero = Duration::ZERO;
+    let (mut ours, mut in_submit) = engine_roundtrips(n, spin, zero, zero, None);
+    let (mut sleeping, _) = engine_roundtrips(n, zero, zero, zero, None);
+    let (mut polling, _) = engine_roundtrips(n, spin, BUSY_POLL, zero, None);
+    let (mut reading, _) = engine_roundtrips(n, spin, BUSY_POLL, CALLER_READS, None);
     let disk = std::env::temp_dir().join(format!("nexus-roundtrip-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&disk);
-    let (mut journaled, _) = engine_roundtrips(n, spin, Duration::ZERO, Some(&disk));
+    let (mut journaled, _) = engine_roundtrips(n, spin, zero, zero, Some(&disk));
     let _ = std::fs::remove_dir_all(&disk);
     let mut floor = echo_roundtrips(n, false);
     let mut polling_floor = echo_roundtrips(n, true);
@@ -199,6 +209,11 @@ fn main() {
         "  (ExecutionConfig::busy_poll {} us: the readers poll their sockets that long after each message)",
         BUSY_POLL.as_micros()
     );
+    let g = percentiles("same, the caller reads", &mut reading);
+    println!(
+        "  (busy polling as above, and ExecutionConfig::caller_reads {} us: the waiting caller reads its report from the socket itself)",
+        CALLER_READS.as_micros()
+    );
     let e = percentiles("same, journal + FIX stores", &mut journaled);
     println!(
         "  (the order journal, compacting every {} MiB, and the FIX message stores on disk, as make run keeps them)",
@@ -213,6 +228,13 @@ fn main() {
         d[1] / f[1],
         d[2] / f[2],
     );
+    println!(
+        "{:<28} p50 {:>8.2}x    p99 {:>8.2}x    p99.9 {:>8.2}x",
+        "ratio caller reads / echo",
+        g[0] / f[0],
+        g[1] / f[1],
+        g[2] / f[2],
+    );
     // Machine-readable, for `nexus bench order-roundtrip-rust`: the raw samples (ns, one
     // a line) to NEXUS_BENCH_SAMPLES when set, and the percentiles as one JSON line.
     if let Some(path) = std::env::var_os("NEXUS_BENCH_SAMPLES") {
@@ -223,6 +245,7 @@ fn main() {
             (".echo_polling", &polling_floor),
             (".sleeping", &sleeping),
             (".sleeping.polling", &polling),
+            (".caller_reads", &reading),
         ] {
             let mut file = path.clone();
             file.push(suffix);
@@ -231,8 +254,8 @@ fn main() {
         }
     }
     println!(
-        "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}, \"wait_spin_us\": {}, \"sleeping_p50_us\": {:.2}, \"sleeping_p99_us\": {:.2}, \"sleeping_p999_us\": {:.2}, \"busy_poll_us\": {}, \"polling_p50_us\": {:.2}, \"polling_p99_us\": {:.2}, \"polling_p999_us\": {:.2}, \"journaled_p50_us\": {:.2}, \"journaled_p99_us\": {:.2}, \"journaled_p999_us\": {:.2}, \"journaled_max_us\": {:.2}}}",
-        a[0], a[1], a[2], a[3], spin.as_micros(), c[0], c[1], c[2], BUSY_POLL.as_micros(), d[0], d[1], d[2], e[0], e[1], e[2], e[3]
+        "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}, \"wait_spin_us\": {}, \"sleeping_p50_us\": {:.2}, \"sleeping_p99_us\": {:.2}, \"sleeping_p999_us\": {:.2}, \"busy_poll_us\": {}, \"polling_p50_us\": {:.2}, \"polling_p99_us\": {:.2}, \"polling_p999_us\": {:.2}, \"journaled_p50_us\": {:.2}, \"journaled_p99_us\": {:.2}, \"journaled_p999_us\": {:.2}, \"journaled_max_us\": {:.2}, \"caller_reads_us\": {}, \"reading_p50_us\": {:.2}, \"reading_p99_us\": {:.2}, \"reading_p999_us\": {:.2}}}",
+        a[0], a[1], a[2], a[3], spin.as_micros(), c[0], c[1], c[2], BUSY_POLL.as_micros(), d[0], d[1], d[2], e[0], e[1], e[2], e[3], CALLER_READS.as_micros(), g[0], g[1], g[2]
     );
     println!(
         "{:<28} p50 {:>8.2}x    p99 {:>8.2}x    p99.9 {:>8.2}x    max {:>9.2}x",

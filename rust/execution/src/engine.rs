@@ -14,8 +14,8 @@ use nexus_fix::message::Message;
 use nexus_fix::session::tcp::now_nanos;
 use nexus_fix::session::{
     Acceptor, AcceptorConfig, Application, ClientTls, ClientTlsFiles, FileStore, Initiator,
-    InitiatorConfig, MemoryStore, MessageStore, OutgoingMessage, Session, SessionConfig, SessionId,
-    SessionSender, StoreError, TcpError, TlsError,
+    InitiatorConfig, MemoryStore, MessageStore, OutgoingMessage, Session, SessionConfig,
+    SessionDriver, SessionId, SessionSender, StoreError, TcpError, TlsError,
 };
 use nexus_oms::{
     ManagerError, NewOrder, Order, OrderManager, OrderType, Position, RiskLimits, Side,
@@ -193,6 +193,14 @@ pub struct ExecutionConfig {
     /// without sleeping (see `AcceptorConfig::busy_poll`). Zero (the default)
     /// sleeps at once; a core per session is busy while orders flow.
     pub busy_poll: Duration,
+    /// A caller of [`ExecutionEngine::wait_report_after`] reads the venues'
+    /// answers from the sessions' sockets itself while it spins, and applies
+    /// them on its own thread: the round trip then needs no wake-up of, nor
+    /// hand-off from, the session's reader thread, which stays aside until this
+    /// long after the last such read (see `InitiatorConfig::caller_reads`); a
+    /// report arriving while no caller waits is applied that much later at
+    /// most. Zero (the default): the reader threads apply every message.
+    pub caller_reads: Duration,
 }
 
 impl Default for ExecutionConfig {
@@ -209,6 +217,7 @@ impl Default for ExecutionConfig {
             journal_compact_bytes: 16 << 20,
             wait_spin: Duration::from_micros(200),
             busy_poll: Duration::ZERO,
+            caller_reads: Duration::ZERO,
         }
     }
 }
@@ -407,6 +416,9 @@ struct VenueLink {
     paper: Option<PaperVenue>,
     acceptor: Mutex<Option<Acceptor>>,
     initiator: Mutex<Option<Initiator>>,
+    /// For a waiting caller to read the session's socket itself
+    /// ([`ExecutionConfig::caller_reads`]).
+    driver: SessionDriver,
     /// The session's queue (for messages that must not block, e.g. order status
     /// requests sent from the reader thread).
     sender: SessionSender,
@@ -525,6 +537,8 @@ pub struct ExecutionEngine {
     published: Arc<AtomicU64>,
     /// How long [`Self::wait_report_after`] spins before it sleeps.
     wait_spin: Duration,
+    /// [`ExecutionConfig::caller_reads`]: whether the spinning waiter reads.
+    caller_reads: Duration,
     /// Held from the order-manager update to the send, so that requests leave in
     /// the order the order manager saw them.
     send_lock: Mutex<()>,
@@ -709,6 +723,7 @@ impl ExecutionEngine {
             reported,
             published,
             wait_spin: config.wait_spin,
+            caller_reads: config.caller_reads,
             send_lock: Mutex::new(()),
             stopped: AtomicBool::new(false),
             kill_counter: AtomicU64::new(1),
@@ -1160,6 +1175,7 @@ impl ExecutionEngine {
             // A venue usually answers within tens of microseconds: spinning (and
             // yielding the core to whoever needs it) saves the wake-up of a
             // sleeping thread, which costs as much again on a virtual machine.
+            // With `caller_reads`, the spinning caller reads the answer itself.
             let spin_until = start + timeout.min(spin);
             loop {
                 let published = self.published.load(Ordering::Acquire);
@@ -1169,7 +1185,19 @@ impl ExecutionEngine {
                 if Instant::now() >= spin_until {
                     break;
                 }
-                std::thread::yield_now();
+                let mut read = false;
+                for link in &self.venues {
+                    read |= link.driver.pump();
+                }
+                if !read {
+                    std::thread::yield_now();
+                }
+            }
+            // About to sleep: the reader threads read again.
+            if !self.caller_reads.is_zero() {
+                for link in &self.venues {
+                    link.driver.release();
+                }
             }
         }
         let mut book = lock(&self.book);
@@ -1380,6 +1408,7 @@ fn start_link(
     initiator_config.reconnect_min = Duration::from_millis(50);
     initiator_config.tls = tls;
     initiator_config.busy_poll = config.busy_poll;
+    initiator_config.caller_reads = config.caller_reads;
     let app: Arc<Reports> = Arc::clone(app);
     let initiator = match Initiator::start(initiator_config, session, app) {
         Ok(i) => i,
@@ -1395,6 +1424,7 @@ fn start_link(
         paper,
         acceptor: Mutex::new(acceptor),
         sender: initiator.sender(),
+        driver: initiator.driver(),
         initiator: Mutex::new(Some(initiator)),
         session_id,
         venue_session_id,

@@ -551,3 +551,66 @@ fn busy_polling_readers_trade_keep_their_timers_and_stop() {
     engine.stop();
     assert!(stopping.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn callers_reading_their_reports_trade_and_late_fills_still_arrive() {
+    let _serial = serial();
+    let linger = Duration::from_millis(300);
+    let engine = ExecutionEngine::start(ExecutionConfig {
+        instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
+        busy_poll: Duration::from_secs(60),
+        caller_reads: linger,
+        heart_bt_int: 1,
+        ..ExecutionConfig::default()
+    })
+    .unwrap();
+    assert!(engine.wait_logged_on(Duration::from_secs(5)));
+    engine
+        .on_quote(SYM, 10_000, 10_025, 5, 20, 1_700_000_000_000_000_000)
+        .unwrap();
+    let mut last = engine.last_sequence();
+    for i in 0..200 {
+        let order = engine
+            .submit(limit(&format!("R{i}"), Side::Buy, 1, 9_000))
+            .unwrap();
+        let seq = engine.wait_report_after(last, Duration::from_secs(5));
+        assert!(seq > last, "no report for order {i}");
+        let report = engine.reports_since(last, 1).remove(0);
+        assert_eq!(
+            (report.exec_type, report.order.order_id),
+            (ExecType::New, order.order_id)
+        );
+        last = seq;
+    }
+    // No caller waits: the fills the quote below triggers at the venue are
+    // applied by the session's reader once the linger has passed.
+    let quoted = Instant::now();
+    engine
+        .on_quote(SYM, 8_900, 8_950, 500, 500, 1_700_000_000_000_000_001)
+        .unwrap();
+    let reports = wait_reports(&engine, last, |r| {
+        r.iter().filter(|r| r.exec_type == ExecType::Trade).count() == 200
+    });
+    assert!(
+        quoted.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        quoted.elapsed()
+    );
+    assert!(reports
+        .iter()
+        .all(|r| r.order.client_order_id().starts_with('R')));
+    assert_eq!(engine.positions()[0].1.quantity, 200);
+    // Silent for three heartbeat intervals: the timers still run.
+    let before = engine.session_state();
+    std::thread::sleep(Duration::from_millis(3_500));
+    let after = engine.session_state();
+    assert!(after.logged_on);
+    assert!(
+        after.next_sender_seq > before.next_sender_seq
+            && after.next_target_seq > before.next_target_seq,
+        "heartbeats both ways: {before:?} -> {after:?}"
+    );
+    let stopping = Instant::now();
+    engine.stop();
+    assert!(stopping.elapsed() < Duration::from_secs(5));
+}

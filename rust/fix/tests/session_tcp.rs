@@ -342,3 +342,166 @@ fn send_now_numbers_on_the_callers_thread_and_never_overtakes_queued_messages() 
     take(&mut seen);
     assert_eq!(seen.last().map(String::as_str), Some("N2"));
 }
+
+/// Records each application message's ClOrdID with the name of the thread that
+/// handed it over, and each logon and logout.
+#[derive(Default)]
+struct ThreadRecorder {
+    seen: std::sync::Mutex<Vec<(String, String)>>,
+    logons: std::sync::atomic::AtomicUsize,
+    logouts: std::sync::atomic::AtomicUsize,
+}
+
+impl nexus_fix::session::Application for ThreadRecorder {
+    fn on_logon(&self, _: &SessionId) {
+        self.logons
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn on_logout(&self, _: &SessionId) {
+        self.logouts
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn on_message(&self, _: &SessionId, msg: &Message<'_>, _: &mut Vec<OutgoingMessage>) {
+        let thread = std::thread::current().name().unwrap_or("?").to_owned();
+        let id = msg.get_str(11).unwrap_or_default().to_owned();
+        self.seen.lock().unwrap().push((id, thread));
+    }
+}
+
+impl ThreadRecorder {
+    /// The thread that handed over `id`, once it has been.
+    fn thread_of(&self, id: &str) -> Option<String> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter().find(|(i, _)| i == id).map(|(_, t)| t.clone())
+    }
+}
+
+fn start_reading_initiator(
+    addr: std::net::SocketAddr,
+    caller_reads: Duration,
+) -> (Initiator, Arc<ThreadRecorder>) {
+    let mut config = SessionConfig::new(initiator_id());
+    config.heart_bt_int = 30;
+    config.reset_on_logon = true;
+    let session = Session::new(config, dictionary(), Box::new(MemoryStore::new()));
+    let app = Arc::new(ThreadRecorder::default());
+    let mut icfg = InitiatorConfig::new(addr);
+    icfg.reconnect_min = Duration::from_millis(50);
+    icfg.reconnect_max = Duration::from_millis(200);
+    icfg.caller_reads = caller_reads;
+    let app_dyn: Arc<dyn nexus_fix::session::Application> = Arc::clone(&app) as _;
+    (Initiator::start(icfg, session, app_dyn).unwrap(), app)
+}
+
+#[test]
+fn a_waiting_caller_reads_its_answers_and_the_reader_takes_over_when_it_stops() {
+    let dir = temp_dir("tcp-caller-reads");
+    let acceptor = start_acceptor(FileStore::open(&dir, "acceptor").unwrap(), None);
+    let linger = Duration::from_millis(300);
+    let (mut initiator, app) = start_reading_initiator(acceptor.local_addr(), linger);
+    wait_for("logon", Duration::from_secs(5), || {
+        initiator.is_logged_on() && acceptor.is_logged_on(&acceptor_id())
+    });
+    let driver = initiator.driver();
+    let me = std::thread::current().name().unwrap_or("?").to_owned();
+    // Once the reader has seen a caller and stepped aside (its blocking read
+    // ends within 20 ms), every answer is read and applied by the caller.
+    assert!(!driver.pump());
+    std::thread::sleep(Duration::from_millis(60));
+    for i in 0..50 {
+        let id = format!("C{i}");
+        let order = OutgoingMessage::new("D")
+            .field(11, id.as_str())
+            .field(54, "1")
+            .field(55, "X");
+        initiator.send_now(order).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while app.thread_of(&id).is_none() {
+            assert!(std::time::Instant::now() < deadline, "no answer to {id}");
+            driver.pump();
+        }
+        assert_eq!(app.thread_of(&id).as_deref(), Some(me.as_str()), "{id}");
+    }
+    // The caller stops reading without a word: a message the acceptor sends on
+    // its own is read by the reader once the linger has passed.
+    let sent = std::time::Instant::now();
+    let acceptor_sends = acceptor.sender(&acceptor_id()).unwrap();
+    acceptor_sends
+        .send(OutgoingMessage::new("8").field(11, "U1"))
+        .unwrap();
+    wait_for("U1", Duration::from_secs(5), || {
+        app.thread_of("U1").is_some()
+    });
+    assert_eq!(app.thread_of("U1").as_deref(), Some("fix-initiator"));
+    assert!(sent.elapsed() < linger * 3, "{:?}", sent.elapsed());
+    // A caller that releases hands reading back at once.
+    assert!(!driver.pump());
+    driver.release();
+    let sent = std::time::Instant::now();
+    acceptor_sends
+        .send(OutgoingMessage::new("8").field(11, "U2"))
+        .unwrap();
+    wait_for("U2", Duration::from_secs(5), || {
+        app.thread_of("U2").is_some()
+    });
+    assert_eq!(app.thread_of("U2").as_deref(), Some("fix-initiator"));
+    assert!(sent.elapsed() < linger, "{:?}", sent.elapsed());
+    // The acceptor logs out while the caller reads: the caller applies the
+    // Logout and leaves the disconnect to the connection's thread.
+    std::thread::sleep(Duration::from_millis(60));
+    let stopper = std::thread::spawn(move || drop(acceptor));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while initiator.is_logged_on() {
+        assert!(std::time::Instant::now() < deadline, "still logged on");
+        driver.pump();
+    }
+    stopper.join().unwrap();
+    assert_eq!(app.logouts.load(std::sync::atomic::Ordering::Acquire), 1);
+    initiator.stop();
+}
+
+#[test]
+fn a_peer_that_vanishes_while_the_caller_reads_is_noticed_and_reconnected() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (mut initiator, app) = start_reading_initiator(addr, Duration::from_secs(10));
+    // A bare peer: answers the logon, then closes the socket without a Logout.
+    let (mut peer, _) = listener.accept().unwrap();
+    let logon = read_some(&mut peer).expect("logon");
+    assert_eq!(Message::parse(&logon).unwrap().msg_type(), b"A");
+    let mut ts = Vec::new();
+    nexus_fix::message::write_utc_timestamp(
+        &mut ts,
+        now_nanos(),
+        nexus_fix::TimestampPrecision::Seconds,
+    );
+    let answer = format!(
+        "35=A\u{1}34=1\u{1}49=ISLD\u{1}52={}\u{1}56=TW\u{1}98=0\u{1}108=30\u{1}141=Y\u{1}",
+        String::from_utf8_lossy(&ts)
+    );
+    peer.write_all(&frame::encode("FIX.4.4", answer.as_bytes()))
+        .unwrap();
+    wait_for("logon", Duration::from_secs(5), || initiator.is_logged_on());
+    let driver = initiator.driver();
+    driver.pump();
+    // The reader steps aside (a 10 s linger: only the caller reads from here).
+    std::thread::sleep(Duration::from_millis(60));
+    drop(peer);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while initiator.is_logged_on() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the close went unnoticed"
+        );
+        driver.pump();
+    }
+    // The connection's thread tore the connection down and reconnects.
+    listener.set_nonblocking(false).unwrap();
+    let (mut again, _) = listener.accept().unwrap();
+    let logon = read_some(&mut again).expect("second logon");
+    assert_eq!(Message::parse(&logon).unwrap().msg_type(), b"A");
+    assert_eq!(app.logons.load(std::sync::atomic::Ordering::Acquire), 1);
+    initiator.stop();
+}

@@ -224,6 +224,7 @@ class ExecutionServicer:
             journal_dir=self._orders_dir if cfg.persist_orders else None,
             wait_spin_us=cfg.ack_spin_us,
             busy_poll_us=cfg.busy_poll_us,
+            caller_reads_us=cfg.caller_reads_us,
         )
         self.venues = tuple(v.name for v in cfg.venues)
         if not await asyncio.to_thread(self.engine.wait_logged_on, 10.0):

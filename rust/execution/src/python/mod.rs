@@ -249,7 +249,11 @@ impl PyExecutionEngine {
     /// core) before it sleeps: a venue's answer is then seen without waiting for
     /// a sleeping thread to wake; 0 sleeps at once. With `busy_poll_us` the FIX
     /// sessions' readers keep polling their sockets that long after each message
-    /// (a core per session busy while orders flow); 0 blocks at once.
+    /// (a core per session busy while orders flow); 0 blocks at once. With
+    /// `caller_reads_us` a caller spinning in `wait_report_after` reads the
+    /// venue's answer from the session's socket itself, and the session's reader
+    /// stays aside until that long after the last such read (a report arriving
+    /// while no caller waits is applied that much later at most); 0: never.
     #[new]
     #[pyo3(signature = (
         instruments,
@@ -272,7 +276,8 @@ impl PyExecutionEngine {
         journal_dir = None,
         journal_compact_bytes = 16_777_216,
         wait_spin_us = 200,
-        busy_poll_us = 0
+        busy_poll_us = 0,
+        caller_reads_us = 0
     ))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python signature
     fn new(
@@ -297,6 +302,7 @@ impl PyExecutionEngine {
         journal_compact_bytes: i64,
         wait_spin_us: i64,
         busy_poll_us: i64,
+        caller_reads_us: i64,
     ) -> PyResult<Self> {
         let mut specs = Vec::with_capacity(instruments.len());
         for (symbol, price_scale, qty_scale, tick) in instruments {
@@ -351,6 +357,7 @@ impl PyExecutionEngine {
             journal_compact_bytes: non_negative("journal_compact_bytes", journal_compact_bytes)?,
             wait_spin: Duration::from_micros(non_negative("wait_spin_us", wait_spin_us)?),
             busy_poll: Duration::from_micros(non_negative("busy_poll_us", busy_poll_us)?),
+            caller_reads: Duration::from_micros(non_negative("caller_reads_us", caller_reads_us)?),
             heart_bt_int: non_negative("heart_bt_int", heart_bt_int)?,
             sender_comp_id: sender.to_owned(),
             limits: RiskLimits {

@@ -47,5 +47,7 @@ pub use state::{
     SessionId,
 };
 pub use store::{FileStore, MemoryStore, MessageStore, StoreError};
-pub use tcp::{Acceptor, AcceptorConfig, Initiator, InitiatorConfig, SessionSender, TcpError};
+pub use tcp::{
+    Acceptor, AcceptorConfig, Initiator, InitiatorConfig, SessionDriver, SessionSender, TcpError,
+};
 pub use tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles, TlsError};

@@ -12,6 +12,15 @@
 //! (otherwise it queues behind). Events go to an optional bounded channel and are
 //! dropped when it is full. Every thread is joined by `stop` (or on drop).
 //!
+//! Reading on the caller's thread ([`InitiatorConfig::caller_reads`]): the
+//! connection's read side (its transport, the frames cut so far) sits under a
+//! lock that whoever reads holds, and a thread waiting for the peer's answer can
+//! take it ([`SessionDriver::pump`]: a non-blocking read, then the same session
+//! handling as on the connection's thread). While callers read, the
+//! connection's thread parks instead of reading, until `caller_reads` after the
+//! last caller's read or [`SessionDriver::release`]; a caller that meets the
+//! end of the connection or a disconnect hands it back to that thread.
+//!
 //! Ordering: the reader, the writer and `send_now` all hold the session lock from
 //! the moment the session numbers (and stores) a message until its bytes are
 //! written to the socket, so messages leave in sequence-number order; only the
@@ -36,9 +45,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{
     sync_channel, Receiver, RecvTimeoutError, SendError, SyncSender, TrySendError,
 };
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
@@ -150,6 +159,41 @@ struct Slot {
     /// A clone of the connection's transport, for [`Slot::send_now`] (None while
     /// disconnected).
     direct: Mutex<Option<Transport>>,
+    /// The reading side of the current connection, for [`SessionDriver::pump`]
+    /// (None while disconnected).
+    reading: Mutex<Option<Arc<Mutex<Reading>>>>,
+    /// When a caller last read, or tried to read, through [`SessionDriver::pump`]:
+    /// nanoseconds since [`Shared::epoch`] plus one; 0 when released.
+    driven_at: AtomicU64,
+    /// The connection's thread, woken when a caller stops reading.
+    reader: Mutex<Option<Thread>>,
+    /// A caller met the end of the connection: only the connection's thread
+    /// reads until the next connection.
+    handed_back: AtomicBool,
+}
+
+/// A connection's reading side: the transport read from (the connection's own,
+/// with its TLS buffers), the frames cut so far and, when a caller reading
+/// through [`SessionDriver::pump`] met the end of the connection, what the
+/// connection's thread must do about it. Whoever reads holds it locked.
+struct Reading {
+    stream: Transport,
+    splitter: Splitter,
+    buf: Vec<u8>,
+    ended: Option<Ended>,
+}
+
+/// Why a caller reading for the connection's thread stopped.
+enum Ended {
+    /// The peer closed the connection or reading failed (with the reason when
+    /// it is a transport failure, counted as such).
+    Closed(Option<String>),
+    /// The session disconnects, or an answer could not be written.
+    Disconnect,
+}
+
+fn lock_reading(reading: &Mutex<Reading>) -> MutexGuard<'_, Reading> {
+    reading.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Slot {
@@ -168,7 +212,57 @@ impl Slot {
                 queued: Arc::new(AtomicUsize::new(0)),
             },
             direct: Mutex::new(None),
+            reading: Mutex::new(None),
+            driven_at: AtomicU64::new(0),
+            reader: Mutex::new(None),
+            handed_back: AtomicBool::new(false),
         }
+    }
+
+    /// Lets callers read the connection through `reading`, and the connection's
+    /// thread (the calling one) be woken when they stop.
+    fn attach(&self, reading: &Arc<Mutex<Reading>>) {
+        *self.reader.lock().unwrap_or_else(PoisonError::into_inner) = Some(std::thread::current());
+        self.handed_back.store(false, Ordering::Release);
+        *self.reading.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(reading));
+    }
+
+    fn reading(&self) -> Option<Arc<Mutex<Reading>>> {
+        self.reading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A caller met the end of the connection: the connection's thread takes
+    /// over (and is woken for it).
+    fn hand_back(&self) {
+        self.handed_back.store(true, Ordering::Release);
+        self.wake_reader();
+    }
+
+    fn wake_reader(&self) {
+        if let Some(t) = &*self.reader.lock().unwrap_or_else(PoisonError::into_inner) {
+            t.unpark();
+        }
+    }
+
+    /// While a caller reads the socket ([`SessionDriver::pump`]): how much longer
+    /// the connection's thread stays out of its way. None: it reads.
+    fn aside_for(&self, shared: &Shared) -> Option<Duration> {
+        if shared.caller_reads.is_zero()
+            || shared.stop.load(Ordering::Acquire)
+            || self.handed_back.load(Ordering::Acquire)
+        {
+            return None;
+        }
+        let at = self.driven_at.load(Ordering::Acquire);
+        if at == 0 {
+            return None;
+        }
+        let since = shared.since_epoch().saturating_sub(at);
+        let linger = u64::try_from(shared.caller_reads.as_nanos()).unwrap_or(u64::MAX);
+        (since < linger).then(|| Duration::from_nanos(linger - since))
     }
 
     fn direct(&self) -> MutexGuard<'_, Option<Transport>> {
@@ -311,6 +405,9 @@ struct Shared {
     app: Arc<dyn Application>,
     tls: Option<TlsRole>,
     busy_poll: Duration,
+    /// [`InitiatorConfig::caller_reads`] (zero for an acceptor).
+    caller_reads: Duration,
+    epoch: Instant,
     failures: AtomicU64,
     last_failure: Mutex<Option<String>>,
 }
@@ -330,9 +427,18 @@ impl Shared {
             app,
             tls,
             busy_poll,
+            caller_reads: Duration::ZERO,
+            epoch: Instant::now(),
             failures: AtomicU64::new(0),
             last_failure: Mutex::new(None),
         }
+    }
+
+    /// Nanoseconds since `epoch`, plus one (never 0).
+    fn since_epoch(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
     }
 
     /// Counts, logs and keeps a connection dropped for a transport failure; with
@@ -383,6 +489,25 @@ fn write_all(stream: &mut Transport, out: &mut Outbox) -> bool {
     ok
 }
 
+/// Hands one frame of a known session to it and writes what it answers. False
+/// when the connection must close (a write failed, or the session disconnects).
+fn deliver(
+    s: &Slot,
+    shared: &Shared,
+    frame: &[u8],
+    stream: &mut Transport,
+    out: &mut Outbox,
+) -> bool {
+    // Written under the session lock: the writer thread may be sending too.
+    let mut session = s.session();
+    session.on_frame(frame, now_nanos(), shared.app.as_ref(), out);
+    shared.emit(&s.id, out);
+    let written = write_all(stream, out);
+    drop(session);
+    shared.app.after_message(&s.id);
+    written && !out.disconnect
+}
+
 /// Runs one connection until it closes. `slot` is known for an initiator; an
 /// acceptor finds it from the first message, which must be a Logon.
 fn serve(
@@ -396,16 +521,29 @@ fn serve(
     let _ = socket.set_write_timeout(Some(Duration::from_secs(5)));
     let _ = socket.set_nodelay(true);
     let peer = socket.peer_addr().ok();
-    let mut stream = match Transport::open(socket, shared.tls.as_ref(), &shared.stop) {
+    let opened = match Transport::open(socket, shared.tls.as_ref(), &shared.stop) {
         Ok(stream) => stream,
         Err(reason) => {
             shared.transport_failed(slot.as_ref().map(|s| &s.id), peer, reason);
             return;
         }
     };
-    let mut splitter = Splitter::new();
+    // Reads go through `reading` (the connection's own transport, which a caller
+    // may borrow: SessionDriver::pump); this thread writes through a clone.
+    let mut stream = match opened.try_clone() {
+        Ok(stream) => stream,
+        Err(e) => {
+            shared.transport_failed(slot.as_ref().map(|s| &s.id), peer, e.to_string());
+            return;
+        }
+    };
+    let reading = Arc::new(Mutex::new(Reading {
+        stream: opened,
+        splitter: Splitter::new(),
+        buf: vec![0u8; 16 * 1024],
+        ended: None,
+    }));
     let mut out = Outbox::new();
-    let mut buf = vec![0u8; 16 * 1024];
     let mut claimed = false;
     let writer_done = Arc::new(AtomicBool::new(false));
     let mut writer: Option<JoinHandle<()>> = None;
@@ -427,6 +565,7 @@ fn serve(
         drop(session);
         writer = spawn_writer(s, shared, &stream, &writer_done);
         *s.direct() = stream.try_clone().ok();
+        s.attach(&reading);
     }
     let mut stop_logout_sent = false;
     let connected_at = std::time::Instant::now();
@@ -434,69 +573,78 @@ fn serve(
     let mut hot_until: Option<std::time::Instant> = None;
     let mut last_tick = connected_at;
     'conn: while !out.disconnect {
-        let polling = hot_until.is_some_and(|t| std::time::Instant::now() < t);
-        let read = if polling {
-            stream.read_now(&mut buf)
+        if let Some(left) = slot.as_ref().and_then(|s| s.aside_for(shared)) {
+            // A caller reads the socket (SessionDriver::pump): out of its way
+            // until it stops, then back to reading; the timers still run.
+            std::thread::park_timeout(left.min(POLL));
         } else {
-            stream.read(&mut buf)
-        };
-        match read {
-            Ok(0) => break,
-            Ok(n) => {
-                splitter.feed(buf.get(..n).unwrap_or_default());
-                if !shared.busy_poll.is_zero() {
-                    hot_until = Some(std::time::Instant::now() + shared.busy_poll);
+            let mut guard = lock_reading(&reading);
+            let r = &mut *guard;
+            if let Some(ended) = r.ended.take() {
+                if let Ended::Closed(Some(reason)) = ended {
+                    shared.transport_failed(slot.as_ref().map(|s| &s.id), peer, reason);
                 }
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if polling {
-                    std::thread::yield_now();
-                    // The timers (heartbeats, schedule, stop) as often as when blocking.
-                    if last_tick.elapsed() < BUSY_POLL_TICK {
-                        continue 'conn;
-                    }
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::InvalidData => {
-                shared.transport_failed(slot.as_ref().map(|s| &s.id), peer, e.to_string());
-                break;
-            }
-            Err(_) => break,
-        }
-        while let Some(frame) = splitter.next_frame() {
-            let Ok(frame) = frame else {
-                continue;
-            };
-            if slot.is_none() {
-                match find_slot(frame, registry) {
-                    Some(s) if shared.schedule.contains(now_nanos()) => {
-                        if s.connected.swap(true, Ordering::AcqRel) {
-                            // Duplicate identity: the session has a connection.
-                            break 'conn;
-                        }
-                        claimed = true;
-                        let mut session = s.session();
-                        session.check_period(&shared.schedule, now_nanos(), &mut out);
-                        session.on_connect(now_nanos());
-                        drop(session);
-                        writer = spawn_writer(&s, shared, &stream, &writer_done);
-                        *s.direct() = stream.try_clone().ok();
-                        slot = Some(s);
-                    }
-                    _ => break 'conn,
-                }
-            }
-            let Some(s) = &slot else { break 'conn };
-            // Written under the session lock: the writer thread may be sending too.
-            let mut session = s.session();
-            session.on_frame(frame, now_nanos(), shared.app.as_ref(), &mut out);
-            shared.emit(&s.id, &mut out);
-            let written = write_all(&mut stream, &mut out);
-            drop(session);
-            shared.app.after_message(&s.id);
-            if !written || out.disconnect {
                 break 'conn;
+            }
+            let polling = hot_until.is_some_and(|t| std::time::Instant::now() < t);
+            let read = if polling {
+                r.stream.read_now(&mut r.buf)
+            } else {
+                r.stream.read(&mut r.buf)
+            };
+            match read {
+                Ok(0) => break,
+                Ok(n) => {
+                    r.splitter.feed(r.buf.get(..n).unwrap_or_default());
+                    // Where callers read (caller_reads), they poll, not this thread.
+                    if !shared.busy_poll.is_zero() && shared.caller_reads.is_zero() {
+                        hot_until = Some(std::time::Instant::now() + shared.busy_poll);
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if polling {
+                        std::thread::yield_now();
+                        // The timers (heartbeats, schedule, stop) as often as when blocking.
+                        if last_tick.elapsed() < BUSY_POLL_TICK {
+                            continue 'conn;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::InvalidData => {
+                    shared.transport_failed(slot.as_ref().map(|s| &s.id), peer, e.to_string());
+                    break;
+                }
+                Err(_) => break,
+            }
+            while let Some(frame) = r.splitter.next_frame() {
+                let Ok(frame) = frame else {
+                    continue;
+                };
+                if slot.is_none() {
+                    match find_slot(frame, registry) {
+                        Some(s) if shared.schedule.contains(now_nanos()) => {
+                            if s.connected.swap(true, Ordering::AcqRel) {
+                                // Duplicate identity: the session has a connection.
+                                break 'conn;
+                            }
+                            claimed = true;
+                            let mut session = s.session();
+                            session.check_period(&shared.schedule, now_nanos(), &mut out);
+                            session.on_connect(now_nanos());
+                            drop(session);
+                            writer = spawn_writer(&s, shared, &stream, &writer_done);
+                            *s.direct() = stream.try_clone().ok();
+                            s.attach(&reading);
+                            slot = Some(s);
+                        }
+                        _ => break 'conn,
+                    }
+                }
+                let Some(s) = &slot else { break 'conn };
+                if !deliver(s, shared, frame, &mut stream, &mut out) {
+                    break 'conn;
+                }
             }
         }
         last_tick = std::time::Instant::now();
@@ -539,10 +687,13 @@ fn serve(
         }
     }
     writer_done.store(true, Ordering::Release);
+    // No caller reads from here on (one reading now finishes first).
+    lock_reading(&reading).ended = Some(Ended::Closed(None));
     if let (Some(s), true) = (&slot, claimed) {
         // Under the session lock: no direct send is between numbering and writing.
         let _session = s.session();
         *s.direct() = None;
+        *s.reading.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
     if let Some(w) = writer {
         let _ = w.join();
@@ -812,6 +963,14 @@ pub struct InitiatorConfig {
     pub tls: Option<ClientTls>,
     /// As [`AcceptorConfig::busy_poll`], for this connection's reader.
     pub busy_poll: Duration,
+    /// Lets a caller that waits for the peer's answer read the socket itself
+    /// ([`Initiator::driver`], [`SessionDriver::pump`]): the message is then
+    /// applied on the caller's thread, with no hand-off from the connection's
+    /// thread, which stays out of the way until this long after the last
+    /// caller's read (or [`SessionDriver::release`]). What arrives meanwhile while
+    /// no caller reads waits that long at most. Zero (the default): callers
+    /// never read, [`SessionDriver::pump`] does nothing.
+    pub caller_reads: Duration,
 }
 
 impl std::fmt::Debug for InitiatorConfig {
@@ -823,6 +982,7 @@ impl std::fmt::Debug for InitiatorConfig {
             .field("reconnect_max", &self.reconnect_max)
             .field("tls", &self.tls)
             .field("busy_poll", &self.busy_poll)
+            .field("caller_reads", &self.caller_reads)
             .finish_non_exhaustive()
     }
 }
@@ -839,6 +999,7 @@ impl InitiatorConfig {
             events: None,
             tls: None,
             busy_poll: Duration::ZERO,
+            caller_reads: Duration::ZERO,
         }
     }
 }
@@ -867,13 +1028,15 @@ impl Initiator {
         app: Arc<dyn Application>,
     ) -> Result<Self, TcpError> {
         session.set_initiate(true);
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             config.schedule,
             config.events.clone(),
             app,
             config.tls.clone().map(TlsRole::Client),
             config.busy_poll,
-        ));
+        );
+        shared.caller_reads = config.caller_reads;
+        let shared = Arc::new(shared);
         let slot = Arc::new(Slot::new(session));
         let thread = {
             let shared = Arc::clone(&shared);
@@ -906,6 +1069,16 @@ impl Initiator {
     /// The message back when the initiator has stopped.
     pub fn send_now(&self, msg: OutgoingMessage) -> Result<(), SendError<OutgoingMessage>> {
         self.slot.send_now(&self.shared, msg)
+    }
+
+    /// A handle for a thread waiting for the peer's answer to read the socket
+    /// itself (see [`InitiatorConfig::caller_reads`]).
+    #[must_use]
+    pub fn driver(&self) -> SessionDriver {
+        SessionDriver {
+            slot: Arc::clone(&self.slot),
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Whether the session is logged on.
@@ -947,6 +1120,95 @@ impl Initiator {
 impl Drop for Initiator {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A caller's hand on an [`Initiator`]'s socket: a thread that waits for the
+/// peer's answer reads it itself, without waiting for the connection's thread to
+/// wake up and hand it over (see [`InitiatorConfig::caller_reads`]).
+#[derive(Clone)]
+pub struct SessionDriver {
+    slot: Arc<Slot>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SessionDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionDriver")
+            .field("session", &self.slot.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionDriver {
+    /// Reads what the socket holds now, without waiting, and hands each whole
+    /// message to the session (and so to the application) on the calling thread,
+    /// exactly as the connection's thread would; returns whether it read
+    /// anything. Keeps the connection's thread aside (see
+    /// [`InitiatorConfig::caller_reads`]). Does nothing when `caller_reads` is
+    /// zero, while disconnected, or while another thread reads. The end of the
+    /// connection, a read error or a disconnect the session asks for is left to
+    /// the connection's thread, woken for it.
+    pub fn pump(&self) -> bool {
+        let (slot, shared) = (&*self.slot, &*self.shared);
+        if shared.caller_reads.is_zero() || slot.handed_back.load(Ordering::Acquire) {
+            return false;
+        }
+        slot.driven_at
+            .store(shared.since_epoch(), Ordering::Release);
+        let Some(reading) = slot.reading() else {
+            return false;
+        };
+        let mut guard = match reading.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return false,
+        };
+        let r = &mut *guard;
+        if r.ended.is_some() {
+            return false;
+        }
+        let n = match r.stream.read_now(&mut r.buf) {
+            Ok(0) => {
+                r.ended = Some(Ended::Closed(None));
+                slot.hand_back();
+                return false;
+            }
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                return false;
+            }
+            Err(e) => {
+                let failure = (e.kind() == ErrorKind::InvalidData).then(|| e.to_string());
+                r.ended = Some(Ended::Closed(failure));
+                slot.hand_back();
+                return false;
+            }
+        };
+        r.splitter.feed(r.buf.get(..n).unwrap_or_default());
+        let mut out = Outbox::new();
+        while let Some(frame) = r.splitter.next_frame() {
+            let Ok(frame) = frame else {
+                continue;
+            };
+            if !deliver(slot, shared, frame, &mut r.stream, &mut out) {
+                r.ended = Some(Ended::Disconnect);
+                slot.hand_back();
+                break;
+            }
+        }
+        true
+    }
+
+    /// Stops reading: the connection's thread reads again at once.
+    pub fn release(&self) {
+        self.slot.driven_at.store(0, Ordering::Release);
+        self.slot.wake_reader();
     }
 }
 
