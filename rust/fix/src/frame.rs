@@ -158,12 +158,19 @@ pub fn encode(begin_string: &str, body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(begin_string.as_bytes());
     out.push(SOH);
     out.extend_from_slice(b"9=");
-    out.extend_from_slice(body.len().to_string().as_bytes());
+    crate::message::write_u64(&mut out, body.len() as u64);
     out.push(SOH);
     out.extend_from_slice(body);
     let sum = checksum(&out);
-    out.extend_from_slice(format!("10={sum:03}").as_bytes());
-    out.push(SOH);
+    out.extend_from_slice(&[
+        b'1',
+        b'0',
+        b'=',
+        b'0' + sum / 100,
+        b'0' + sum / 10 % 10,
+        b'0' + sum % 10,
+        SOH,
+    ]);
     out
 }
 

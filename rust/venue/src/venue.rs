@@ -51,7 +51,9 @@ use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use nexus_fix::message::{tags, write_utc_timestamp, Decimal, FieldAccess, Message};
+use nexus_fix::message::{
+    tags, write_decimal, write_u64, write_utc_timestamp, Decimal, FieldAccess, Message,
+};
 use nexus_fix::session::state::{Application, OutgoingMessage, SessionId};
 use nexus_fix::session::tcp::{now_nanos, Acceptor, AcceptorConfig, SessionSender, TcpError};
 use nexus_fix::session::Session;
@@ -198,8 +200,10 @@ fn to_mantissa(d: Decimal, scale: u8) -> Option<i64> {
     }
 }
 
-fn decimal(mantissa: i64, scale: u8) -> String {
-    Decimal::new(mantissa, scale).to_string()
+fn decimal(mantissa: i64, scale: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    write_decimal(&mut out, Decimal::new(mantissa, scale));
+    out
 }
 
 fn timestamp(ts_ns: i64) -> Vec<u8> {
@@ -287,14 +291,24 @@ impl Progress {
 }
 
 impl Inner {
-    fn exec_id(&mut self) -> String {
+    fn exec_id(&mut self) -> Vec<u8> {
         let id = self.next_exec_id;
         self.next_exec_id += 1;
-        format!("{}-{}-E{id}", self.prefix, self.run)
+        let mut out = Vec::with_capacity(self.prefix.len() + self.run.len() + 24);
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.push(b'-');
+        out.extend_from_slice(self.run.as_bytes());
+        out.extend_from_slice(b"-E");
+        write_u64(&mut out, id);
+        out
     }
 
-    fn order_id(&self, id: OrderId) -> String {
-        format!("{}-{id}", self.prefix)
+    fn order_id(&self, id: OrderId) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.prefix.len() + 24);
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.push(b'-');
+        write_u64(&mut out, id);
+        out
     }
 
     fn spec(&self, symbol: &str) -> Result<InstrumentSpec, Refusal> {
@@ -355,24 +369,25 @@ impl Inner {
         progress: Progress,
         ts_ns: i64,
     ) -> OutgoingMessage {
-        let spec = self.engine.instrument(&order.instrument).cloned();
-        let (ps, qs) = spec.map_or((0, 0), |s| (s.price_scale, s.qty_scale));
-        let info = self.orders.get(&order.id).cloned();
+        let (ps, qs) = self
+            .engine
+            .instrument(&order.instrument)
+            .map_or((0, 0), |s| (s.price_scale, s.qty_scale));
         let exec_id = self.exec_id();
-        let mut m = OutgoingMessage::new("8").field(tag::ORDER_ID, self.order_id(order.id));
-        if let Some(info) = &info {
+        let mut m = OutgoingMessage::new("8").field_vec(tag::ORDER_ID, self.order_id(order.id));
+        if let Some(info) = self.orders.get(&order.id) {
             m = m.field(tag::CL_ORD_ID, &info.cl_ord_id);
             if let Some(orig) = &info.orig_cl_ord_id {
                 m = m.field(tag::ORIG_CL_ORD_ID, orig);
             }
         }
         m = m
-            .field(tag::EXEC_ID, exec_id)
+            .field_vec(tag::EXEC_ID, exec_id)
             .field(tag::EXEC_TYPE, exec_type)
             .field(tag::ORD_STATUS, status)
             .field(tag::SYMBOL, &order.instrument)
             .field(tag::SIDE, side_code(order.side))
-            .field(tag::ORDER_QTY, decimal(order.quantity, qs))
+            .field_vec(tag::ORDER_QTY, decimal(order.quantity, qs))
             .field(
                 tag::ORD_TYPE,
                 match order.ord_type {
@@ -381,7 +396,7 @@ impl Inner {
                 },
             );
         if let Some(p) = order.price {
-            m = m.field(tag::PRICE, decimal(p, ps));
+            m = m.field_vec(tag::PRICE, decimal(p, ps));
         }
         let leaves = if status == "4" {
             0
@@ -397,10 +412,10 @@ impl Inner {
                 TimeInForce::Fok => "4",
             },
         )
-        .field(tag::LEAVES_QTY, decimal(leaves.max(0), qs))
-        .field(tag::CUM_QTY, decimal(progress.cum, qs))
-        .field(tag::AVG_PX, decimal(progress.avg(), ps))
-        .field(tag::TRANSACT_TIME, timestamp(ts_ns))
+        .field_vec(tag::LEAVES_QTY, decimal(leaves.max(0), qs))
+        .field_vec(tag::CUM_QTY, decimal(progress.cum, qs))
+        .field_vec(tag::AVG_PX, decimal(progress.avg(), ps))
+        .field_vec(tag::TRANSACT_TIME, timestamp(ts_ns))
     }
 
     /// Trade reports for `fills` of `order` (its state after them), then a Canceled
@@ -430,9 +445,9 @@ impl Inner {
             };
             let m = self
                 .report(order, "F", status, progress, f.ts_ns)
-                .field(tag::LAST_QTY, decimal(f.quantity, qs))
-                .field(tag::LAST_PX, decimal(f.price, ps))
-                .field(tag::COMMISSION, decimal(f.commission, ps))
+                .field_vec(tag::LAST_QTY, decimal(f.quantity, qs))
+                .field_vec(tag::LAST_PX, decimal(f.price, ps))
+                .field_vec(tag::COMMISSION, decimal(f.commission, ps))
                 .field(tag::COMM_TYPE, "3");
             out.push(m);
         }
@@ -612,7 +627,7 @@ impl Inner {
         OutgoingMessage::new("9")
             .field(
                 tag::ORDER_ID,
-                id.map_or_else(|| "NONE".to_owned(), |id| self.order_id(id)),
+                id.map_or_else(|| b"NONE".to_vec(), |id| self.order_id(id)),
             )
             .field(tag::CL_ORD_ID, msg.get(tag::CL_ORD_ID).unwrap_or_default())
             .field(

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use crate::dictionary::Dictionary;
 use crate::message::{
-    parse_utc_timestamp, peek_msg_type, tags, write_utc_timestamp, FieldAccess, Message, Section,
-    TimestampPrecision,
+    parse_utc_timestamp, peek_msg_type, tags, write_u64, write_utc_timestamp, FieldAccess, Message,
+    Section, TimestampPrecision,
 };
 use crate::session::schedule::Schedule;
 use crate::session::store::{MessageStore, StoreError};
@@ -141,6 +141,13 @@ impl OutgoingMessage {
     #[must_use]
     pub fn field(mut self, tag: u32, value: impl AsRef<[u8]>) -> Self {
         self.body.push((tag, value.as_ref().to_vec()));
+        self
+    }
+
+    /// Appends a body field whose value is already an owned buffer (no copy).
+    #[must_use]
+    pub fn field_vec(mut self, tag: u32, value: Vec<u8>) -> Self {
+        self.body.push((tag, value));
         self
     }
 
@@ -275,6 +282,8 @@ pub struct Session {
     test_requests: i64,
     resend_range: Option<(u64, u64)>,
     queue: BTreeMap<u64, Vec<u8>>,
+    /// The body of the message being encoded (kept for its allocation).
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Session {
@@ -316,6 +325,7 @@ impl Session {
             test_requests: 0,
             resend_range: None,
             queue: BTreeMap::new(),
+            scratch: Vec::with_capacity(256),
         }
     }
 
@@ -1117,33 +1127,48 @@ impl Session {
     /// no increment), else the next sender sequence number (stored, incremented).
     fn send_raw(&mut self, msg: OutgoingMessage, now: i64, num: Option<u64>, out: &mut Outbox) {
         let seq = num.unwrap_or_else(|| self.store.next_sender_seq());
-        let mut header: Vec<(u32, Vec<u8>)> = Vec::with_capacity(msg.header.len() + 4);
-        let mut ts = Vec::new();
-        write_utc_timestamp(&mut ts, now, self.config.timestamp_precision);
-        header.push((tags::MSG_SEQ_NUM, seq.to_string().into_bytes()));
-        header.push((
-            tags::SENDER_COMP_ID,
-            self.config.id.sender_comp_id.as_bytes().to_vec(),
-        ));
-        header.push((tags::SENDING_TIME, ts));
-        header.push((
-            tags::TARGET_COMP_ID,
-            self.config.id.target_comp_id.as_bytes().to_vec(),
-        ));
-        // A new message is never a possible duplicate (QuickFIX's Session::send).
-        header.extend(msg.header.into_iter().filter(|(t, _)| {
+        // The header in tag order: the standard fields, with the message's own
+        // merged in (a standard field first on an equal tag). A new message is
+        // never a possible duplicate (QuickFIX's Session::send).
+        let mut extras = msg.header;
+        extras.retain(|(t, _)| {
             num.is_some() || !matches!(*t, tags::POSS_DUP_FLAG | tags::ORIG_SENDING_TIME)
-        }));
-        header.sort_by_key(|(t, _)| *t);
-        let mut body = Vec::with_capacity(256);
-        push_field(&mut body, tags::MSG_TYPE, msg.msg_type.as_bytes());
-        for (t, v) in &header {
-            push_field(&mut body, *t, v);
+        });
+        extras.sort_by_key(|(t, _)| *t);
+        let body = &mut self.scratch;
+        body.clear();
+        push_field(body, tags::MSG_TYPE, msg.msg_type.as_bytes());
+        let mut rest = extras.iter().peekable();
+        for tag in [
+            tags::MSG_SEQ_NUM,
+            tags::SENDER_COMP_ID,
+            tags::SENDING_TIME,
+            tags::TARGET_COMP_ID,
+        ] {
+            while let Some((t, v)) = rest.next_if(|(t, _)| *t < tag) {
+                push_field(body, *t, v);
+            }
+            write_u64(body, u64::from(tag));
+            body.push(b'=');
+            match tag {
+                tags::MSG_SEQ_NUM => write_u64(body, seq),
+                tags::SENDER_COMP_ID => {
+                    body.extend_from_slice(self.config.id.sender_comp_id.as_bytes());
+                }
+                tags::SENDING_TIME => {
+                    write_utc_timestamp(body, now, self.config.timestamp_precision);
+                }
+                _ => body.extend_from_slice(self.config.id.target_comp_id.as_bytes()),
+            }
+            body.push(crate::frame::SOH);
+        }
+        for (t, v) in rest {
+            push_field(body, *t, v);
         }
         for (t, v) in &msg.body {
-            push_field(&mut body, *t, v);
+            push_field(body, *t, v);
         }
-        let bytes = crate::frame::encode(&self.config.id.begin_string, &body);
+        let bytes = crate::frame::encode(&self.config.id.begin_string, body);
         if num.is_none() {
             self.store_op(out, |s| s.save(seq, &bytes));
             self.store_op(out, |s| s.set_next_sender_seq(seq + 1));
@@ -1154,7 +1179,7 @@ impl Session {
 }
 
 fn push_field(out: &mut Vec<u8>, tag: u32, value: &[u8]) {
-    out.extend_from_slice(tag.to_string().as_bytes());
+    write_u64(out, u64::from(tag));
     out.push(b'=');
     out.extend_from_slice(value);
     out.push(crate::frame::SOH);
