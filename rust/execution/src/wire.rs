@@ -1,7 +1,7 @@
 //! FIX 4.4 messages of the engine: the requests it sends (D, F, G) and the
 //! translation of the venue's answers (8, 9) into order-manager reports.
 
-use nexus_fix::message::{parse_decimal, write_utc_timestamp, Decimal, Message};
+use nexus_fix::message::{parse_decimal, write_decimal, write_utc_timestamp, Decimal, Message};
 use nexus_fix::session::tcp::now_nanos;
 use nexus_fix::session::OutgoingMessage;
 use nexus_fix::TimestampPrecision;
@@ -30,9 +30,11 @@ const ORD_REJ_REASON: u32 = 103;
 const CXL_REJ_REASON: u32 = 102;
 const EXEC_TYPE: u32 = 150;
 
-/// Formats a mantissa as a decimal at `scale` places.
-pub(crate) fn decimal(mantissa: i64, scale: u8) -> String {
-    Decimal::new(mantissa, scale).to_string()
+/// Formats a mantissa as a decimal at `scale` places (the field's bytes).
+pub(crate) fn decimal(mantissa: i64, scale: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    write_decimal(&mut out, Decimal::new(mantissa, scale));
+    out
 }
 
 /// Converts a wire decimal to a mantissa at `scale`; None when it has more
@@ -87,11 +89,11 @@ pub(crate) fn new_order_single(
         .field(CL_ORD_ID, order.client_order_id())
         .field(SYMBOL, &order.instrument)
         .field(SIDE, side(order.side))
-        .field(TRANSACT_TIME, timestamp())
-        .field(ORDER_QTY, decimal(order.quantity, spec.qty_scale))
+        .field_vec(TRANSACT_TIME, timestamp())
+        .field_vec(ORDER_QTY, decimal(order.quantity, spec.qty_scale))
         .field(ORD_TYPE, ord_type(order.order_type));
     if let Some(price) = order.limit_price {
-        m = m.field(PRICE, decimal(price, spec.price_scale));
+        m = m.field_vec(PRICE, decimal(price, spec.price_scale));
     }
     m.field(TIME_IN_FORCE, tif(time_in_force))
 }
@@ -108,8 +110,8 @@ pub(crate) fn cancel_request(
         .field(CL_ORD_ID, new_client_order_id)
         .field(SYMBOL, &order.instrument)
         .field(SIDE, side(order.side))
-        .field(TRANSACT_TIME, timestamp())
-        .field(ORDER_QTY, decimal(order.quantity, spec.qty_scale))
+        .field_vec(TRANSACT_TIME, timestamp())
+        .field_vec(ORDER_QTY, decimal(order.quantity, spec.qty_scale))
 }
 
 /// OrderCancelReplaceRequest (G) of `order` to `quantity` at `limit_price`.
@@ -127,11 +129,11 @@ pub(crate) fn replace_request(
         .field(CL_ORD_ID, new_client_order_id)
         .field(SYMBOL, &order.instrument)
         .field(SIDE, side(order.side))
-        .field(TRANSACT_TIME, timestamp())
-        .field(ORDER_QTY, decimal(quantity, spec.qty_scale))
+        .field_vec(TRANSACT_TIME, timestamp())
+        .field_vec(ORDER_QTY, decimal(quantity, spec.qty_scale))
         .field(ORD_TYPE, ord_type(order.order_type));
     if let Some(price) = limit_price {
-        m = m.field(PRICE, decimal(price, spec.price_scale));
+        m = m.field_vec(PRICE, decimal(price, spec.price_scale));
     }
     m.field(TIME_IN_FORCE, tif(time_in_force))
 }
@@ -333,7 +335,7 @@ mod tests {
 
     #[test]
     fn decimals_round_trip() {
-        assert_eq!(decimal(10_025, 2), "100.25");
+        assert_eq!(decimal(10_025, 2), b"100.25");
         assert_eq!(mantissa(b"100.25", 2), Some(10_025));
         assert_eq!(mantissa(b"100.5", 2), Some(10_050));
         assert_eq!(mantissa(b"7", 0), Some(7));

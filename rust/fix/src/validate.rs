@@ -57,7 +57,7 @@ use thiserror::Error;
 use crate::dictionary::{Block, Dictionary, FieldType};
 use crate::message::{
     is_float, parse_bool, parse_int, parse_u64, parse_utc_date, parse_utc_time_only,
-    parse_utc_timestamp, FieldRef, Message, ParseError, ParseOptions, Section,
+    parse_utc_timestamp, FieldRef, Message, MessageStorage, ParseError, ParseOptions, Section,
 };
 
 /// SessionRejectReason (373) values.
@@ -378,6 +378,18 @@ impl<'d> Validator<'d> {
     /// [`ParseError`] for a garbled message.
     pub fn parse<'a>(&self, buf: &'a [u8]) -> Result<Message<'a>, ParseError> {
         Message::parse_with_options(buf, &self.parse_options())
+    }
+
+    /// As [`Self::parse`], into recycled `storage` (see [`Message::into_storage`]).
+    ///
+    /// # Errors
+    /// As [`Self::parse`].
+    pub fn parse_reusing<'a>(
+        &self,
+        buf: &'a [u8],
+        storage: MessageStorage,
+    ) -> Result<Message<'a>, ParseError> {
+        Message::parse_reusing(buf, &self.parse_options(), storage)
     }
 
     /// Says whether `msg_type` is an admin message, an application message, or not

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::dictionary::Dictionary;
 use crate::message::{
     parse_utc_timestamp, peek_msg_type, tags, write_u64, write_utc_timestamp, FieldAccess, Message,
-    Section, TimestampPrecision,
+    MessageStorage, Section, TimestampPrecision,
 };
 use crate::session::schedule::Schedule;
 use crate::session::store::{MessageStore, StoreError};
@@ -284,6 +284,8 @@ pub struct Session {
     queue: BTreeMap<u64, Vec<u8>>,
     /// The body of the message being encoded (kept for its allocation).
     scratch: Vec<u8>,
+    /// The allocations of the last message parsed, for the next one.
+    storage: Option<MessageStorage>,
 }
 
 impl std::fmt::Debug for Session {
@@ -326,6 +328,7 @@ impl Session {
             resend_range: None,
             queue: BTreeMap::new(),
             scratch: Vec::with_capacity(256),
+            storage: None,
         }
     }
 
@@ -577,8 +580,13 @@ impl Session {
         let dictionary = Arc::clone(&self.dictionary);
         let application = self.app_dictionary.clone();
         let validator = Self::validator(&dictionary, application.as_ref());
-        let parsed = validator.parse(frame);
-        let msg = match parsed {
+        // The parse reuses the last message's allocations (a nested call, e.g.
+        // for queued messages, parses into fresh ones).
+        let storage = self
+            .storage
+            .take()
+            .unwrap_or_else(|| MessageStorage::with_capacity(32));
+        let msg = match validator.parse_reusing(frame, storage) {
             Ok(msg) => msg,
             Err(e) => {
                 out.events.push(SessionEvent::Garbled(e.to_string()));
@@ -588,6 +596,19 @@ impl Session {
                 return;
             }
         };
+        self.process_message(&msg, &validator, frame, now, app, out);
+        self.storage = Some(msg.into_storage());
+    }
+
+    fn process_message(
+        &mut self,
+        msg: &Message<'_>,
+        validator: &Validator<'_>,
+        frame: &[u8],
+        now: i64,
+        app: &dyn Application,
+        out: &mut Outbox,
+    ) {
         let msg_type = msg.msg_type();
         for tag in [tags::SENDER_COMP_ID, tags::TARGET_COMP_ID] {
             if msg.get(tag).is_none() {
@@ -606,7 +627,7 @@ impl Session {
         }
         if msg.begin_string() != self.config.id.begin_string.as_bytes() {
             if msg_type == b"5" {
-                self.next_logout(&msg, now, app, out);
+                self.next_logout(msg, now, app, out);
             } else {
                 self.generate_logout(Some("Incorrect BeginString"), now, out);
                 self.incr_target(out);
@@ -614,8 +635,8 @@ impl Session {
             return;
         }
         if self.config.validate {
-            if let Err(reject) = validator.validate(&msg) {
-                self.generate_reject(&msg, reject.reason, reject.ref_tag_id, now, out);
+            if let Err(reject) = validator.validate(msg) {
+                self.generate_reject(msg, reject.reason, reject.ref_tag_id, now, out);
                 if msg_type == b"A" && reject.reason == SessionRejectReason::RequiredTagMissing {
                     out.disconnect("Required field missing from logon");
                 }
@@ -623,14 +644,14 @@ impl Session {
             }
         }
         match msg_type {
-            b"A" => self.next_logon(&msg, frame, now, app, out),
+            b"A" => self.next_logon(msg, frame, now, app, out),
             b"0" => {
-                if self.verify(&msg, frame, true, true, now, app, out) {
+                if self.verify(msg, frame, true, true, now, app, out) {
                     self.incr_target(out);
                 }
             }
             b"1" => {
-                if self.verify(&msg, frame, true, true, now, app, out) {
+                if self.verify(msg, frame, true, true, now, app, out) {
                     let mut hb = OutgoingMessage::new("0");
                     if let Some(id) = msg.get(tags::TEST_REQ_ID) {
                         hb.body.push((tags::TEST_REQ_ID, id.to_vec()));
@@ -639,16 +660,16 @@ impl Session {
                     self.incr_target(out);
                 }
             }
-            b"2" => self.next_resend_request(&msg, frame, now, app, out),
+            b"2" => self.next_resend_request(msg, frame, now, app, out),
             b"3" => {
-                if self.verify(&msg, frame, true, true, now, app, out) {
+                if self.verify(msg, frame, true, true, now, app, out) {
                     self.incr_target(out);
                 }
             }
-            b"4" => self.next_sequence_reset(&msg, frame, now, app, out),
-            b"5" => self.next_logout(&msg, now, app, out),
+            b"4" => self.next_sequence_reset(msg, frame, now, app, out),
+            b"5" => self.next_logout(msg, now, app, out),
             _ => {
-                if self.verify(&msg, frame, true, true, now, app, out) {
+                if self.verify(msg, frame, true, true, now, app, out) {
                     self.incr_target(out);
                 }
             }
