@@ -613,7 +613,7 @@ impl Session {
         for tag in [tags::SENDER_COMP_ID, tags::TARGET_COMP_ID] {
             if msg.get(tag).is_none() {
                 self.generate_reject(
-                    &msg,
+                    msg,
                     SessionRejectReason::RequiredTagMissing,
                     Some(i64::from(tag)),
                     now,
