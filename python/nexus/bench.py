@@ -1151,6 +1151,7 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
     theirs: list[float] = []
     skipped = None
     spin_us = poll_us = reads_us = 0
+    gaps: list[tuple[float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
         samples = Path(tmp) / "samples.txt"
         for turn in range(turns):
@@ -1167,6 +1168,14 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
                 int(str(row.get("busy_poll_us", 0))),
                 int(str(row.get("caller_reads_us", 0))),
             )
+            if "host_gaps_20us_per_s" in row:
+                gaps.append(
+                    (
+                        float(str(row["host_gaps_20us_per_s"])),
+                        float(str(row["host_gaps_50us_per_s"])),
+                        float(str(row["host_gap_longest_us"])),
+                    )
+                )
             # Each variant's samples, in the file the bench names with its suffix.
             for suffix, pooled in (
                 ("", ours),
@@ -1207,6 +1216,14 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
         f"p99.9 {j[2]:,.1f} us, max {max(journaled):,.1f} us (in memory: max {max(ours):,.1f} us; "
         f"{len(journaled):,} orders)",
     ]
+    if gaps:
+        lines.append(
+            "order-roundtrip-rust, the host: a thread only reading the clock was held up "
+            f"{statistics.median(g[0] for g in gaps):,.0f} times a second for 20 us or more, "
+            f"{statistics.median(g[1] for g in gaps):,.0f} for 50 us or more, longest "
+            f"{max(g[2] for g in gaps):,.0f} us (medians over {len(gaps)} turns; a round trip "
+            "that such a gap falls into takes that much longer)"
+        )
     if skipped is not None:
         return [*lines, f"order-roundtrip-rust: QuickFIX C++ skipped: {skipped}"]
     b = _latency_figures(theirs)

@@ -170,6 +170,34 @@ fn echo_roundtrips(n: usize, polling: bool) -> Vec<u64> {
     samples
 }
 
+/// How often the host held up a thread that does nothing but read the clock for
+/// `span`: the gaps between consecutive readings of at least 20 and 50 us, per
+/// second, and the longest (in us). A round trip that such a gap falls into
+/// takes that much longer, whatever the code does.
+fn host_gaps(span: Duration) -> (f64, f64, f64) {
+    let start = Instant::now();
+    let mut last = start;
+    let (mut over_20, mut over_50, mut longest) = (0u32, 0u32, Duration::ZERO);
+    while last.duration_since(start) < span {
+        let now = Instant::now();
+        let gap = now.duration_since(last);
+        if gap >= Duration::from_micros(20) {
+            over_20 += 1;
+            if gap >= Duration::from_micros(50) {
+                over_50 += 1;
+            }
+            longest = longest.max(gap);
+        }
+        last = now;
+    }
+    let secs = last.duration_since(start).as_secs_f64();
+    (
+        f64::from(over_20) / secs,
+        f64::from(over_50) / secs,
+        longest.as_secs_f64() * 1e6,
+    )
+}
+
 fn main() {
     let n = std::env::var("NEXUS_BENCH_ORDERS")
         .ok()
@@ -189,6 +217,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&disk);
     let mut floor = echo_roundtrips(n, false);
     let mut polling_floor = echo_roundtrips(n, true);
+    let (over_20, over_50, longest) = host_gaps(Duration::from_secs(1));
     let mut after_submit: Vec<u64> = ours
         .iter()
         .zip(&in_submit)
@@ -229,6 +258,10 @@ fn main() {
         d[2] / f[2],
     );
     println!(
+        "host: a thread only reading the clock for 1 s was held up {over_20:.0} times a second \
+         for 20 us or more, {over_50:.0} for 50 us or more, longest {longest:.0} us"
+    );
+    println!(
         "{:<28} p50 {:>8.2}x    p99 {:>8.2}x    p99.9 {:>8.2}x",
         "ratio caller reads / echo",
         g[0] / f[0],
@@ -254,7 +287,7 @@ fn main() {
         }
     }
     println!(
-        "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}, \"wait_spin_us\": {}, \"sleeping_p50_us\": {:.2}, \"sleeping_p99_us\": {:.2}, \"sleeping_p999_us\": {:.2}, \"busy_poll_us\": {}, \"polling_p50_us\": {:.2}, \"polling_p99_us\": {:.2}, \"polling_p999_us\": {:.2}, \"journaled_p50_us\": {:.2}, \"journaled_p99_us\": {:.2}, \"journaled_p999_us\": {:.2}, \"journaled_max_us\": {:.2}, \"caller_reads_us\": {}, \"reading_p50_us\": {:.2}, \"reading_p99_us\": {:.2}, \"reading_p999_us\": {:.2}}}",
+        "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}, \"wait_spin_us\": {}, \"sleeping_p50_us\": {:.2}, \"sleeping_p99_us\": {:.2}, \"sleeping_p999_us\": {:.2}, \"busy_poll_us\": {}, \"polling_p50_us\": {:.2}, \"polling_p99_us\": {:.2}, \"polling_p999_us\": {:.2}, \"journaled_p50_us\": {:.2}, \"journaled_p99_us\": {:.2}, \"journaled_p999_us\": {:.2}, \"journaled_max_us\": {:.2}, \"caller_reads_us\": {}, \"reading_p50_us\": {:.2}, \"reading_p99_us\": {:.2}, \"reading_p999_us\": {:.2}, \"host_gaps_20us_per_s\": {over_20:.0}, \"host_gaps_50us_per_s\": {over_50:.0}, \"host_gap_longest_us\": {longest:.0}}}",
         a[0], a[1], a[2], a[3], spin.as_micros(), c[0], c[1], c[2], BUSY_POLL.as_micros(), d[0], d[1], d[2], e[0], e[1], e[2], e[3], CALLER_READS.as_micros(), g[0], g[1], g[2]
     );
     println!(
