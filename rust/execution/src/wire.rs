@@ -30,11 +30,9 @@ const ORD_REJ_REASON: u32 = 103;
 const CXL_REJ_REASON: u32 = 102;
 const EXEC_TYPE: u32 = 150;
 
-/// Formats a mantissa as a decimal at `scale` places (the field's bytes).
-pub(crate) fn decimal(mantissa: i64, scale: u8) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24);
-    write_decimal(&mut out, Decimal::new(mantissa, scale));
-    out
+/// Writes a mantissa at `scale` places as a field's value.
+fn decimal_into(mantissa: i64, scale: u8) -> impl FnOnce(&mut Vec<u8>) {
+    move |out| write_decimal(out, Decimal::new(mantissa, scale))
 }
 
 /// Converts a wire decimal to a mantissa at `scale`; None when it has more
@@ -48,12 +46,6 @@ pub(crate) fn mantissa(value: &[u8], scale: u8) -> Option<i64> {
         let div = 10i64.checked_pow(u32::from(d.scale - scale))?;
         (d.mantissa % div == 0).then(|| d.mantissa / div)
     }
-}
-
-fn timestamp() -> Vec<u8> {
-    let mut out = Vec::with_capacity(24);
-    write_utc_timestamp(&mut out, now_nanos(), TimestampPrecision::Millis);
-    out
 }
 
 fn side(side: Side) -> &'static str {
@@ -89,11 +81,13 @@ pub(crate) fn new_order_single(
         .field(CL_ORD_ID, order.client_order_id())
         .field(SYMBOL, &order.instrument)
         .field(SIDE, side(order.side))
-        .field_vec(TRANSACT_TIME, timestamp())
-        .field_vec(ORDER_QTY, decimal(order.quantity, spec.qty_scale))
+        .field_with(TRANSACT_TIME, |out| {
+            write_utc_timestamp(out, now_nanos(), TimestampPrecision::Millis);
+        })
+        .field_with(ORDER_QTY, decimal_into(order.quantity, spec.qty_scale))
         .field(ORD_TYPE, ord_type(order.order_type));
     if let Some(price) = order.limit_price {
-        m = m.field_vec(PRICE, decimal(price, spec.price_scale));
+        m = m.field_with(PRICE, decimal_into(price, spec.price_scale));
     }
     m.field(TIME_IN_FORCE, tif(time_in_force))
 }
@@ -110,8 +104,10 @@ pub(crate) fn cancel_request(
         .field(CL_ORD_ID, new_client_order_id)
         .field(SYMBOL, &order.instrument)
         .field(SIDE, side(order.side))
-        .field_vec(TRANSACT_TIME, timestamp())
-        .field_vec(ORDER_QTY, decimal(order.quantity, spec.qty_scale))
+        .field_with(TRANSACT_TIME, |out| {
+            write_utc_timestamp(out, now_nanos(), TimestampPrecision::Millis);
+        })
+        .field_with(ORDER_QTY, decimal_into(order.quantity, spec.qty_scale))
 }
 
 /// OrderCancelReplaceRequest (G) of `order` to `quantity` at `limit_price`.
@@ -129,11 +125,13 @@ pub(crate) fn replace_request(
         .field(CL_ORD_ID, new_client_order_id)
         .field(SYMBOL, &order.instrument)
         .field(SIDE, side(order.side))
-        .field_vec(TRANSACT_TIME, timestamp())
-        .field_vec(ORDER_QTY, decimal(quantity, spec.qty_scale))
+        .field_with(TRANSACT_TIME, |out| {
+            write_utc_timestamp(out, now_nanos(), TimestampPrecision::Millis);
+        })
+        .field_with(ORDER_QTY, decimal_into(quantity, spec.qty_scale))
         .field(ORD_TYPE, ord_type(order.order_type));
     if let Some(price) = limit_price {
-        m = m.field_vec(PRICE, decimal(price, spec.price_scale));
+        m = m.field_with(PRICE, decimal_into(price, spec.price_scale));
     }
     m.field(TIME_IN_FORCE, tif(time_in_force))
 }
@@ -335,7 +333,9 @@ mod tests {
 
     #[test]
     fn decimals_round_trip() {
-        assert_eq!(decimal(10_025, 2), b"100.25");
+        let mut out = Vec::new();
+        decimal_into(10_025, 2)(&mut out);
+        assert_eq!(out, b"100.25");
         assert_eq!(mantissa(b"100.25", 2), Some(10_025));
         assert_eq!(mantissa(b"100.5", 2), Some(10_050));
         assert_eq!(mantissa(b"7", 0), Some(7));

@@ -107,27 +107,23 @@ impl Application for EchoApp {
                 }
                 let mut echo = OutgoingMessage::new("D");
                 echo.header = extra_header(msg);
-                echo.body = body_in_tag_order(msg);
+                echo.body = body_in_tag_order(msg).into_iter().collect();
                 replies.push(echo);
             }
             b"d" => {
                 let mut echo = OutgoingMessage::new("d");
                 echo.header = extra_header(msg);
-                echo.body = body_in_tag_order(msg);
+                echo.body = body_in_tag_order(msg).into_iter().collect();
                 replies.push(echo);
             }
             other => {
                 let mut reject = OutgoingMessage::new("j");
                 if let Some(seq) = msg.get(tags::MSG_SEQ_NUM) {
-                    reject.body.push((tags::REF_SEQ_NUM, seq.to_vec()));
+                    reject.body.push(tags::REF_SEQ_NUM, seq);
                 }
-                reject
-                    .body
-                    .push((tags::TEXT, b"Unsupported Message Type".to_vec()));
-                reject.body.push((tags::REF_MSG_TYPE, other.to_vec()));
-                reject
-                    .body
-                    .push((tags::BUSINESS_REJECT_REASON, b"3".to_vec()));
+                reject.body.push(tags::TEXT, b"Unsupported Message Type");
+                reject.body.push(tags::REF_MSG_TYPE, other);
+                reject.body.push(tags::BUSINESS_REJECT_REASON, b"3");
                 replies.push(reject);
             }
         }

@@ -200,16 +200,14 @@ fn to_mantissa(d: Decimal, scale: u8) -> Option<i64> {
     }
 }
 
-fn decimal(mantissa: i64, scale: u8) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24);
-    write_decimal(&mut out, Decimal::new(mantissa, scale));
-    out
+/// Writes a mantissa at `scale` places as a field's value.
+fn decimal(mantissa: i64, scale: u8) -> impl FnOnce(&mut Vec<u8>) {
+    move |out| write_decimal(out, Decimal::new(mantissa, scale))
 }
 
-fn timestamp(ts_ns: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24);
-    write_utc_timestamp(&mut out, ts_ns, TimestampPrecision::Millis);
-    out
+/// Writes a UTCTimestamp (milliseconds) as a field's value.
+fn timestamp(ts_ns: i64) -> impl FnOnce(&mut Vec<u8>) {
+    move |out| write_utc_timestamp(out, ts_ns, TimestampPrecision::Millis)
 }
 
 fn side_code(side: Side) -> &'static str {
@@ -374,7 +372,7 @@ impl Inner {
             .instrument(&order.instrument)
             .map_or((0, 0), |s| (s.price_scale, s.qty_scale));
         let exec_id = self.exec_id();
-        let mut m = OutgoingMessage::new("8").field_vec(tag::ORDER_ID, self.order_id(order.id));
+        let mut m = OutgoingMessage::new("8").field(tag::ORDER_ID, self.order_id(order.id));
         if let Some(info) = self.orders.get(&order.id) {
             m = m.field(tag::CL_ORD_ID, &info.cl_ord_id);
             if let Some(orig) = &info.orig_cl_ord_id {
@@ -382,12 +380,12 @@ impl Inner {
             }
         }
         m = m
-            .field_vec(tag::EXEC_ID, exec_id)
+            .field(tag::EXEC_ID, exec_id)
             .field(tag::EXEC_TYPE, exec_type)
             .field(tag::ORD_STATUS, status)
             .field(tag::SYMBOL, &order.instrument)
             .field(tag::SIDE, side_code(order.side))
-            .field_vec(tag::ORDER_QTY, decimal(order.quantity, qs))
+            .field_with(tag::ORDER_QTY, decimal(order.quantity, qs))
             .field(
                 tag::ORD_TYPE,
                 match order.ord_type {
@@ -396,7 +394,7 @@ impl Inner {
                 },
             );
         if let Some(p) = order.price {
-            m = m.field_vec(tag::PRICE, decimal(p, ps));
+            m = m.field_with(tag::PRICE, decimal(p, ps));
         }
         let leaves = if status == "4" {
             0
@@ -412,10 +410,10 @@ impl Inner {
                 TimeInForce::Fok => "4",
             },
         )
-        .field_vec(tag::LEAVES_QTY, decimal(leaves.max(0), qs))
-        .field_vec(tag::CUM_QTY, decimal(progress.cum, qs))
-        .field_vec(tag::AVG_PX, decimal(progress.avg(), ps))
-        .field_vec(tag::TRANSACT_TIME, timestamp(ts_ns))
+        .field_with(tag::LEAVES_QTY, decimal(leaves.max(0), qs))
+        .field_with(tag::CUM_QTY, decimal(progress.cum, qs))
+        .field_with(tag::AVG_PX, decimal(progress.avg(), ps))
+        .field_with(tag::TRANSACT_TIME, timestamp(ts_ns))
     }
 
     /// Trade reports for `fills` of `order` (its state after them), then a Canceled
@@ -445,9 +443,9 @@ impl Inner {
             };
             let m = self
                 .report(order, "F", status, progress, f.ts_ns)
-                .field_vec(tag::LAST_QTY, decimal(f.quantity, qs))
-                .field_vec(tag::LAST_PX, decimal(f.price, ps))
-                .field_vec(tag::COMMISSION, decimal(f.commission, ps))
+                .field_with(tag::LAST_QTY, decimal(f.quantity, qs))
+                .field_with(tag::LAST_PX, decimal(f.price, ps))
+                .field_with(tag::COMMISSION, decimal(f.commission, ps))
                 .field(tag::COMM_TYPE, "3");
             out.push(m);
         }
@@ -482,7 +480,7 @@ impl Inner {
         m.field(tag::LEAVES_QTY, "0")
             .field(tag::CUM_QTY, "0")
             .field(tag::AVG_PX, "0")
-            .field(tag::TRANSACT_TIME, timestamp(ts_ns))
+            .field_with(tag::TRANSACT_TIME, timestamp(ts_ns))
             .field(tags::TEXT, &refusal.text)
     }
 
@@ -592,7 +590,7 @@ impl Inner {
         m.field(tag::LEAVES_QTY, "0")
             .field(tag::CUM_QTY, "0")
             .field(tag::AVG_PX, "0")
-            .field(tag::TRANSACT_TIME, timestamp(ts))
+            .field_with(tag::TRANSACT_TIME, timestamp(ts))
             .field(tags::TEXT, "unknown order")
     }
 
@@ -635,7 +633,7 @@ impl Inner {
                 msg.get(tag::ORIG_CL_ORD_ID).unwrap_or_default(),
             )
             .field(tag::ORD_STATUS, status)
-            .field(tag::TRANSACT_TIME, timestamp(now_nanos()))
+            .field_with(tag::TRANSACT_TIME, timestamp(now_nanos()))
             .field(tag::CXL_REJ_RESPONSE_TO, response_to)
             .field(tag::CXL_REJ_REASON, refusal.code)
             .field(tags::TEXT, &refusal.text)

@@ -318,7 +318,7 @@ fn nexus_trades_with_the_paper_venue_over_tcp() {
 
     // Rejected orders: unknown instrument, duplicate ClOrdID.
     let mut unknown = order("O7", "1", "1", "1.00");
-    unknown.body[1].1 = b"XXX".to_vec();
+    unknown.body.set(1, b"XXX");
     orders.send(unknown).unwrap();
     let rejected = client.next();
     rejected.assert_er("O7", "8", "8", "0", "0", "0");

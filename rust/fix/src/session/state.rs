@@ -113,6 +113,124 @@ impl SessionConfig {
     }
 }
 
+/// The body fields of an [`OutgoingMessage`], in order: the values back to back
+/// in one buffer (two allocations a message, not one a field).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Fields {
+    bytes: Vec<u8>,
+    /// (tag, start, end) of each field's value in `bytes`.
+    spans: Vec<(u32, u32, u32)>,
+}
+
+impl Fields {
+    /// No fields, with room for a typical order or report.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            bytes: Vec::with_capacity(160),
+            spans: Vec::with_capacity(16),
+        }
+    }
+
+    /// Appends a field.
+    pub fn push(&mut self, tag: u32, value: impl AsRef<[u8]>) {
+        let value = value.as_ref();
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        let span = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.spans.push((tag, span(start), span(self.bytes.len())));
+    }
+
+    /// Appends a field whose value `write` appends to the buffer it is given
+    /// (e.g. digits, without an allocation of their own).
+    pub fn push_with(&mut self, tag: u32, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        write(&mut self.bytes);
+        let span = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.spans.push((tag, span(start), span(self.bytes.len())));
+    }
+
+    /// The fields, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (u32, &[u8])> + '_ {
+        self.spans.iter().map(|&(tag, start, end)| {
+            let value = self
+                .bytes
+                .get(start as usize..end as usize)
+                .unwrap_or_default();
+            (tag, value)
+        })
+    }
+
+    /// The `i`th field.
+    #[must_use]
+    pub fn get(&self, i: usize) -> Option<(u32, &[u8])> {
+        self.iter().nth(i)
+    }
+
+    /// The value of the first field `tag`.
+    #[must_use]
+    pub fn value(&self, tag: u32) -> Option<&[u8]> {
+        self.iter().find(|(t, _)| *t == tag).map(|(_, v)| v)
+    }
+
+    /// Replaces the value of the `i`th field (nothing when there is none).
+    pub fn set(&mut self, i: usize, value: impl AsRef<[u8]>) {
+        if i >= self.spans.len() {
+            return;
+        }
+        let old = std::mem::take(self);
+        for (k, (tag, v)) in old.iter().enumerate() {
+            if k == i {
+                self.push(tag, value.as_ref());
+            } else {
+                self.push(tag, v);
+            }
+        }
+    }
+
+    /// Number of fields.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there is no field.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a Fields {
+    type Item = (u32, &'a [u8]);
+    type IntoIter = Box<dyn ExactSizeIterator<Item = (u32, &'a [u8])> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl<V: AsRef<[u8]>> FromIterator<(u32, V)> for Fields {
+    fn from_iter<I: IntoIterator<Item = (u32, V)>>(iter: I) -> Self {
+        let mut fields = Self::new();
+        for (tag, value) in iter {
+            fields.push(tag, value);
+        }
+        fields
+    }
+}
+
+impl std::fmt::Debug for Fields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.iter()
+                    .map(|(tag, v)| (tag, String::from_utf8_lossy(v).into_owned())),
+            )
+            .finish()
+    }
+}
+
 /// A message to send, before the session adds BeginString, MsgSeqNum, CompIDs,
 /// SendingTime, BodyLength and CheckSum.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +241,7 @@ pub struct OutgoingMessage {
     /// the whole header in tag order.
     pub header: Vec<(u32, Vec<u8>)>,
     /// Body fields, written in this order.
-    pub body: Vec<(u32, Vec<u8>)>,
+    pub body: Fields,
 }
 
 impl OutgoingMessage {
@@ -133,21 +251,22 @@ impl OutgoingMessage {
         Self {
             msg_type: msg_type.to_owned(),
             header: Vec::new(),
-            body: Vec::new(),
+            body: Fields::new(),
         }
     }
 
     /// Appends a body field.
     #[must_use]
     pub fn field(mut self, tag: u32, value: impl AsRef<[u8]>) -> Self {
-        self.body.push((tag, value.as_ref().to_vec()));
+        self.body.push(tag, value);
         self
     }
 
-    /// Appends a body field whose value is already an owned buffer (no copy).
+    /// Appends a body field whose value `write` appends to the buffer it is
+    /// given (see [`Fields::push_with`]).
     #[must_use]
-    pub fn field_vec(mut self, tag: u32, value: Vec<u8>) -> Self {
-        self.body.push((tag, value));
+    pub fn field_with(mut self, tag: u32, write: impl FnOnce(&mut Vec<u8>)) -> Self {
+        self.body.push_with(tag, write);
         self
     }
 
@@ -165,10 +284,7 @@ impl OutgoingMessage {
         Self {
             msg_type: String::from_utf8_lossy(msg.msg_type()).into_owned(),
             header: Vec::new(),
-            body: msg
-                .section(Section::Body)
-                .map(|(t, v)| (t, v.to_vec()))
-                .collect(),
+            body: msg.section(Section::Body).collect(),
         }
     }
 }
@@ -481,17 +597,15 @@ impl Session {
     /// and the configured DefaultApplVerID (FIXT).
     fn logon_message(&self, heart_bt_int: i64, reset: bool) -> OutgoingMessage {
         let mut logon = OutgoingMessage::new("A");
-        logon.body.push((tags::ENCRYPT_METHOD, b"0".to_vec()));
+        logon.body.push(tags::ENCRYPT_METHOD, b"0");
         logon
             .body
-            .push((tags::HEART_BT_INT, heart_bt_int.to_string().into_bytes()));
+            .push(tags::HEART_BT_INT, heart_bt_int.to_string().into_bytes());
         if reset {
-            logon.body.push((tags::RESET_SEQ_NUM_FLAG, b"Y".to_vec()));
+            logon.body.push(tags::RESET_SEQ_NUM_FLAG, b"Y");
         }
         if let Some(v) = &self.config.default_appl_ver_id {
-            logon
-                .body
-                .push((tags::DEFAULT_APPL_VER_ID, v.as_bytes().to_vec()));
+            logon.body.push(tags::DEFAULT_APPL_VER_ID, v.as_bytes());
         }
         logon
     }
@@ -654,7 +768,7 @@ impl Session {
                 if self.verify(msg, frame, true, true, now, app, out) {
                     let mut hb = OutgoingMessage::new("0");
                     if let Some(id) = msg.get(tags::TEST_REQ_ID) {
-                        hb.body.push((tags::TEST_REQ_ID, id.to_vec()));
+                        hb.body.push(tags::TEST_REQ_ID, id);
                     }
                     self.send_raw(hb, now, None, out);
                     self.incr_target(out);
@@ -1086,7 +1200,7 @@ impl Session {
     fn generate_logout(&mut self, text: Option<&str>, now: i64, out: &mut Outbox) {
         let mut msg = OutgoingMessage::new("5");
         if let Some(text) = text {
-            msg.body.push((tags::TEXT, text.as_bytes().to_vec()));
+            msg.body.push(tags::TEXT, text.as_bytes());
         }
         self.sent_logout = true;
         self.logout_sent_at = now;
@@ -1109,25 +1223,25 @@ impl Session {
         let mut out_msg = OutgoingMessage::new("3");
         reverse_route(msg, &mut out_msg);
         if let Some(seq) = seq {
-            out_msg.body.push((tags::REF_SEQ_NUM, seq.to_vec()));
+            out_msg.body.push(tags::REF_SEQ_NUM, seq);
         }
         out_msg
             .body
-            .push((tags::TEXT, reject.text_for(begin_string).into_bytes()));
+            .push(tags::TEXT, reject.text_for(begin_string).into_bytes());
         if Reject::includes_ref_fields(begin_string) {
             if let Some(tag) = ref_tag {
                 out_msg
                     .body
-                    .push((tags::REF_TAG_ID, tag.to_string().into_bytes()));
+                    .push(tags::REF_TAG_ID, tag.to_string().into_bytes());
             }
             if !msg_type.is_empty() {
-                out_msg.body.push((tags::REF_MSG_TYPE, msg_type.to_vec()));
+                out_msg.body.push(tags::REF_MSG_TYPE, msg_type);
             }
             if reject.includes_reason(begin_string) {
-                out_msg.body.push((
+                out_msg.body.push(
                     tags::SESSION_REJECT_REASON,
                     reason.code().to_string().into_bytes(),
-                ));
+                );
             }
         }
         if msg_type != b"A"
@@ -1186,8 +1300,8 @@ impl Session {
         for (t, v) in rest {
             push_field(body, *t, v);
         }
-        for (t, v) in &msg.body {
-            push_field(body, *t, v);
+        for (t, v) in msg.body.iter() {
+            push_field(body, t, v);
         }
         let bytes = crate::frame::encode(&self.config.id.begin_string, body);
         if num.is_none() {
