@@ -250,23 +250,20 @@ fn main() {
     );
     let b = percentiles("tcp echo (floor)", &mut floor);
     let f = percentiles("tcp echo, both ends poll", &mut polling_floor);
-    println!(
-        "{:<28} p50 {:>8.2}x    p99 {:>8.2}x    p99.9 {:>8.2}x",
-        "ratio busy-poll / polling echo",
-        d[0] / f[0],
-        d[1] / f[1],
-        d[2] / f[2],
-    );
+    for (name, ours) in [
+        ("ratio busy-poll / polling echo", d),
+        ("ratio caller reads / echo", g),
+    ] {
+        println!(
+            "{name:<28} p50 {:>8.2}x    p99 {:>8.2}x    p99.9 {:>8.2}x",
+            ours[0] / f[0],
+            ours[1] / f[1],
+            ours[2] / f[2],
+        );
+    }
     println!(
         "host: a thread only reading the clock for 1 s was held up {over_20:.0} times a second \
          for 20 us or more, {over_50:.0} for 50 us or more, longest {longest:.0} us"
-    );
-    println!(
-        "{:<28} p50 {:>8.2}x    p99 {:>8.2}x    p99.9 {:>8.2}x",
-        "ratio caller reads / echo",
-        g[0] / f[0],
-        g[1] / f[1],
-        g[2] / f[2],
     );
     // Machine-readable, for `nexus bench order-roundtrip-rust`: the raw samples (ns, one
     // a line) to NEXUS_BENCH_SAMPLES when set, and the percentiles as one JSON line.

@@ -507,13 +507,13 @@ fn sequence_numbers_resume_after_a_restart_with_a_store_dir() {
     let _ = std::fs::remove_file(&file);
 }
 
-#[test]
-fn busy_polling_readers_trade_keep_their_timers_and_stop() {
-    let _serial = serial();
+/// An engine whose FIX readers busy-poll for longer than a test (from the first
+/// message to the end), with `caller_reads`, HeartBtInt 1, logged on, quoted.
+fn start_polling(caller_reads: Duration) -> ExecutionEngine {
     let engine = ExecutionEngine::start(ExecutionConfig {
         instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
-        // Longer than the test: the readers poll from the first message to the end.
         busy_poll: Duration::from_secs(60),
+        caller_reads,
         heart_bt_int: 1,
         ..ExecutionConfig::default()
     })
@@ -522,10 +522,17 @@ fn busy_polling_readers_trade_keep_their_timers_and_stop() {
     engine
         .on_quote(SYM, 10_000, 10_025, 5, 20, 1_700_000_000_000_000_000)
         .unwrap();
+    engine
+}
+
+/// Submits 200 resting buy orders at `price`, each waited for (spinning, as
+/// `wait_report_after` does) until its New is logged; returns the last report's
+/// sequence number.
+fn rest_orders_one_at_a_time(engine: &ExecutionEngine, prefix: &str, price: i64) -> u64 {
     let mut last = engine.last_sequence();
     for i in 0..200 {
         let order = engine
-            .submit(limit(&format!("P{i}"), Side::Buy, 1, 5_000))
+            .submit(limit(&format!("{prefix}{i}"), Side::Buy, 1, price))
             .unwrap();
         let seq = engine.wait_report_after(last, Duration::from_secs(5));
         assert!(seq > last, "no report for order {i}");
@@ -536,8 +543,12 @@ fn busy_polling_readers_trade_keep_their_timers_and_stop() {
         );
         last = seq;
     }
-    // Silent for three heartbeat intervals: the polling readers still run the
-    // session timers (a missed heartbeat would end the session).
+    last
+}
+
+/// With no orders for three heartbeat intervals (HeartBtInt 1), heartbeats go
+/// both ways and the session stays logged on; then the engine stops in time.
+fn heartbeats_flow_then_stop(engine: &ExecutionEngine) {
     let before = engine.session_state();
     std::thread::sleep(Duration::from_millis(3_500));
     let after = engine.session_state();
@@ -553,37 +564,22 @@ fn busy_polling_readers_trade_keep_their_timers_and_stop() {
 }
 
 #[test]
+fn busy_polling_readers_trade_keep_their_timers_and_stop() {
+    let _serial = serial();
+    let engine = start_polling(Duration::ZERO);
+    rest_orders_one_at_a_time(&engine, "P", 5_000);
+    // Silent for three heartbeat intervals: the polling readers still run the
+    // session timers (a missed heartbeat would end the session).
+    heartbeats_flow_then_stop(&engine);
+}
+
+#[test]
 fn callers_reading_their_reports_trade_and_late_fills_still_arrive() {
     let _serial = serial();
-    let linger = Duration::from_millis(300);
-    let engine = ExecutionEngine::start(ExecutionConfig {
-        instruments: vec![InstrumentConfig::new(SYM, 2, 0, 25)],
-        busy_poll: Duration::from_secs(60),
-        caller_reads: linger,
-        heart_bt_int: 1,
-        ..ExecutionConfig::default()
-    })
-    .unwrap();
-    assert!(engine.wait_logged_on(Duration::from_secs(5)));
-    engine
-        .on_quote(SYM, 10_000, 10_025, 5, 20, 1_700_000_000_000_000_000)
-        .unwrap();
-    let mut last = engine.last_sequence();
-    for i in 0..200 {
-        let order = engine
-            .submit(limit(&format!("R{i}"), Side::Buy, 1, 9_000))
-            .unwrap();
-        let seq = engine.wait_report_after(last, Duration::from_secs(5));
-        assert!(seq > last, "no report for order {i}");
-        let report = engine.reports_since(last, 1).remove(0);
-        assert_eq!(
-            (report.exec_type, report.order.order_id),
-            (ExecType::New, order.order_id)
-        );
-        last = seq;
-    }
+    let engine = start_polling(Duration::from_millis(300));
+    let last = rest_orders_one_at_a_time(&engine, "R", 9_000);
     // No caller waits: the fills the quote below triggers at the venue are
-    // applied by the session's reader once the linger has passed.
+    // applied by the session's reader once the linger (300 ms) has passed.
     let quoted = Instant::now();
     engine
         .on_quote(SYM, 8_900, 8_950, 500, 500, 1_700_000_000_000_000_001)
@@ -601,16 +597,5 @@ fn callers_reading_their_reports_trade_and_late_fills_still_arrive() {
         .all(|r| r.order.client_order_id().starts_with('R')));
     assert_eq!(engine.positions()[0].1.quantity, 200);
     // Silent for three heartbeat intervals: the timers still run.
-    let before = engine.session_state();
-    std::thread::sleep(Duration::from_millis(3_500));
-    let after = engine.session_state();
-    assert!(after.logged_on);
-    assert!(
-        after.next_sender_seq > before.next_sender_seq
-            && after.next_target_seq > before.next_target_seq,
-        "heartbeats both ways: {before:?} -> {after:?}"
-    );
-    let stopping = Instant::now();
-    engine.stop();
-    assert!(stopping.elapsed() < Duration::from_secs(5));
+    heartbeats_flow_then_stop(&engine);
 }

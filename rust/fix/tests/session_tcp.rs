@@ -143,7 +143,14 @@ fn initiator_reconnects_with_backoff() {
     drop(acceptor);
 }
 
+/// A Logon from TW to ISLD (as the initiator of these tests would send it).
 fn raw_logon(seq: u64) -> Vec<u8> {
+    raw_logon_from("TW", "ISLD", seq, "")
+}
+
+/// A Logon from `sender` to `target` numbered `seq`, with `extra` fields
+/// (`tag=value` each followed by SOH) after HeartBtInt.
+fn raw_logon_from(sender: &str, target: &str, seq: u64, extra: &str) -> Vec<u8> {
     let mut ts = Vec::new();
     nexus_fix::message::write_utc_timestamp(
         &mut ts,
@@ -151,7 +158,7 @@ fn raw_logon(seq: u64) -> Vec<u8> {
         nexus_fix::TimestampPrecision::Seconds,
     );
     let body = format!(
-        "35=A\u{1}34={seq}\u{1}49=TW\u{1}52={}\u{1}56=ISLD\u{1}98=0\u{1}108=30\u{1}",
+        "35=A\u{1}34={seq}\u{1}49={sender}\u{1}52={}\u{1}56={target}\u{1}98=0\u{1}108=30\u{1}{extra}",
         String::from_utf8_lossy(&ts)
     );
     frame::encode("FIX.4.4", body.as_bytes())
@@ -471,17 +478,8 @@ fn a_peer_that_vanishes_while_the_caller_reads_is_noticed_and_reconnected() {
     let (mut peer, _) = listener.accept().unwrap();
     let logon = read_some(&mut peer).expect("logon");
     assert_eq!(Message::parse(&logon).unwrap().msg_type(), b"A");
-    let mut ts = Vec::new();
-    nexus_fix::message::write_utc_timestamp(
-        &mut ts,
-        now_nanos(),
-        nexus_fix::TimestampPrecision::Seconds,
-    );
-    let answer = format!(
-        "35=A\u{1}34=1\u{1}49=ISLD\u{1}52={}\u{1}56=TW\u{1}98=0\u{1}108=30\u{1}141=Y\u{1}",
-        String::from_utf8_lossy(&ts)
-    );
-    peer.write_all(&frame::encode("FIX.4.4", answer.as_bytes()))
+    // The acceptor's answer, as the initiator reset its numbers (141=Y).
+    peer.write_all(&raw_logon_from("ISLD", "TW", 1, "141=Y\u{1}"))
         .unwrap();
     wait_for("logon", Duration::from_secs(5), || initiator.is_logged_on());
     let driver = initiator.driver();

@@ -57,7 +57,7 @@ use crate::session::state::{
     Application, Outbox, OutgoingMessage, Session, SessionEvent, SessionId,
 };
 use crate::session::tls::{ClientTls, ServerTls};
-use crate::session::transport::{TlsRole, Transport};
+use crate::session::transport::{is_transient, TlsRole, Transport};
 
 /// Why a TCP endpoint could not start.
 #[derive(Debug, Error)]
@@ -1175,14 +1175,7 @@ impl SessionDriver {
                 return false;
             }
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                return false;
-            }
+            Err(e) if is_transient(&e) => return false,
             Err(e) => {
                 let failure = (e.kind() == ErrorKind::InvalidData).then(|| e.to_string());
                 r.ended = Some(Ended::Closed(failure));

@@ -70,6 +70,15 @@ fn receive(socket: &mut TcpStream, buf: &mut [u8], now: bool) -> io::Result<usiz
     socket.read(buf)
 }
 
+/// Whether a read failed only for now: nothing to read yet (WouldBlock, or a
+/// read timeout) or a signal (Interrupted).
+pub(crate) fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
+}
+
 fn invalid(reason: String) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, reason)
 }
@@ -173,14 +182,7 @@ impl Transport {
                     return Err(fail(&mut conn, &mut self.socket, why));
                 }
                 Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue
-                }
+                Err(e) if is_transient(&e) => continue,
                 Err(e) => return Err(fail(&mut conn, &mut self.socket, e.to_string())),
             };
             let input = self.raw.get(..n).unwrap_or_default();
