@@ -1,8 +1,9 @@
 //! The session layer over TLS on 127.0.0.1, with certificates generated for each
 //! test: a Nexus initiator and acceptor trading over TLS, mutual TLS, refusals
 //! for a wrong CA, a wrong name, a missing client certificate, and a plaintext
-//! peer on either side, after which the endpoints still serve good peers; and
-//! clear errors for bad PEM files.
+//! peer on either side, after which the endpoints still serve good peers; a
+//! caller reading its answers through the connection's TLS state; and clear
+//! errors for bad PEM files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod session_common;
@@ -235,6 +236,57 @@ fn busy_polling_readers_trade_over_tls_and_plain_tcp() {
     let plain = start_polling_acceptor(None, poll);
     trade_polling(&plain, None, poll);
     assert_eq!(plain.transport_failures(), 0);
+}
+
+#[test]
+fn a_caller_reads_its_answers_over_tls() {
+    // The caller's reads go through the connection's own TLS state (the
+    // buffers rustls decrypts into), as the reader thread's do.
+    let pki = Pki::new("caller-reads");
+    let acceptor = start_acceptor(Some(pki.server(None, false)));
+    let mut config = SessionConfig::new(initiator_id());
+    config.reset_on_logon = true;
+    let session = Session::new(config, dictionary(), Box::new(MemoryStore::new()));
+    let (app, rx) = ChannelApplication::new(64);
+    let mut icfg = InitiatorConfig::new(acceptor.local_addr());
+    icfg.tls = Some(pki.client("ca.pem", "localhost", None));
+    icfg.caller_reads = Duration::from_secs(10);
+    let mut initiator = Initiator::start(icfg, session, Arc::new(app)).unwrap();
+    assert_eq!(next_event(&rx), AppEvent::Logon(initiator_id()));
+    let driver = initiator.driver();
+    driver.pump();
+    // The reader steps aside once its blocking read times out (20 ms).
+    std::thread::sleep(Duration::from_millis(60));
+    for i in 0..20 {
+        let id = format!("T{i}");
+        let order = OutgoingMessage::new("D")
+            .field(11, id.as_str())
+            .field(54, "1")
+            .field(55, "X");
+        initiator.send_now(order).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // Only the caller reads (a 10 s linger): no answer without its pumps.
+        let mut read = false;
+        let event = loop {
+            read |= driver.pump();
+            if let Ok(event) = rx.try_recv() {
+                break event;
+            }
+            assert!(std::time::Instant::now() < deadline, "no answer to {id}");
+        };
+        assert!(read, "{id} was read by another thread than the caller");
+        match event {
+            AppEvent::Message(_, bytes) => {
+                let msg = Message::parse(&bytes).unwrap();
+                assert_eq!(msg.msg_type(), b"8");
+                assert_eq!(msg.get_str(11).unwrap(), id);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(initiator.transport_failures(), 0);
+    initiator.stop();
+    assert_eq!(next_event(&rx), AppEvent::Logout(initiator_id()));
 }
 
 /// Starts an initiator that must not log on; returns why it failed, after at
