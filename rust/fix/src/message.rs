@@ -2265,43 +2265,60 @@ pub enum TimestampPrecision {
     Nanos,
 }
 
-fn push_2(out: &mut Vec<u8>, v: u32) {
-    out.push(b'0' + (v / 10 % 10) as u8);
-    out.push(b'0' + (v % 10) as u8);
-}
-
-/// Appends the UTCTimestamp of `nanos` since the Unix epoch to `out`.
+/// Appends the UTCTimestamp of `nanos` since the Unix epoch to `out` (built
+/// on the stack, then one copy: it is in the header of every message sent).
 pub fn write_utc_timestamp(out: &mut Vec<u8>, nanos: i64, precision: TimestampPrecision) {
     let days = nanos.div_euclid(86_400_000_000_000);
     let in_day = nanos.rem_euclid(86_400_000_000_000);
     let (year, month, day) = civil_from_days(days);
     let year = year.clamp(0, 9999) as u32;
-    push_2(out, year / 100);
-    push_2(out, year % 100);
-    push_2(out, month);
-    push_2(out, day);
-    out.push(b'-');
     let secs = (in_day / 1_000_000_000) as u32;
-    push_2(out, secs / 3600);
-    out.push(b':');
-    push_2(out, secs / 60 % 60);
-    out.push(b':');
-    push_2(out, secs % 60);
+    let (hour, minute, second) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let digit = |v: u32| b'0' + (v % 10) as u8;
+    let mut text = [
+        digit(year / 1000),
+        digit(year / 100),
+        digit(year / 10),
+        digit(year),
+        digit(month / 10),
+        digit(month),
+        digit(day / 10),
+        digit(day),
+        b'-',
+        digit(hour / 10),
+        digit(hour),
+        b':',
+        digit(minute / 10),
+        digit(minute),
+        b':',
+        digit(second / 10),
+        digit(second),
+        b'.',
+        b'0',
+        b'0',
+        b'0',
+        b'0',
+        b'0',
+        b'0',
+        b'0',
+        b'0',
+        b'0',
+    ];
     let frac = (in_day % 1_000_000_000) as u32;
-    let (digits, value) = match precision {
-        TimestampPrecision::Seconds => return,
+    let (digits, mut value) = match precision {
+        TimestampPrecision::Seconds => (0, 0),
         TimestampPrecision::Millis => (3, frac / 1_000_000),
         TimestampPrecision::Micros => (6, frac / 1_000),
         TimestampPrecision::Nanos => (9, frac),
     };
-    out.push(b'.');
-    let mut buf = [b'0'; 9];
-    let mut v = value;
-    for slot in buf.iter_mut().take(digits).rev() {
-        *slot = b'0' + (v % 10) as u8;
-        v /= 10;
+    let len = if digits == 0 { 17 } else { 18 + digits };
+    if let Some(fraction) = text.get_mut(18..len) {
+        for slot in fraction.iter_mut().rev() {
+            *slot = digit(value);
+            value /= 10;
+        }
     }
-    out.extend_from_slice(buf.get(..digits).unwrap_or_default());
+    out.extend_from_slice(text.get(..len).unwrap_or_default());
 }
 
 /// Appends the decimal digits of `v` to `out`.
