@@ -1,7 +1,7 @@
 //! FIX 4.4 messages of the engine: the requests it sends (D, F, G) and the
 //! translation of the venue's answers (8, 9) into order-manager reports.
 
-use nexus_fix::message::{parse_decimal, write_decimal, write_utc_timestamp, Decimal, Message};
+use nexus_fix::message::{parse_decimal, Decimal, Message};
 use nexus_fix::session::tcp::now_nanos;
 use nexus_fix::session::OutgoingMessage;
 use nexus_fix::TimestampPrecision;
@@ -29,11 +29,6 @@ const TRANSACT_TIME: u32 = 60;
 const ORD_REJ_REASON: u32 = 103;
 const CXL_REJ_REASON: u32 = 102;
 const EXEC_TYPE: u32 = 150;
-
-/// Writes a mantissa at `scale` places as a field's value.
-fn decimal_into(mantissa: i64, scale: u8) -> impl FnOnce(&mut Vec<u8>) {
-    move |out| write_decimal(out, Decimal::new(mantissa, scale))
-}
 
 /// Converts a wire decimal to a mantissa at `scale`; None when it has more
 /// digits than `scale` allows or overflows.
@@ -81,13 +76,11 @@ pub(crate) fn new_order_single(
         .field(CL_ORD_ID, order.client_order_id())
         .field(SYMBOL, &order.instrument)
         .field(SIDE, side(order.side))
-        .field_with(TRANSACT_TIME, |out| {
-            write_utc_timestamp(out, now_nanos(), TimestampPrecision::Millis);
-        })
-        .field_with(ORDER_QTY, decimal_into(order.quantity, spec.qty_scale))
+        .field_timestamp(TRANSACT_TIME, now_nanos(), TimestampPrecision::Millis)
+        .field_decimal(ORDER_QTY, Decimal::new(order.quantity, spec.qty_scale))
         .field(ORD_TYPE, ord_type(order.order_type));
     if let Some(price) = order.limit_price {
-        m = m.field_with(PRICE, decimal_into(price, spec.price_scale));
+        m = m.field_decimal(PRICE, Decimal::new(price, spec.price_scale));
     }
     m.field(TIME_IN_FORCE, tif(time_in_force))
 }
@@ -104,10 +97,8 @@ pub(crate) fn cancel_request(
         .field(CL_ORD_ID, new_client_order_id)
         .field(SYMBOL, &order.instrument)
         .field(SIDE, side(order.side))
-        .field_with(TRANSACT_TIME, |out| {
-            write_utc_timestamp(out, now_nanos(), TimestampPrecision::Millis);
-        })
-        .field_with(ORDER_QTY, decimal_into(order.quantity, spec.qty_scale))
+        .field_timestamp(TRANSACT_TIME, now_nanos(), TimestampPrecision::Millis)
+        .field_decimal(ORDER_QTY, Decimal::new(order.quantity, spec.qty_scale))
 }
 
 /// OrderCancelReplaceRequest (G) of `order` to `quantity` at `limit_price`.
@@ -125,13 +116,11 @@ pub(crate) fn replace_request(
         .field(CL_ORD_ID, new_client_order_id)
         .field(SYMBOL, &order.instrument)
         .field(SIDE, side(order.side))
-        .field_with(TRANSACT_TIME, |out| {
-            write_utc_timestamp(out, now_nanos(), TimestampPrecision::Millis);
-        })
-        .field_with(ORDER_QTY, decimal_into(quantity, spec.qty_scale))
+        .field_timestamp(TRANSACT_TIME, now_nanos(), TimestampPrecision::Millis)
+        .field_decimal(ORDER_QTY, Decimal::new(quantity, spec.qty_scale))
         .field(ORD_TYPE, ord_type(order.order_type));
     if let Some(price) = limit_price {
-        m = m.field_with(PRICE, decimal_into(price, spec.price_scale));
+        m = m.field_decimal(PRICE, Decimal::new(price, spec.price_scale));
     }
     m.field(TIME_IN_FORCE, tif(time_in_force))
 }
@@ -333,9 +322,8 @@ mod tests {
 
     #[test]
     fn decimals_round_trip() {
-        let mut out = Vec::new();
-        decimal_into(10_025, 2)(&mut out);
-        assert_eq!(out, b"100.25");
+        let m = OutgoingMessage::new("D").field_decimal(PRICE, Decimal::new(10_025, 2));
+        assert_eq!(m.body.value(PRICE), Some(&b"100.25"[..]));
         assert_eq!(mantissa(b"100.25", 2), Some(10_025));
         assert_eq!(mantissa(b"100.5", 2), Some(10_050));
         assert_eq!(mantissa(b"7", 0), Some(7));

@@ -138,10 +138,6 @@ pub struct MarketDataVenue {
     depth: usize,
 }
 
-fn decimal(mantissa: i64, scale: u8) -> String {
-    Decimal::new(mantissa, scale).to_string()
-}
-
 /// A refusal of a V: MDReqRejReason (None: a missing field) and Text.
 struct Refusal(Option<&'static str>, String);
 
@@ -217,8 +213,8 @@ impl Inner {
             for (&price, &size) in best_first {
                 m = m
                     .field(tag::MD_ENTRY_TYPE, side)
-                    .field(tag::MD_ENTRY_PX, decimal(price, book.price_scale))
-                    .field(tag::MD_ENTRY_SIZE, decimal(size, book.size_scale));
+                    .field_decimal(tag::MD_ENTRY_PX, Decimal::new(price, book.price_scale))
+                    .field_decimal(tag::MD_ENTRY_SIZE, Decimal::new(size, book.size_scale));
             }
         }
         self.stats.snapshots += 1;
@@ -496,9 +492,9 @@ impl MarketDataVenue {
                     .field(tag::MD_ENTRY_TYPE, [b'0' + e.side])
                     .field(tag::SYMBOL, symbol)
                     .field(tag::RPT_SEQ, seq.to_string())
-                    .field(tag::MD_ENTRY_PX, decimal(e.price, ps));
+                    .field_decimal(tag::MD_ENTRY_PX, Decimal::new(e.price, ps));
                 if e.action != b'2' {
-                    m = m.field(tag::MD_ENTRY_SIZE, decimal(e.size, ss));
+                    m = m.field_decimal(tag::MD_ENTRY_SIZE, Decimal::new(e.size, ss));
                 }
             }
             // Sent under the lock, without blocking, so that Xs leave in RptSeq order.

@@ -51,9 +51,7 @@ use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use nexus_fix::message::{
-    tags, write_decimal, write_u64, write_utc_timestamp, Decimal, FieldAccess, Message,
-};
+use nexus_fix::message::{tags, write_u64, Decimal, FieldAccess, Message};
 use nexus_fix::session::state::{Application, OutgoingMessage, SessionId};
 use nexus_fix::session::tcp::{now_nanos, Acceptor, AcceptorConfig, SessionSender, TcpError};
 use nexus_fix::session::Session;
@@ -198,16 +196,6 @@ fn to_mantissa(d: Decimal, scale: u8) -> Option<i64> {
         let div = pow10(d.scale - scale)?;
         (d.mantissa % div == 0).then(|| d.mantissa / div)
     }
-}
-
-/// Writes a mantissa at `scale` places as a field's value.
-fn decimal(mantissa: i64, scale: u8) -> impl FnOnce(&mut Vec<u8>) {
-    move |out| write_decimal(out, Decimal::new(mantissa, scale))
-}
-
-/// Writes a UTCTimestamp (milliseconds) as a field's value.
-fn timestamp(ts_ns: i64) -> impl FnOnce(&mut Vec<u8>) {
-    move |out| write_utc_timestamp(out, ts_ns, TimestampPrecision::Millis)
 }
 
 fn side_code(side: Side) -> &'static str {
@@ -385,7 +373,7 @@ impl Inner {
             .field(tag::ORD_STATUS, status)
             .field(tag::SYMBOL, &order.instrument)
             .field(tag::SIDE, side_code(order.side))
-            .field_with(tag::ORDER_QTY, decimal(order.quantity, qs))
+            .field_decimal(tag::ORDER_QTY, Decimal::new(order.quantity, qs))
             .field(
                 tag::ORD_TYPE,
                 match order.ord_type {
@@ -394,7 +382,7 @@ impl Inner {
                 },
             );
         if let Some(p) = order.price {
-            m = m.field_with(tag::PRICE, decimal(p, ps));
+            m = m.field_decimal(tag::PRICE, Decimal::new(p, ps));
         }
         let leaves = if status == "4" {
             0
@@ -410,10 +398,10 @@ impl Inner {
                 TimeInForce::Fok => "4",
             },
         )
-        .field_with(tag::LEAVES_QTY, decimal(leaves.max(0), qs))
-        .field_with(tag::CUM_QTY, decimal(progress.cum, qs))
-        .field_with(tag::AVG_PX, decimal(progress.avg(), ps))
-        .field_with(tag::TRANSACT_TIME, timestamp(ts_ns))
+        .field_decimal(tag::LEAVES_QTY, Decimal::new(leaves.max(0), qs))
+        .field_decimal(tag::CUM_QTY, Decimal::new(progress.cum, qs))
+        .field_decimal(tag::AVG_PX, Decimal::new(progress.avg(), ps))
+        .field_timestamp(tag::TRANSACT_TIME, ts_ns, TimestampPrecision::Millis)
     }
 
     /// Trade reports for `fills` of `order` (its state after them), then a Canceled
@@ -443,9 +431,9 @@ impl Inner {
             };
             let m = self
                 .report(order, "F", status, progress, f.ts_ns)
-                .field_with(tag::LAST_QTY, decimal(f.quantity, qs))
-                .field_with(tag::LAST_PX, decimal(f.price, ps))
-                .field_with(tag::COMMISSION, decimal(f.commission, ps))
+                .field_decimal(tag::LAST_QTY, Decimal::new(f.quantity, qs))
+                .field_decimal(tag::LAST_PX, Decimal::new(f.price, ps))
+                .field_decimal(tag::COMMISSION, Decimal::new(f.commission, ps))
                 .field(tag::COMM_TYPE, "3");
             out.push(m);
         }
@@ -480,7 +468,7 @@ impl Inner {
         m.field(tag::LEAVES_QTY, "0")
             .field(tag::CUM_QTY, "0")
             .field(tag::AVG_PX, "0")
-            .field_with(tag::TRANSACT_TIME, timestamp(ts_ns))
+            .field_timestamp(tag::TRANSACT_TIME, ts_ns, TimestampPrecision::Millis)
             .field(tags::TEXT, &refusal.text)
     }
 
@@ -590,7 +578,7 @@ impl Inner {
         m.field(tag::LEAVES_QTY, "0")
             .field(tag::CUM_QTY, "0")
             .field(tag::AVG_PX, "0")
-            .field_with(tag::TRANSACT_TIME, timestamp(ts))
+            .field_timestamp(tag::TRANSACT_TIME, ts, TimestampPrecision::Millis)
             .field(tags::TEXT, "unknown order")
     }
 
@@ -633,7 +621,7 @@ impl Inner {
                 msg.get(tag::ORIG_CL_ORD_ID).unwrap_or_default(),
             )
             .field(tag::ORD_STATUS, status)
-            .field_with(tag::TRANSACT_TIME, timestamp(now_nanos()))
+            .field_timestamp(tag::TRANSACT_TIME, now_nanos(), TimestampPrecision::Millis)
             .field(tag::CXL_REJ_RESPONSE_TO, response_to)
             .field(tag::CXL_REJ_REASON, refusal.code)
             .field(tags::TEXT, &refusal.text)

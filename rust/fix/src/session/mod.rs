@@ -43,8 +43,8 @@ mod transport;
 pub use channel::{AppEvent, ChannelApplication};
 pub use schedule::Schedule;
 pub use state::{
-    Application, NullApplication, Outbox, OutgoingMessage, Session, SessionConfig, SessionEvent,
-    SessionId,
+    Application, Fields, FieldsIter, NullApplication, Outbox, OutgoingMessage, Session,
+    SessionConfig, SessionEvent, SessionId,
 };
 pub use store::{FileStore, MemoryStore, MessageStore, StoreError};
 pub use tcp::{

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use crate::dictionary::Dictionary;
 use crate::message::{
-    parse_utc_timestamp, peek_msg_type, tags, write_u64, write_utc_timestamp, FieldAccess, Message,
-    MessageStorage, Section, TimestampPrecision,
+    parse_utc_timestamp, peek_msg_type, tags, write_decimal, write_u64, write_utc_timestamp,
+    Decimal, FieldAccess, Message, MessageStorage, Section, TimestampPrecision,
 };
 use crate::session::schedule::Schedule;
 use crate::session::store::{MessageStore, StoreError};
@@ -151,14 +151,12 @@ impl Fields {
     }
 
     /// The fields, in order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (u32, &[u8])> + '_ {
-        self.spans.iter().map(|&(tag, start, end)| {
-            let value = self
-                .bytes
-                .get(start as usize..end as usize)
-                .unwrap_or_default();
-            (tag, value)
-        })
+    #[must_use]
+    pub fn iter(&self) -> FieldsIter<'_> {
+        FieldsIter {
+            bytes: &self.bytes,
+            spans: self.spans.iter(),
+        }
     }
 
     /// The `i`th field.
@@ -201,12 +199,38 @@ impl Fields {
     }
 }
 
+/// The fields of a [`Fields`], in order: (tag, value).
+#[derive(Debug, Clone)]
+pub struct FieldsIter<'a> {
+    bytes: &'a [u8],
+    spans: std::slice::Iter<'a, (u32, u32, u32)>,
+}
+
+impl<'a> Iterator for FieldsIter<'a> {
+    type Item = (u32, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let &(tag, start, end) = self.spans.next()?;
+        let value = self
+            .bytes
+            .get(start as usize..end as usize)
+            .unwrap_or_default();
+        Some((tag, value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.spans.size_hint()
+    }
+}
+
+impl ExactSizeIterator for FieldsIter<'_> {}
+
 impl<'a> IntoIterator for &'a Fields {
     type Item = (u32, &'a [u8]);
-    type IntoIter = Box<dyn ExactSizeIterator<Item = (u32, &'a [u8])> + 'a>;
+    type IntoIter = FieldsIter<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+        self.iter()
     }
 }
 
@@ -268,6 +292,20 @@ impl OutgoingMessage {
     pub fn field_with(mut self, tag: u32, write: impl FnOnce(&mut Vec<u8>)) -> Self {
         self.body.push_with(tag, write);
         self
+    }
+
+    /// Appends a decimal body field (e.g. a price), written straight into the
+    /// message.
+    #[must_use]
+    pub fn field_decimal(self, tag: u32, value: Decimal) -> Self {
+        self.field_with(tag, |out| write_decimal(out, value))
+    }
+
+    /// Appends a UTCTimestamp body field of `nanos` since the Unix epoch,
+    /// written straight into the message.
+    #[must_use]
+    pub fn field_timestamp(self, tag: u32, nanos: i64, precision: TimestampPrecision) -> Self {
+        self.field_with(tag, |out| write_utc_timestamp(out, nanos, precision))
     }
 
     /// Appends a header field.
