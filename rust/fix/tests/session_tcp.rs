@@ -6,7 +6,7 @@
 
 mod session_common;
 use session_common::{
-    acceptor_id, dictionary, initiator_id, next_event, wait_for, Exchange, TempDir,
+    acceptor_id, dictionary, initiator_id, next_event, order, wait_for, Exchange, TempDir,
 };
 
 use std::io::{Read, Write};
@@ -71,14 +71,7 @@ fn initiator_and_acceptor_exchange_messages_and_survive_restart() {
     });
     let orders = initiator.sender();
     for id in ["O1", "O2"] {
-        orders
-            .send(
-                OutgoingMessage::new("D")
-                    .field(11, id)
-                    .field(54, "1")
-                    .field(55, "X"),
-            )
-            .unwrap();
+        orders.send(order(id)).unwrap();
         match next_event(&rx) {
             AppEvent::Message(session, bytes) => {
                 assert_eq!(session, initiator_id());
@@ -313,12 +306,6 @@ fn send_now_numbers_on_the_callers_thread_and_never_overtakes_queued_messages() 
         .local_addr()
         .unwrap();
     let (initiator, rx) = start_initiator(addr, Box::new(MemoryStore::new()));
-    let order = |id: &str| {
-        OutgoingMessage::new("D")
-            .field(11, id)
-            .field(54, "1")
-            .field(55, "X")
-    };
     // Not logged on: queued, in order.
     for id in ["Q1", "Q2", "Q3"] {
         initiator.send_now(order(id)).unwrap();
@@ -419,11 +406,7 @@ fn a_waiting_caller_reads_its_answers_and_the_reader_takes_over_when_it_stops() 
     std::thread::sleep(Duration::from_millis(60));
     for i in 0..50 {
         let id = format!("C{i}");
-        let order = OutgoingMessage::new("D")
-            .field(11, id.as_str())
-            .field(54, "1")
-            .field(55, "X");
-        initiator.send_now(order).unwrap();
+        initiator.send_now(order(&id)).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while app.thread_of(&id).is_none() {
             assert!(std::time::Instant::now() < deadline, "no answer to {id}");
@@ -433,28 +416,25 @@ fn a_waiting_caller_reads_its_answers_and_the_reader_takes_over_when_it_stops() 
     }
     // The caller stops reading without a word: a message the acceptor sends on
     // its own is read by the reader once the linger has passed.
-    let sent = std::time::Instant::now();
     let acceptor_sends = acceptor.sender(&acceptor_id()).unwrap();
-    acceptor_sends
-        .send(OutgoingMessage::new("8").field(11, "U1"))
-        .unwrap();
-    wait_for("U1", Duration::from_secs(5), || {
-        app.thread_of("U1").is_some()
-    });
-    assert_eq!(app.thread_of("U1").as_deref(), Some("fix-initiator"));
-    assert!(sent.elapsed() < linger * 3, "{:?}", sent.elapsed());
+    // Sends `id` from the acceptor on its own; how long until the reader
+    // thread handed it over.
+    let unsolicited = |id: &str| {
+        let sent = std::time::Instant::now();
+        acceptor_sends
+            .send(OutgoingMessage::new("8").field(11, id))
+            .unwrap();
+        wait_for(id, Duration::from_secs(5), || app.thread_of(id).is_some());
+        assert_eq!(app.thread_of(id).as_deref(), Some("fix-initiator"));
+        sent.elapsed()
+    };
+    let took = unsolicited("U1");
+    assert!(took < linger * 3, "{took:?}");
     // A caller that releases hands reading back at once.
     assert!(!driver.pump());
     driver.release();
-    let sent = std::time::Instant::now();
-    acceptor_sends
-        .send(OutgoingMessage::new("8").field(11, "U2"))
-        .unwrap();
-    wait_for("U2", Duration::from_secs(5), || {
-        app.thread_of("U2").is_some()
-    });
-    assert_eq!(app.thread_of("U2").as_deref(), Some("fix-initiator"));
-    assert!(sent.elapsed() < linger, "{:?}", sent.elapsed());
+    let took = unsolicited("U2");
+    assert!(took < linger, "{took:?}");
     // The acceptor logs out while the caller reads: the caller applies the
     // Logout and leaves the disconnect to the connection's thread.
     std::thread::sleep(Duration::from_millis(60));

@@ -8,7 +8,7 @@
 
 mod session_common;
 use session_common::{
-    acceptor_id, dictionary, initiator_id, next_event, wait_for, Exchange, TempDir,
+    acceptor_id, dictionary, initiator_id, next_event, order, wait_for, Exchange, TempDir,
 };
 
 use std::net::{SocketAddr, TcpStream};
@@ -157,7 +157,12 @@ fn start_polling_initiator(
 }
 
 fn expect_report(rx: &Receiver<AppEvent>, cl_ord_id: &str) {
-    match next_event(rx) {
+    check_report(next_event(rx), cl_ord_id);
+}
+
+/// `event` is the initiator's ExecutionReport for `cl_ord_id`.
+fn check_report(event: AppEvent, cl_ord_id: &str) {
+    match event {
         AppEvent::Message(session, bytes) => {
             assert_eq!(session, initiator_id());
             let msg = Message::parse(&bytes).unwrap();
@@ -183,11 +188,7 @@ fn trade_polling(acceptor: &Acceptor, tls: Option<ClientTls>, busy_poll: Duratio
     });
     let orders = initiator.sender();
     for id in ["O1", "O2"] {
-        let order = OutgoingMessage::new("D")
-            .field(11, id)
-            .field(54, "1")
-            .field(55, "X");
-        orders.send(order).unwrap();
+        orders.send(order(id)).unwrap();
         expect_report(&rx, id);
     }
     // Sent by the acceptor's writer thread, not in answer to anything.
@@ -259,11 +260,7 @@ fn a_caller_reads_its_answers_over_tls() {
     std::thread::sleep(Duration::from_millis(60));
     for i in 0..20 {
         let id = format!("T{i}");
-        let order = OutgoingMessage::new("D")
-            .field(11, id.as_str())
-            .field(54, "1")
-            .field(55, "X");
-        initiator.send_now(order).unwrap();
+        initiator.send_now(order(&id)).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         // Only the caller reads (a 10 s linger): no answer without its pumps.
         let mut read = false;
@@ -275,14 +272,7 @@ fn a_caller_reads_its_answers_over_tls() {
             assert!(std::time::Instant::now() < deadline, "no answer to {id}");
         };
         assert!(read, "{id} was read by another thread than the caller");
-        match event {
-            AppEvent::Message(_, bytes) => {
-                let msg = Message::parse(&bytes).unwrap();
-                assert_eq!(msg.msg_type(), b"8");
-                assert_eq!(msg.get_str(11).unwrap(), id);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        check_report(event, &id);
     }
     assert_eq!(initiator.transport_failures(), 0);
     initiator.stop();

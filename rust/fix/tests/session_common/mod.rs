@@ -35,6 +35,14 @@ impl Application for Exchange {
     }
 }
 
+/// A NewOrderSingle of ClOrdID `id` (Side 1, Symbol X), as [`Exchange`] answers.
+pub fn order(id: &str) -> OutgoingMessage {
+    OutgoingMessage::new("D")
+        .field(11, id)
+        .field(54, "1")
+        .field(55, "X")
+}
+
 /// A temporary directory removed on drop (also when a test panics).
 pub struct TempDir(pub PathBuf);
 
