@@ -6,7 +6,8 @@
 //! `cargo run --release -p nexus-fix --example codec_rate -- MESSAGES DICTIONARY [REPEATS] [MIN_MS]`
 //!
 //! With `--rounds N` first, it times nothing: it parses and reads every message N times
-//! (the `parse` case) and prints the messages handled, for instruction counts under
+//! (the `parse` case; with `--rounds N --validate`, the `parse+validate` case) and
+//! prints the messages handled, for instruction counts under
 //! `valgrind --tool=cachegrind` (two runs differing only in N: the difference divided
 //! by the extra messages is the cost of one message).
 
@@ -165,9 +166,14 @@ fn run(args: &[String]) -> Result<(), String> {
         ),
         _ => (None, args),
     };
+    let (validate_rounds, args) = match args {
+        [flag, rest @ ..] if flag == "--validate" && fixed_rounds.is_some() => (true, rest),
+        _ => (false, args),
+    };
     let [messages_path, dictionary_path, rest @ ..] = args else {
         return Err(
-            "usage: codec_rate [--rounds N] MESSAGES DICTIONARY [REPEATS] [MIN_MS]".to_owned(),
+            "usage: codec_rate [--rounds N [--validate]] MESSAGES DICTIONARY [REPEATS] [MIN_MS]"
+                .to_owned(),
         );
     };
     let number = |i: usize, default: f64| -> Result<f64, String> {
@@ -231,10 +237,11 @@ fn run(args: &[String]) -> Result<(), String> {
         if let Some(rounds) = fixed_rounds {
             let mut n = 0;
             for _ in 0..rounds {
-                n += parse(false);
+                n += parse(validate_rounds);
             }
             println!(
-                "{{\"mode\": \"rounds\", \"message\": \"{}\", \"messages\": {}, \"read\": {n}}}",
+                "{{\"mode\": \"rounds\", \"case\": \"{}\", \"message\": \"{}\", \"messages\": {}, \"read\": {n}}}",
+                if validate_rounds { "parse+validate" } else { "parse" },
                 name_of(msg_type),
                 rounds * count
             );

@@ -192,6 +192,34 @@ impl FieldType {
         )
     }
 
+    /// Returns whether values of this type have a syntax that validation checks
+    /// (numbers, single characters, booleans, UTC dates and times); the others
+    /// (strings, local dates, data, ...) accept any value.
+    #[must_use]
+    pub fn has_syntax(self) -> bool {
+        matches!(
+            self,
+            Self::Int
+                | Self::DayOfMonth
+                | Self::Length
+                | Self::NumInGroup
+                | Self::SeqNum
+                | Self::TagNum
+                | Self::Price
+                | Self::Amt
+                | Self::Qty
+                | Self::Float
+                | Self::PriceOffset
+                | Self::Percentage
+                | Self::Char
+                | Self::Boolean
+                | Self::UtcTimestamp
+                | Self::UtcTimeOnly
+                | Self::UtcDate
+                | Self::UtcDateOnly
+        )
+    }
+
     /// Returns whether values are raw data preceded by a length field.
     #[must_use]
     pub fn is_data(self) -> bool {
@@ -223,6 +251,8 @@ pub struct FieldDef {
     pub values: Vec<FieldValue>,
     sorted_values: Vec<u32>,
     packed_values: Vec<u128>,
+    /// The enumerated values of one byte, as a bitmap of the byte.
+    one_byte_values: [u64; 4],
     length_field: Option<u32>,
     data_field: Option<u32>,
 }
@@ -234,7 +264,12 @@ impl FieldDef {
         !self.values.is_empty()
     }
 
+    #[inline]
     fn has_value(&self, value: &[u8]) -> bool {
+        if let [byte] = value {
+            let word = self.one_byte_values[usize::from(*byte / 64)];
+            return word >> (byte % 64) & 1 != 0;
+        }
         match pack_value(value) {
             Some(key) => self.packed_values.binary_search(&key).is_ok(),
             None => self.value_index(value).is_some(),
@@ -507,7 +542,8 @@ pub struct ComponentDef {
     pub items: Vec<ComponentItem>,
 }
 
-const FLAG_DEFINED: u8 = 1;
+/// Per-tag flag: defined in `<fields>`.
+pub(crate) const FLAG_DEFINED: u8 = 1;
 /// Per-tag flag: a header field (or header group member).
 pub(crate) const FLAG_HEADER: u8 = 2;
 /// Per-tag flag: a trailer field.
@@ -515,6 +551,9 @@ pub(crate) const FLAG_TRAILER: u8 = 4;
 /// Per-tag flag: a data field with a known length field.
 pub(crate) const FLAG_DATA: u8 = 8;
 pub(crate) const FLAG_GROUP_COUNT: u8 = 16;
+/// Per-tag flag: validating a value needs the field's definition (its type has a
+/// syntax, or it has enumerated values); without it any non-empty value passes.
+pub(crate) const FLAG_CHECKED_VALUE: u8 = 32;
 const NO_FIELD: u32 = u32::MAX;
 /// No message has this MsgType (in `Dictionary::one_byte_types`).
 const NO_MESSAGE: u32 = u32::MAX;
@@ -1021,6 +1060,12 @@ impl Loader<'_> {
                 .filter_map(|v| pack_value(v.value.as_bytes()))
                 .collect();
             packed.sort_unstable();
+            let mut one_byte_values = [0u64; 4];
+            for v in &values {
+                if let [byte] = v.value.as_bytes() {
+                    one_byte_values[usize::from(*byte / 64)] |= 1 << (byte % 64);
+                }
+            }
             if by_name.insert(name.clone(), tag).is_some() {
                 return Err(self.invalid(node, format!("field name '{name}' is defined twice")));
             }
@@ -1033,6 +1078,7 @@ impl Loader<'_> {
                 values,
                 sorted_values: sorted,
                 packed_values: packed,
+                one_byte_values,
                 length_field: None,
                 data_field: None,
             });
@@ -1179,6 +1225,9 @@ impl Loader<'_> {
         for f in &fields {
             if let Some(slot) = flags.get_mut(f.tag as usize) {
                 *slot |= FLAG_DEFINED;
+                if f.field_type.has_syntax() || f.has_values() {
+                    *slot |= FLAG_CHECKED_VALUE;
+                }
                 if f.field_type.is_data() && f.length_field.is_some() {
                     *slot |= FLAG_DATA;
                 }

@@ -2188,9 +2188,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-/// Parses `YYYYMMDD` into days since 1970-01-01 (a UTCDateOnly).
-#[must_use]
-pub fn parse_utc_date(v: &[u8]) -> Option<i64> {
+/// The year, month and day of a valid `YYYYMMDD`.
+#[inline]
+fn utc_date_parts(v: &[u8]) -> Option<(i64, u32, u32)> {
     if v.len() != 8 {
         return None;
     }
@@ -2200,12 +2200,43 @@ pub fn parse_utc_date(v: &[u8]) -> Option<i64> {
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return None;
     }
+    Some((year, month, day))
+}
+
+/// Parses `YYYYMMDD` into days since 1970-01-01 (a UTCDateOnly).
+#[must_use]
+pub fn parse_utc_date(v: &[u8]) -> Option<i64> {
+    let (year, month, day) = utc_date_parts(v)?;
     Some(days_from_civil(year, month, day))
+}
+
+/// Returns whether `v` is a valid `YYYYMMDD` (a UTCDateOnly), any year 0000-9999.
+#[must_use]
+pub fn is_utc_date(v: &[u8]) -> bool {
+    utc_date_parts(v).is_some()
+}
+
+/// Returns whether `v` is a valid `HH:MM:SS[.f{1,9}]` (a UTCTimeOnly).
+#[must_use]
+pub fn is_utc_time_only(v: &[u8]) -> bool {
+    parse_utc_time_only(v).is_some()
+}
+
+/// Returns whether `v` is a valid `YYYYMMDD-HH:MM:SS[.f{1,9}]` (a UTCTimestamp), any
+/// year 0000-9999 (as QuickFIX accepts), without computing the instant it names: those
+/// after 2262 do not fit [`parse_utc_timestamp`]'s nanoseconds.
+#[must_use]
+pub fn is_utc_timestamp(v: &[u8]) -> bool {
+    v.len() >= 17
+        && v.get(8) == Some(&b'-')
+        && v.get(..8).is_some_and(is_utc_date)
+        && v.get(9..).is_some_and(is_utc_time_only)
 }
 
 /// Parses `HH:MM:SS[.f{1,9}]` into nanoseconds since midnight (a UTCTimeOnly);
 /// second 60 (leap second) is accepted.
 #[must_use]
+#[inline]
 pub fn parse_utc_time_only(v: &[u8]) -> Option<i64> {
     if v.len() < 8 || v.get(2) != Some(&b':') || v.get(5) != Some(&b':') {
         return None;
@@ -3065,6 +3096,24 @@ mod tests {
         );
         assert_eq!(parse_utc_timestamp(b"20020619 16:14:10"), None);
         assert_eq!(parse_utc_timestamp(b"20020619-16:14:10.1234567890"), None);
+        // The format checks agree with the parsers, and accept instants past 2262.
+        for v in [
+            &b"20020619-16:14:10"[..],
+            b"20240229-23:59:60.123456789",
+            b"20230229-00:00:00",
+            b"20020619 16:14:10",
+            b"20020619-24:00:00",
+            b"20020619-16:14:10.",
+            b"2002061-16:14:10",
+        ] {
+            assert_eq!(is_utc_timestamp(v), parse_utc_timestamp(v).is_some());
+        }
+        assert!(
+            is_utc_timestamp(b"23000101-00:00:00")
+                && parse_utc_timestamp(b"23000101-00:00:00").is_none()
+        );
+        assert!(is_utc_date(b"99991231") && !is_utc_date(b"20231301") && !is_utc_date(b"2023010"));
+        assert!(is_utc_time_only(b"23:59:60.1") && !is_utc_time_only(b"23:60:00"));
     }
 
     #[test]

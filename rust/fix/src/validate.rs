@@ -54,10 +54,12 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::dictionary::{Block, Dictionary, FieldType};
+use crate::dictionary::{
+    Block, Dictionary, FieldType, FLAG_CHECKED_VALUE, FLAG_DEFINED, FLAG_GROUP_COUNT,
+};
 use crate::message::{
-    is_float, parse_bool, parse_int, parse_u64, parse_utc_date, parse_utc_time_only,
-    parse_utc_timestamp, FieldRef, Message, MessageStorage, ParseError, ParseOptions, Section,
+    is_float, is_utc_date, is_utc_time_only, is_utc_timestamp, parse_bool, parse_int, parse_u64,
+    FieldRef, Message, MessageStorage, ParseError, ParseOptions, Section,
 };
 
 /// SessionRejectReason (373) values.
@@ -416,15 +418,17 @@ impl<'d> Validator<'d> {
     /// The [`Reject`] describing the first problem.
     pub fn validate(&self, msg: &Message<'_>) -> Result<(), Reject> {
         if msg.has_group_layout() {
-            self.check(msg)
+            self.check(msg, true)
         } else {
             let mut copy = msg.clone();
             copy.apply_dictionaries(&self.parse_options());
-            self.check(&copy)
+            self.check(&copy, true)
         }
     }
 
-    fn check(&self, msg: &Message<'_>) -> Result<(), Reject> {
+    /// Validates `msg`; with `wire_order_first` the top-level fields are first checked
+    /// without sorting (the outcome is the same either way).
+    fn check(&self, msg: &Message<'_>, wire_order_first: bool) -> Result<(), Reject> {
         let msg_type = msg.msg_type();
         let reject = |reason: SessionRejectReason, tag: Option<i64>| {
             Reject::new(reason, tag, msg_type, msg.msg_seq_num().ok())
@@ -460,9 +464,17 @@ impl<'d> Validator<'d> {
         // level is enough; small tags go through a bitset).
         let fields = msg.fields();
         let mut small = [0u64; 64];
-        for f in fields.iter().filter(|f| f.depth() == 0 && !f.is_negative()) {
-            if let Some(word) = small.get_mut(f.tag() as usize / 64) {
-                *word |= 1 << (f.tag() % 64);
+        // Whether a top-level tag repeats, is negative or too large for the bitset:
+        // then only the sorted pass below tells which problem QuickFIX reports first.
+        let mut unusual = false;
+        for f in fields.iter().filter(|f| f.depth() == 0) {
+            match small.get_mut(f.tag() as usize / 64) {
+                Some(word) if !f.is_negative() => {
+                    let bit = 1 << (f.tag() % 64);
+                    unusual |= *word & bit != 0;
+                    *word |= bit;
+                }
+                _ => unusual = true,
             }
         }
         let present = |tag: u32, section: Section| match small.get(tag as usize / 64) {
@@ -504,15 +516,28 @@ impl<'d> Validator<'d> {
             })?;
         }
 
-        // Every field.
+        // Every field. Most messages are valid, so the top-level fields are first
+        // checked in wire order, which needs no sorting; only when that finds a problem
+        // (or cannot rule one out) are they checked again in QuickFIX's order, to
+        // report the problem QuickFIX would report first.
+        let top_level_pass =
+            wire_order_first && !unusual && self.top_level_fields_pass(msg, body_dict, &def.block);
+        if top_level_pass && msg.group_records().is_empty() {
+            return Ok(());
+        }
         let mut scratch: Vec<u32> = Vec::with_capacity(fields.len());
         let mut keys: Vec<u64> = Vec::with_capacity(fields.len());
-        let levels = [
+        let all_levels = [
             (Level::Header, self.session, self.session.header()),
             (Level::Trailer, self.session, self.session.trailer()),
             (Level::Body, body_dict, &def.block),
         ];
-        for (level, dict, block) in levels {
+        let levels = if top_level_pass {
+            &all_levels[..0]
+        } else {
+            &all_levels[..]
+        };
+        for &(level, dict, block) in levels {
             let section = match level {
                 Level::Header => Section::Header,
                 Level::Trailer => Section::Trailer,
@@ -547,7 +572,7 @@ impl<'d> Validator<'d> {
                 Some(Section::Body) => body_dict,
                 _ => self.session,
             };
-            self.check_group_fields(msg, dict, index, &mut scratch, &mut keys)
+            self.check_group_fields(msg, dict, index, wire_order_first, &mut scratch, &mut keys)
                 .map_err(|(reason, tag)| reject(reason, Some(tag)))?;
         }
         Ok(())
@@ -599,6 +624,7 @@ impl<'d> Validator<'d> {
         msg: &Message<'_>,
         dict: &Dictionary,
         index: usize,
+        wire_order_first: bool,
         scratch: &mut Vec<u32>,
         keys: &mut Vec<u64>,
     ) -> Result<(), (SessionRejectReason, i64)> {
@@ -636,7 +662,25 @@ impl<'d> Validator<'d> {
                     last = position;
                 }
             }
-            self.check_fields(msg, dict, &def.block, Level::Entry, scratch, keys)?;
+            // As for the top level: an entry of a few distinct tags whose fields all
+            // pass in wire order needs no sorted pass. (The layout opens a new entry
+            // at a repeated tag, so a repeat is not expected here; checked anyway.)
+            let passes_in_wire_order = wire_order_first
+                && scratch.len() <= 16
+                && scratch.iter().enumerate().all(|(k, &i)| {
+                    fields.get(i as usize).is_some_and(|f| {
+                        !f.is_negative()
+                            && scratch.get(..k).unwrap_or_default().iter().all(|&j| {
+                                fields.get(j as usize).is_some_and(|g| g.tag() != f.tag())
+                            })
+                            && self
+                                .field_problem(msg, dict, Some(&def.block), f, i)
+                                .is_none()
+                    })
+                });
+            if !passes_in_wire_order {
+                self.check_fields(msg, dict, &def.block, Level::Entry, scratch, keys)?;
+            }
             let mut nested: Vec<usize> = msg
                 .group_records()
                 .iter()
@@ -646,10 +690,95 @@ impl<'d> Validator<'d> {
                 .collect();
             nested.sort_by_key(|&i| msg.group_records().get(i).map_or(0, |g| g.count_tag));
             for i in nested {
-                self.check_group_fields(msg, dict, i, scratch, keys)?;
+                self.check_group_fields(msg, dict, i, wire_order_first, scratch, keys)?;
             }
         }
         Ok(())
+    }
+
+    /// Runs the checks of [`Self::check_fields`] on every top-level field in wire
+    /// order; returns whether all pass. The caller has ruled out repeated, negative
+    /// and large tags, so passing here means the sorted pass would find nothing.
+    fn top_level_fields_pass(
+        &self,
+        msg: &Message<'_>,
+        body_dict: &Dictionary,
+        body: &Block,
+    ) -> bool {
+        for (i, f) in msg.fields().iter().enumerate() {
+            if f.depth() != 0 {
+                continue;
+            }
+            let (dict, block) = match f.section() {
+                Section::Body => (body_dict, Some(body)),
+                _ => (self.session, None),
+            };
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            if self.field_problem(msg, dict, block, f, index).is_some() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The problem with field `f` (at `index` in the message) on its own, if any: an
+    /// empty value, an unknown tag, a bad format or value, a tag not in `block` (given
+    /// for body fields and group entries) or a wrong NumInGroup count.
+    #[inline]
+    fn field_problem(
+        &self,
+        msg: &Message<'_>,
+        dict: &Dictionary,
+        block: Option<&Block>,
+        f: &FieldRef,
+        index: u32,
+    ) -> Option<SessionRejectReason> {
+        let tag = f.signed_tag();
+        let value = msg.value(f);
+        if self.options.check_fields_have_values && value.is_empty() {
+            return Some(SessionRejectReason::TagSpecifiedWithoutValue);
+        }
+        // One load tells whether the tag is defined, whether its value needs the
+        // definition (most strings do not) and whether it counts a group.
+        let flags = if f.is_negative() {
+            0
+        } else {
+            dict.flags(f.tag())
+        };
+        if flags & FLAG_CHECKED_VALUE != 0 {
+            if let Some(def) = dict.field(f.tag()) {
+                if !has_valid_format(def.field_type, value) {
+                    return Some(SessionRejectReason::IncorrectDataFormat);
+                }
+                if !def.is_valid_value(value) {
+                    return Some(SessionRejectReason::ValueIsIncorrect);
+                }
+            }
+        }
+        let should_check = if tag < USER_MIN {
+            !self.options.allow_unknown_message_fields
+        } else {
+            self.options.check_user_defined_fields
+        };
+        if should_check && flags & FLAG_DEFINED == 0 {
+            return Some(SessionRejectReason::InvalidTagNumber);
+        }
+        if let Some(block) = block {
+            if should_check && !block.contains(f.tag()) {
+                return Some(SessionRejectReason::TagNotDefinedForMessageType);
+            }
+            if flags & FLAG_GROUP_COUNT != 0 && block.group_id(f.tag()).is_some() {
+                let found = msg
+                    .group_records()
+                    .iter()
+                    .find(|g| g.count_idx == index)
+                    .map_or(0, |g| g.n_entries);
+                if parse_int(value) != Some(i64::from(found)) {
+                    return Some(SessionRejectReason::IncorrectNumInGroupCount);
+                }
+            }
+        }
+        None
     }
 
     /// Checks the fields `indices` (of one level) in QuickFIX's order.
@@ -692,48 +821,9 @@ impl<'d> Validator<'d> {
                 return Err((SessionRejectReason::TagAppearsMoreThanOnce, tag));
             }
             previous = Some(tag);
-            let value = msg.value(f);
-            if self.options.check_fields_have_values && value.is_empty() {
-                return Err((SessionRejectReason::TagSpecifiedWithoutValue, tag));
-            }
-            let known = if f.is_negative() {
-                None
-            } else {
-                dict.field(f.tag())
-            };
-            if let Some(def) = known {
-                if !has_valid_format(def.field_type, value) {
-                    return Err((SessionRejectReason::IncorrectDataFormat, tag));
-                }
-                if !def.is_valid_value(value) {
-                    return Err((SessionRejectReason::ValueIsIncorrect, tag));
-                }
-            }
-            let should_check = if tag < USER_MIN {
-                !self.options.allow_unknown_message_fields
-            } else {
-                self.options.check_user_defined_fields
-            };
-            if should_check && known.is_none() {
-                return Err((SessionRejectReason::InvalidTagNumber, tag));
-            }
-            if matches!(level, Level::Body | Level::Entry) {
-                if should_check && !block.contains(f.tag()) {
-                    return Err((SessionRejectReason::TagNotDefinedForMessageType, tag));
-                }
-                if !f.is_negative()
-                    && dict.is_group_count_field(f.tag())
-                    && block.group_id(f.tag()).is_some()
-                {
-                    let found = msg
-                        .group_records()
-                        .iter()
-                        .find(|g| g.count_idx == i)
-                        .map_or(0, |g| g.n_entries);
-                    if parse_int(value) != Some(i64::from(found)) {
-                        return Err((SessionRejectReason::IncorrectNumInGroupCount, tag));
-                    }
-                }
+            let block = matches!(level, Level::Body | Level::Entry).then_some(block);
+            if let Some(reason) = self.field_problem(msg, dict, block, f, i) {
+                return Err((reason, tag));
             }
         }
         Ok(())
@@ -757,9 +847,9 @@ pub fn has_valid_format(field_type: FieldType, value: &[u8]) -> bool {
         | FieldType::Percentage => is_float(value),
         FieldType::Char => value.len() == 1,
         FieldType::Boolean => parse_bool(value).is_some(),
-        FieldType::UtcTimestamp => parse_utc_timestamp(value).is_some(),
-        FieldType::UtcTimeOnly => parse_utc_time_only(value).is_some(),
-        FieldType::UtcDate | FieldType::UtcDateOnly => parse_utc_date(value).is_some(),
+        FieldType::UtcTimestamp => is_utc_timestamp(value),
+        FieldType::UtcTimeOnly => is_utc_time_only(value),
+        FieldType::UtcDate | FieldType::UtcDateOnly => is_utc_date(value),
         _ => true,
     }
 }
@@ -879,7 +969,7 @@ mod tests {
 
     const HEADER: &str = "34=2|49=TW|52=20250101-00:00:00|56=ISLD|";
 
-    fn msg(msg_type: &str, header: &str, body: &str) -> Vec<u8> {
+    pub(super) fn msg(msg_type: &str, header: &str, body: &str) -> Vec<u8> {
         let text = format!("35={msg_type}|{header}{body}");
         crate::frame::encode("FIX.4.4", text.replace('|', "\u{1}").as_bytes())
     }
@@ -911,6 +1001,59 @@ mod tests {
         let parties = m.group(453).expect("laid out");
         let ids: Vec<_> = parties.entries().map(|e| e.get_str(448).ok()).collect();
         assert_eq!(ids, [Some("A"), Some("B")]);
+    }
+
+    #[test]
+    fn types_without_syntax_accept_anything() {
+        // The validator skips the definition of a field whose type has no syntax and
+        // that has no enumerated values: has_syntax must say which types those are.
+        let names = [
+            "STRING",
+            "CHAR",
+            "PRICE",
+            "INT",
+            "AMT",
+            "QTY",
+            "CURRENCY",
+            "MULTIPLEVALUESTRING",
+            "MULTIPLESTRINGVALUE",
+            "MULTIPLECHARVALUE",
+            "EXCHANGE",
+            "UTCTIMESTAMP",
+            "TIME",
+            "BOOLEAN",
+            "LOCALMKTDATE",
+            "LOCALMKTTIME",
+            "DATA",
+            "XMLDATA",
+            "FLOAT",
+            "PRICEOFFSET",
+            "MONTHYEAR",
+            "DAYOFMONTH",
+            "UTCDATE",
+            "UTCDATEONLY",
+            "UTCTIMEONLY",
+            "TZTIMEONLY",
+            "TZTIMESTAMP",
+            "NUMINGROUP",
+            "PERCENTAGE",
+            "SEQNUM",
+            "TAGNUM",
+            "LENGTH",
+            "COUNTRY",
+            "LANGUAGE",
+            "XID",
+            "XIDREF",
+            "SOMETHINGELSE",
+        ];
+        let mut with_syntax = 0;
+        for name in names {
+            let t = FieldType::from_xml(name);
+            let garbage_passes = has_valid_format(t, b"not a value of any type");
+            assert_eq!(garbage_passes, !t.has_syntax(), "{name}");
+            with_syntax += usize::from(t.has_syntax());
+        }
+        assert_eq!(with_syntax, 19); // 18 types, and TIME (a UTCTIMESTAMP)
     }
 
     #[test]
@@ -1181,10 +1324,68 @@ mod tests {
 mod property_tests {
     use proptest::prelude::*;
 
-    use super::tests::{dict_for_properties, order_for_properties};
+    use super::tests::{dict_for_properties, msg, order_for_properties};
     use super::*;
 
+    /// Values and tags the field-level mutations below draw from: each breaks some
+    /// check for some field (empty, wrong type, not an enumerated value, unknown tag,
+    /// a group member at the top level, a header tag in the body, user-defined, large).
+    const VALUES: [&str; 8] = ["", "X", "1", "2", "-1", "1.5", "20250101-00:00:00", "1 G"];
+    const TAGS: [u32; 10] = [11, 18, 34, 44, 52, 448, 453, 999, 5001, 9000];
+
+    /// The order of [`order_for_properties`] as (tag, value) fields after the header.
+    fn order_fields() -> Vec<(u32, String)> {
+        let text = String::from_utf8(order_for_properties()).expect("ASCII");
+        text.split('\u{1}')
+            .filter_map(|f| f.split_once('='))
+            .filter_map(|(t, v)| Some((t.parse::<u32>().ok()?, v.to_owned())))
+            .filter(|(t, _)| !matches!(t, 8 | 9 | 10 | 35))
+            .collect()
+    }
+
     proptest! {
+        // Cheap cases, and a mistake in one check of one field shows up in few of them.
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Checking the top-level fields in wire order first (the fast path of every
+        /// valid message) answers exactly what the sorted pass alone answers, reason
+        /// and tag included, whatever is wrong with the message.
+        #[test]
+        fn wire_order_pass_agrees_with_the_sorted_pass(
+            edits in proptest::collection::vec((0u8..5, any::<usize>(), any::<usize>()), 0..4),
+        ) {
+            let d = dict_for_properties();
+            let v = Validator::new(&d);
+            let mut fields = order_fields();
+            for (op, at, pick) in edits {
+                let n = fields.len();
+                let at = at % n;
+                match op {
+                    0 => fields[at].1 = VALUES[pick % VALUES.len()].to_owned(),
+                    1 => fields[at].0 = TAGS[pick % TAGS.len()],
+                    2 => {
+                        let copy = fields[at].clone();
+                        fields.insert(pick % (n + 1), copy);
+                    }
+                    3 => fields.swap(at, pick % n),
+                    _ => {
+                        fields.remove(at);
+                        if fields.is_empty() {
+                            fields.push((11, "ID".to_owned()));
+                        }
+                    }
+                }
+            }
+            let body: String = fields.iter().map(|(t, v)| format!("{t}={v}|")).collect();
+            let bytes = msg("D", "", &body);
+            if let Ok(m) = v.parse(&bytes) {
+                prop_assert_eq!(v.validate(&m), v.check(&m, false));
+            }
+        }
+    }
+
+    proptest! {
+
         #[test]
         fn validation_never_panics_on_mutated_orders(
             flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
