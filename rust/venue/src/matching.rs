@@ -18,6 +18,7 @@
 //! ([`InstrumentSpec`]); notional is computed in `i128`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use nexus_collections::ShardedMap;
 
@@ -252,7 +253,8 @@ pub struct OrderRequest {
 }
 
 struct Book {
-    spec: InstrumentSpec,
+    /// Shared, so that an order takes it without copying its symbol.
+    spec: Arc<InstrumentSpec>,
     quote: Option<Quote>,
     /// Resting orders in time priority: queue sequence number to order.
     resting: BTreeMap<u64, OrderId>,
@@ -336,12 +338,12 @@ impl MatchingEngine {
     /// Adds (or replaces the spec of) an instrument.
     pub fn add_instrument(&mut self, spec: InstrumentSpec) {
         match self.books.get_mut(&spec.symbol) {
-            Some(book) => book.spec = spec,
+            Some(book) => book.spec = Arc::new(spec),
             None => {
                 self.books.insert(
                     spec.symbol.clone(),
                     Book {
-                        spec,
+                        spec: Arc::new(spec),
                         quote: None,
                         resting: BTreeMap::new(),
                         buys: BTreeSet::new(),
@@ -355,7 +357,7 @@ impl MatchingEngine {
     /// The spec of `instrument`.
     #[must_use]
     pub fn instrument(&self, instrument: &str) -> Option<&InstrumentSpec> {
-        self.books.get(instrument).map(|b| &b.spec)
+        self.books.get(instrument).map(|b| &*b.spec)
     }
 
     /// The current quote of `instrument` (sizes net of what fills consumed).
@@ -451,7 +453,7 @@ impl MatchingEngine {
             ask_size,
             ts_ns,
         };
-        let spec = book.spec.clone();
+        let spec = Arc::clone(&book.spec);
         // The resting orders this quote can fill, in time priority (the others
         // would be passed over below).
         let mut seqs: Vec<u64> = book
@@ -574,7 +576,7 @@ impl MatchingEngine {
         let Some(book) = self.books.get(&request.instrument) else {
             return Err(RejectReason::UnknownInstrument(request.instrument));
         };
-        let spec = book.spec.clone();
+        let spec = Arc::clone(&book.spec);
         let Some(mut quote) = book.quote else {
             return Err(RejectReason::NoQuote(request.instrument));
         };
@@ -658,7 +660,7 @@ impl MatchingEngine {
         let Some(book) = self.books.get(&order.instrument) else {
             return Err(RejectReason::UnknownInstrument(order.instrument.clone()));
         };
-        let spec = book.spec.clone();
+        let spec = Arc::clone(&book.spec);
         let new_price = Self::check_order(&spec, OrdType::Limit, quantity, price)?;
         if quantity <= order.filled {
             return Err(RejectReason::BadQuantity(quantity));

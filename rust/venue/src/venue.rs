@@ -132,7 +132,8 @@ impl Default for VenueConfig {
 /// What the venue remembers of an order besides the engine's state.
 #[derive(Debug, Clone)]
 struct OrderInfo {
-    session: SessionId,
+    /// The session's number (`Inner::sessions`).
+    session: usize,
     /// The ClOrdID of the latest accepted request on the order.
     cl_ord_id: String,
     /// The ClOrdID it replaced or cancelled (OrigClOrdID of the next report).
@@ -143,7 +144,13 @@ struct Inner {
     engine: MatchingEngine,
     // Sharded, as every map that grows with the orders (nexus-collections).
     orders: ShardedMap<OrderId, OrderInfo>,
-    by_cl_ord_id: ShardedMap<(SessionId, String), OrderId>,
+    /// Every session that has sent an order, numbered in order of appearance: an
+    /// order names its session by number, and ClOrdIDs are looked up per session
+    /// without copying the session id.
+    sessions: Vec<SessionId>,
+    session_numbers: HashMap<SessionId, usize>,
+    /// Per session number, the orders by ClOrdID.
+    by_cl_ord_id: Vec<ShardedMap<String, OrderId>>,
     senders: HashMap<SessionId, SessionSender>,
     /// Unsolicited reports not yet handed to a session channel.
     pending: HashMap<SessionId, Vec<OutgoingMessage>>,
@@ -277,30 +284,29 @@ impl Progress {
 }
 
 impl Inner {
-    fn exec_id(&mut self) -> Vec<u8> {
+    /// Adds the next ExecID (17) to `m`: `PREFIX-RUN-E<n>`.
+    fn with_exec_id(&mut self, m: OutgoingMessage) -> OutgoingMessage {
         let id = self.next_exec_id;
         self.next_exec_id += 1;
-        let mut out = Vec::with_capacity(self.prefix.len() + self.run.len() + 24);
-        out.extend_from_slice(self.prefix.as_bytes());
-        out.push(b'-');
-        out.extend_from_slice(self.run.as_bytes());
-        out.extend_from_slice(b"-E");
-        write_u64(&mut out, id);
-        out
+        m.field_with(tag::EXEC_ID, |out| {
+            out.extend_from_slice(self.prefix.as_bytes());
+            out.push(b'-');
+            out.extend_from_slice(self.run.as_bytes());
+            out.extend_from_slice(b"-E");
+            write_u64(out, id);
+        })
     }
 
-    fn order_id(&self, id: OrderId) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.prefix.len() + 24);
+    /// Writes the OrderID (37) of order `id`: `PREFIX-<id>`.
+    fn write_order_id(&self, out: &mut Vec<u8>, id: OrderId) {
         out.extend_from_slice(self.prefix.as_bytes());
         out.push(b'-');
-        write_u64(&mut out, id);
-        out
+        write_u64(out, id);
     }
 
-    fn spec(&self, symbol: &str) -> Result<InstrumentSpec, Refusal> {
+    fn spec(&self, symbol: &str) -> Result<&InstrumentSpec, Refusal> {
         self.engine
             .instrument(symbol)
-            .cloned()
             .ok_or_else(|| Refusal::new("1", format!("unknown instrument {symbol}")))
     }
 
@@ -359,16 +365,16 @@ impl Inner {
             .engine
             .instrument(&order.instrument)
             .map_or((0, 0), |s| (s.price_scale, s.qty_scale));
-        let exec_id = self.exec_id();
-        let mut m = OutgoingMessage::new("8").field(tag::ORDER_ID, self.order_id(order.id));
+        let mut m = OutgoingMessage::new("8")
+            .field_with(tag::ORDER_ID, |out| self.write_order_id(out, order.id));
         if let Some(info) = self.orders.get(&order.id) {
             m = m.field(tag::CL_ORD_ID, &info.cl_ord_id);
             if let Some(orig) = &info.orig_cl_ord_id {
                 m = m.field(tag::ORIG_CL_ORD_ID, orig);
             }
         }
-        m = m
-            .field(tag::EXEC_ID, exec_id)
+        m = self
+            .with_exec_id(m)
             .field(tag::EXEC_TYPE, exec_type)
             .field(tag::ORD_STATUS, status)
             .field(tag::SYMBOL, &order.instrument)
@@ -404,9 +410,16 @@ impl Inner {
         .field_timestamp(tag::TRANSACT_TIME, ts_ns, TimestampPrecision::Millis)
     }
 
-    /// Trade reports for `fills` of `order` (its state after them), then a Canceled
-    /// report when the order ended cancelled (IOC remainder, FOK kill).
-    fn fill_reports(&mut self, order: &Order, fills: &[Fill], ts_ns: i64) -> Vec<OutgoingMessage> {
+    /// Appends to `out` the trade reports for `fills` of `order` (its state after
+    /// them), then a Canceled report when the order ended cancelled (IOC remainder,
+    /// FOK kill).
+    fn fill_reports(
+        &mut self,
+        order: &Order,
+        fills: &[Fill],
+        ts_ns: i64,
+        out: &mut Vec<OutgoingMessage>,
+    ) {
         let (ps, qs) = self
             .engine
             .instrument(&order.instrument)
@@ -420,7 +433,6 @@ impl Inner {
             cum: order.filled - filled_now,
             notional: order.notional - notional_now,
         };
-        let mut out = Vec::with_capacity(fills.len() + 1);
         for f in fills {
             progress.cum += f.quantity;
             progress.notional += i128::from(f.price) * i128::from(f.quantity);
@@ -440,7 +452,6 @@ impl Inner {
         if order.status == OrderStatus::Canceled {
             out.push(self.report(order, "4", "4", progress, ts_ns));
         }
-        out
     }
 
     fn reject_order(
@@ -449,10 +460,11 @@ impl Inner {
         refusal: &Refusal,
         ts_ns: i64,
     ) -> OutgoingMessage {
-        let mut m = OutgoingMessage::new("8")
+        let m = OutgoingMessage::new("8")
             .field(tag::ORDER_ID, "NONE")
-            .field(tag::CL_ORD_ID, msg.get(tag::CL_ORD_ID).unwrap_or_default())
-            .field(tag::EXEC_ID, self.exec_id())
+            .field(tag::CL_ORD_ID, msg.get(tag::CL_ORD_ID).unwrap_or_default());
+        let mut m = self
+            .with_exec_id(m)
             .field(tag::EXEC_TYPE, "8")
             .field(tag::ORD_STATUS, "8")
             .field(tag::ORD_REJ_REASON, refusal.code)
@@ -488,17 +500,14 @@ impl Inner {
     ) -> Result<Vec<OutgoingMessage>, Refusal> {
         let cl_ord_id = msg
             .get_str(tag::CL_ORD_ID)
-            .map_err(|_| Refusal::new("99", "missing ClOrdID"))?
-            .to_owned();
-        let key = (session.clone(), cl_ord_id.clone());
-        if self.by_cl_ord_id.contains_key(&key) {
+            .map_err(|_| Refusal::new("99", "missing ClOrdID"))?;
+        if self.order_of(session, cl_ord_id).is_some() {
             return Err(Refusal::new("6", format!("duplicate ClOrdID {cl_ord_id}")));
         }
-        let symbol = msg.get_str(tag::SYMBOL).unwrap_or_default().to_owned();
-        let spec = self.spec(&symbol)?;
-        let fields = Self::order_fields(msg, &spec)?;
+        let symbol = msg.get_str(tag::SYMBOL).unwrap_or_default();
+        let fields = Self::order_fields(msg, self.spec(symbol)?)?;
         let request = OrderRequest {
-            instrument: symbol,
+            instrument: symbol.to_owned(),
             side: fields.side,
             ord_type: fields.ord_type,
             tif: fields.tif,
@@ -510,26 +519,25 @@ impl Inner {
             .submit(request, ts)
             .map_err(|r| Refusal::new(ord_rej_reason(&r), r.to_string()))?;
         let order = execution.order;
+        let number = self.session_number(session);
         self.orders.insert(
             order.id,
             OrderInfo {
-                session: session.clone(),
-                cl_ord_id,
+                session: number,
+                cl_ord_id: cl_ord_id.to_owned(),
                 orig_cl_ord_id: None,
             },
         );
-        self.by_cl_ord_id.insert(key, order.id);
-        let mut accepted = order.clone();
-        accepted.status = OrderStatus::New;
-        accepted.filled = 0;
-        accepted.leaves = accepted.quantity;
-        accepted.notional = 0;
+        self.name_order(number, cl_ord_id.to_owned(), order.id);
         let zero = Progress {
             cum: 0,
             notional: 0,
         };
-        let mut out = vec![self.report(&accepted, "0", "0", zero, ts)];
-        out.extend(self.fill_reports(&order, &execution.fills, ts));
+        // The report of the order as accepted (status and progress come from the
+        // arguments, the rest of the order does not change), then its fills.
+        let mut out = Vec::with_capacity(execution.fills.len() + 2);
+        out.push(self.report(&order, "0", "0", zero, ts));
+        self.fill_reports(&order, &execution.fills, ts, &mut out);
         Ok(out)
     }
 
@@ -540,22 +548,8 @@ impl Inner {
         let ts = now_nanos();
         let cl_ord_id = msg.get_str(tag::CL_ORD_ID).unwrap_or_default();
         let id = self
-            .by_cl_ord_id
-            .get(&(session.clone(), cl_ord_id.to_owned()))
-            .copied()
-            .or_else(|| {
-                let id: OrderId = msg
-                    .get_str(tag::ORDER_ID)
-                    .ok()?
-                    .strip_prefix(&self.prefix)?
-                    .strip_prefix('-')?
-                    .parse()
-                    .ok()?;
-                self.orders
-                    .get(&id)
-                    .is_some_and(|info| &info.session == session)
-                    .then_some(id)
-            });
+            .order_of(session, cl_ord_id)
+            .or_else(|| self.order_by_order_id(session, msg));
         if let Some(order) = id.and_then(|id| self.engine.order(id).cloned()) {
             let progress = Progress {
                 cum: order.filled,
@@ -563,10 +557,11 @@ impl Inner {
             };
             return self.report(&order, "I", status_code(order.status), progress, ts);
         }
-        let mut m = OutgoingMessage::new("8")
+        let m = OutgoingMessage::new("8")
             .field(tag::ORDER_ID, "NONE")
-            .field(tag::CL_ORD_ID, cl_ord_id)
-            .field(tag::EXEC_ID, self.exec_id())
+            .field(tag::CL_ORD_ID, cl_ord_id);
+        let mut m = self
+            .with_exec_id(m)
             .field(tag::EXEC_TYPE, "I")
             .field(tag::ORD_STATUS, "8")
             .field(tag::ORD_REJ_REASON, "5")
@@ -585,19 +580,49 @@ impl Inner {
     /// Finds the order of a cancel or replace: OrigClOrdID (41), else OrderID (37).
     fn find(&self, session: &SessionId, msg: &Message<'_>) -> Option<OrderId> {
         let orig = msg.get_str(tag::ORIG_CL_ORD_ID).unwrap_or_default();
-        if let Some(id) = self.by_cl_ord_id.get(&(session.clone(), orig.to_owned())) {
-            return Some(*id);
-        }
-        let order_id = msg.get_str(tag::ORDER_ID).ok()?;
-        let id: OrderId = order_id
+        self.order_of(session, orig)
+            .or_else(|| self.order_by_order_id(session, msg))
+    }
+
+    /// The order of `session` named by OrderID (37), as this venue writes them.
+    fn order_by_order_id(&self, session: &SessionId, msg: &Message<'_>) -> Option<OrderId> {
+        let id: OrderId = msg
+            .get_str(tag::ORDER_ID)
+            .ok()?
             .strip_prefix(&self.prefix)?
             .strip_prefix('-')?
             .parse()
             .ok()?;
+        let number = self.session_numbers.get(session)?;
         self.orders
             .get(&id)
-            .is_some_and(|info| &info.session == session)
+            .is_some_and(|info| info.session == *number)
             .then_some(id)
+    }
+
+    /// The order of `session` whose current or earlier ClOrdID is `cl_ord_id`.
+    fn order_of(&self, session: &SessionId, cl_ord_id: &str) -> Option<OrderId> {
+        let number = *self.session_numbers.get(session)?;
+        self.by_cl_ord_id.get(number)?.get(cl_ord_id).copied()
+    }
+
+    /// The number of `session`, given on its first order.
+    fn session_number(&mut self, session: &SessionId) -> usize {
+        if let Some(&number) = self.session_numbers.get(session) {
+            return number;
+        }
+        let number = self.sessions.len();
+        self.sessions.push(session.clone());
+        self.session_numbers.insert(session.clone(), number);
+        self.by_cl_ord_id.push(ShardedMap::new());
+        number
+    }
+
+    /// Records that ClOrdID `cl_ord_id` of session `number` names order `id`.
+    fn name_order(&mut self, number: usize, cl_ord_id: String, id: OrderId) {
+        if let Some(names) = self.by_cl_ord_id.get_mut(number) {
+            names.insert(cl_ord_id, id);
+        }
     }
 
     fn cancel_reject(
@@ -611,10 +636,10 @@ impl Inner {
             .and_then(|id| self.engine.order(id))
             .map_or("8", |o| status_code(o.status));
         OutgoingMessage::new("9")
-            .field(
-                tag::ORDER_ID,
-                id.map_or_else(|| b"NONE".to_vec(), |id| self.order_id(id)),
-            )
+            .field_with(tag::ORDER_ID, |out| match id {
+                Some(id) => self.write_order_id(out, id),
+                None => out.extend_from_slice(b"NONE"),
+            })
             .field(tag::CL_ORD_ID, msg.get(tag::CL_ORD_ID).unwrap_or_default())
             .field(
                 tag::ORIG_CL_ORD_ID,
@@ -637,13 +662,7 @@ impl Inner {
             return Err((None, Refusal::new("1", "unknown order")));
         };
         let cl_ord_id = match msg.get_str(tag::CL_ORD_ID) {
-            Ok(c)
-                if !self
-                    .by_cl_ord_id
-                    .contains_key(&(session.clone(), c.to_owned())) =>
-            {
-                c.to_owned()
-            }
+            Ok(c) if self.order_of(session, c).is_none() => c.to_owned(),
             _ => return Err((Some(id), Refusal::new("6", "duplicate or missing ClOrdID"))),
         };
         let Some(order) = self.engine.order(id) else {
@@ -662,8 +681,8 @@ impl Inner {
 
     /// Records that the order `id` now answers to `cl_ord_id`.
     fn rename(&mut self, session: &SessionId, id: OrderId, cl_ord_id: String) {
-        self.by_cl_ord_id
-            .insert((session.clone(), cl_ord_id.clone()), id);
+        let number = self.session_number(session);
+        self.name_order(number, cl_ord_id.clone(), id);
         if let Some(info) = self.orders.get_mut(&id) {
             let orig = std::mem::replace(&mut info.cl_ord_id, cl_ord_id);
             info.orig_cl_ord_id = Some(orig);
@@ -700,10 +719,9 @@ impl Inner {
         let fields = self
             .engine
             .order(id)
-            .map(|o| o.instrument.clone())
             .ok_or_else(|| Refusal::new("1", "unknown order"))
-            .and_then(|symbol| self.spec(&symbol))
-            .and_then(|spec| Self::order_fields(msg, &spec))
+            .and_then(|o| self.spec(&o.instrument))
+            .and_then(|spec| Self::order_fields(msg, spec))
             .and_then(|f| match f.ord_type {
                 OrdType::Limit => Ok(f),
                 OrdType::Market => Err(Refusal::new("99", "cannot replace to a market order")),
@@ -738,7 +756,7 @@ impl Inner {
                 };
                 let status = status_code(replaced.status);
                 let mut out = vec![self.report(&replaced, "5", status, before, ts)];
-                out.extend(self.fill_reports(&order, &execution.fills, ts));
+                self.fill_reports(&order, &execution.fills, ts, &mut out);
                 out
             }
             Err(r) => {
@@ -782,7 +800,9 @@ impl PaperVenue {
             inner: Arc::new(Mutex::new(Inner {
                 engine,
                 orders: ShardedMap::new(),
-                by_cl_ord_id: ShardedMap::new(),
+                sessions: Vec::new(),
+                session_numbers: HashMap::new(),
+                by_cl_ord_id: Vec::new(),
                 senders: HashMap::new(),
                 pending: HashMap::new(),
                 next_exec_id: 1,
@@ -872,11 +892,16 @@ impl PaperVenue {
                 let Some(order) = inner.engine.order(fill.order_id).cloned() else {
                     continue;
                 };
-                let Some(session) = inner.orders.get(&fill.order_id).map(|i| i.session.clone())
+                let Some(session) = inner
+                    .orders
+                    .get(&fill.order_id)
+                    .and_then(|i| inner.sessions.get(i.session))
+                    .cloned()
                 else {
                     continue;
                 };
-                let reports = inner.fill_reports(&order, std::slice::from_ref(fill), ts_ns);
+                let mut reports = Vec::new();
+                inner.fill_reports(&order, std::slice::from_ref(fill), ts_ns, &mut reports);
                 inner.pending.entry(session).or_default().extend(reports);
             }
             (fills.len(), inner.drain_pending())
@@ -1029,6 +1054,16 @@ mod tests {
     /// Sends `msg_type` with `fields` to the venue; returns the replies as
     /// (MsgType, fields).
     fn send(v: &PaperVenue, msg_type: &str, fields: &[(u32, &str)]) -> Vec<OutgoingMessage> {
+        send_as(v, &session(), msg_type, fields)
+    }
+
+    /// As [`send`], on `session`.
+    fn send_as(
+        v: &PaperVenue,
+        session: &SessionId,
+        msg_type: &str,
+        fields: &[(u32, &str)],
+    ) -> Vec<OutgoingMessage> {
         let mut b = MessageBuilder::new("FIX.4.4", msg_type);
         b.sender_comp_id("NEXUS")
             .target_comp_id("PAPER")
@@ -1041,7 +1076,7 @@ mod tests {
         b.encode_into(&mut frame);
         let msg = Message::parse(&frame).unwrap();
         let mut replies = Vec::new();
-        v.on_message(&session(), &msg, &mut replies);
+        v.on_message(session, &msg, &mut replies);
         replies
     }
 
@@ -1242,6 +1277,57 @@ mod tests {
         assert_eq!(
             (r[0].msg_type.as_str(), get(&r[0], 45), get(&r[0], 380)),
             ("j", "7", "3")
+        );
+    }
+
+    #[test]
+    fn sessions_keep_their_orders_apart() {
+        let v = venue(Duration::ZERO, crate::FeeModel::None);
+        quote(&v);
+        let other = SessionId::new("FIX.4.4", "PAPER", "OTHER");
+        let mut f = nos("A", "1", "10", "1");
+        f.push((44, "99.00"));
+        // The same ClOrdID on two sessions: two orders, no duplicate.
+        let mine = send(&v, "D", &f);
+        let theirs = send_as(&v, &other, "D", &f);
+        assert_eq!((er(&mine[0])[0], er(&theirs[0])[0]), ("0", "0"));
+        let (my_id, their_id) = (get(&mine[0], 37), get(&theirs[0], 37));
+        assert_ne!(my_id, their_id);
+        // A repeat on one session is a duplicate there only.
+        assert_eq!(get(&send(&v, "D", &f)[0], 103), "6");
+        // A session finds its own order, by ClOrdID or OrderID, and not the other's.
+        let status = |s: &SessionId, fields: &[(u32, &str)]| {
+            let r = send_as(&v, s, "H", fields);
+            (get(&r[0], 37).to_owned(), get(&r[0], 39).to_owned())
+        };
+        let by_cl = [(11, "A"), (55, SYM), (54, "1")];
+        assert_eq!(
+            status(&other, &by_cl),
+            (their_id.to_owned(), "0".to_owned())
+        );
+        let by_id = [(11, "?"), (37, my_id), (55, SYM), (54, "1")];
+        assert_eq!(status(&session(), &by_id).0, my_id);
+        assert_eq!(status(&other, &by_id), ("NONE".to_owned(), "8".to_owned()));
+        // Cancelling through the other session's OrderID is refused; its own works.
+        let cancel = |s: &SessionId, orig: &str, id: &str, order_id: &str| {
+            send_as(
+                &v,
+                s,
+                "F",
+                &[(41, orig), (11, id), (37, order_id), (55, SYM), (54, "1")],
+            )
+        };
+        let refused = cancel(&other, "?", "C1", my_id);
+        assert_eq!(
+            (refused[0].msg_type.as_str(), get(&refused[0], 102)),
+            ("9", "1")
+        );
+        let done = cancel(&other, "A", "C2", their_id);
+        assert_eq!((er(&done[0])[0], get(&done[0], 37)), ("4", their_id));
+        // The first session's order is still working.
+        assert_eq!(
+            status(&session(), &by_cl),
+            (my_id.to_owned(), "0".to_owned())
         );
     }
 
