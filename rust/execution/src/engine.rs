@@ -457,6 +457,13 @@ impl VenueLink {
         Ok(())
     }
 
+    /// As [`Self::send`], one message.
+    fn send_one(&self, msg: OutgoingMessage) -> Result<(), ExecutionError> {
+        let initiator = lock(&self.initiator);
+        let initiator = initiator.as_ref().ok_or(ExecutionError::Stopped)?;
+        initiator.send_now(msg).map_err(|_| ExecutionError::Stopped)
+    }
+
     fn state(&self) -> SessionState {
         let initiator = lock(&self.initiator);
         let (logged_on, (next_sender_seq, next_target_seq), failures) = match initiator.as_ref() {
@@ -840,8 +847,14 @@ impl ExecutionEngine {
     /// Which venues are logged on. Read before the book is locked: the FIX
     /// reader threads hold a session lock while they apply reports, which takes
     /// the book lock, so the book lock must never wait for a session lock.
-    fn online(&self) -> Vec<bool> {
-        self.venues.iter().map(VenueLink::is_logged_on).collect()
+    fn online(&self) -> Online {
+        let mut online = Online::default();
+        for (i, link) in self.venues.iter().enumerate() {
+            if link.is_logged_on() {
+                online.set(i);
+            }
+        }
+        online
     }
 
     /// Venue selection: among the venues asked for (all when none), those
@@ -850,33 +863,34 @@ impl ExecutionEngine {
     fn select_venue(
         &self,
         book: &Book,
-        online: &[bool],
+        online: &Online,
         asked: &[String],
     ) -> Result<usize, ExecutionError> {
-        let candidates: Vec<usize> = if asked.is_empty() {
-            (0..self.venues.len()).collect()
-        } else {
-            asked
-                .iter()
-                .map(|name| self.venue_index(name))
-                .collect::<Result<_, _>>()?
+        let pick = |candidates: &mut dyn Iterator<Item = usize>| {
+            candidates
+                .filter(|&i| online.get(i))
+                .min_by(|&a, &b| {
+                    self.cost_bps(book, a)
+                        .total_cmp(&self.cost_bps(book, b))
+                        .then(a.cmp(&b))
+                })
+                .ok_or(ExecutionError::NotLoggedOn)
         };
-        candidates
-            .into_iter()
-            .filter(|&i| online[i])
-            .min_by(|&a, &b| {
-                self.cost_bps(book, a)
-                    .total_cmp(&self.cost_bps(book, b))
-                    .then(a.cmp(&b))
-            })
-            .ok_or(ExecutionError::NotLoggedOn)
+        if asked.is_empty() {
+            return pick(&mut (0..self.venues.len()));
+        }
+        let mut candidates = Vec::with_capacity(asked.len());
+        for name in asked {
+            candidates.push(self.venue_index(name)?);
+        }
+        pick(&mut candidates.into_iter())
     }
 
     /// The venue of an order, which must be logged on to take a cancel or replace.
     fn link_of(
         &self,
         book: &Book,
-        online: &[bool],
+        online: &Online,
         order_id: u64,
     ) -> Result<&VenueLink, ExecutionError> {
         let venue = book
@@ -885,7 +899,7 @@ impl ExecutionEngine {
             .copied()
             .filter(|&i| i < self.venues.len())
             .ok_or_else(|| ManagerError::UnknownOrder(order_id.to_string()))?;
-        if !online[venue] {
+        if !online.get(venue) {
             return Err(ExecutionError::NotLoggedOn);
         }
         Ok(&self.venues[venue])
@@ -905,7 +919,7 @@ impl ExecutionEngine {
     /// asked for is logged on, or [`ExecutionError::Stopped`].
     pub fn submit(&self, request: OrderRequest) -> Result<Order, ExecutionError> {
         check_client_order_id(&request.client_order_id)?;
-        let spec = self.spec(&request.symbol)?.clone();
+        let spec = self.spec(&request.symbol)?;
         if let Some(price) = request.limit_price {
             if price <= 0 {
                 return Err(ExecutionError::Invalid(format!(
@@ -937,12 +951,12 @@ impl ExecutionEngine {
             let msg = (order.status == nexus_oms::OrderStatus::PendingNew).then(|| {
                 book.routed[venue] += 1;
                 book.sent_at.insert(order.order_id, Instant::now());
-                wire::new_order_single(&order, &spec, request.time_in_force)
+                wire::new_order_single(&order, spec, request.time_in_force)
             });
             (order, msg, venue)
         };
         if let Some(msg) = msg {
-            self.venues[venue].send(vec![msg])?;
+            self.venues[venue].send_one(msg)?;
         }
         Ok(order)
     }
@@ -976,7 +990,7 @@ impl ExecutionEngine {
             let msg = wire::cancel_request(&order, &orig, new_client_order_id, spec);
             (order, msg, link)
         };
-        link.send(vec![msg])?;
+        link.send_one(msg)?;
         Ok(order)
     }
 
@@ -1052,7 +1066,7 @@ impl ExecutionEngine {
             );
             (order, msg, link)
         };
-        link.send(vec![msg])?;
+        link.send_one(msg)?;
         Ok(order)
     }
 
@@ -1130,7 +1144,7 @@ impl ExecutionEngine {
                 ack_ms: book.ack_ms[i],
                 cost_bps: self.cost_bps(&book, i),
                 routed: book.routed[i],
-                logged_on: online[i],
+                logged_on: online.get(i),
                 simulated: v.paper.is_some(),
             })
             .collect()
@@ -1477,6 +1491,30 @@ impl Application for Reports {
 
 /// Applies one venue message to the order manager and logs the report. A report
 /// from another venue than the one the order went to is not applied (noted).
+/// Which venues are logged on, by index: a bitmask, and a list beyond the
+/// first 64 venues (so that the usual few take no allocation).
+#[derive(Debug, Default)]
+struct Online {
+    mask: u64,
+    more: Vec<usize>,
+}
+
+impl Online {
+    fn set(&mut self, venue: usize) {
+        match u32::try_from(venue).ok().and_then(|v| 1u64.checked_shl(v)) {
+            Some(bit) => self.mask |= bit,
+            None => self.more.push(venue),
+        }
+    }
+
+    fn get(&self, venue: usize) -> bool {
+        match u32::try_from(venue).ok().and_then(|v| 1u64.checked_shl(v)) {
+            Some(bit) => self.mask & bit != 0,
+            None => self.more.contains(&venue),
+        }
+    }
+}
+
 fn apply(
     msg: &Message<'_>,
     venue: Option<usize>,
@@ -1488,7 +1526,9 @@ fn apply(
     if reconcile::on_status(&mut book, msg, instruments, venues) {
         return;
     }
-    let translated = match wire::translate(msg, |s| instruments.get(s).cloned()) {
+    let translated = match wire::translate(msg, |s| {
+        std::str::from_utf8(s).ok().and_then(|s| instruments.get(s))
+    }) {
         Ok(Some(t)) => t,
         Ok(None) => return,
         Err(why) => {
@@ -1529,8 +1569,7 @@ fn apply(
             book.observe_ack(order.order_id);
             let venue = routed
                 .and_then(|i| venues.get(i))
-                .cloned()
-                .unwrap_or_default();
+                .map_or("", String::as_str);
             book.push(ReportRecord {
                 sequence: 0,
                 exec_id: translated.report.exec_id.clone(),
@@ -1539,7 +1578,7 @@ fn apply(
                 last_quantity: translated.last_quantity,
                 last_price: translated.last_price,
                 commission: translated.commission,
-                venue: venue.clone(),
+                venue: venue.to_owned(),
             });
             // After the push: a compaction then snapshots the log with it.
             journal::record_report(
@@ -1551,7 +1590,7 @@ fn apply(
                     translated.last_price,
                     translated.commission,
                 ),
-                &venue,
+                venue,
             );
         }
         Ok(false) => {}
@@ -1565,6 +1604,18 @@ fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn online_venues_past_the_mask() {
+        let up = [0, 5, 63, 64, 200];
+        let mut online = Online::default();
+        for v in up {
+            online.set(v);
+        }
+        for v in 0..300 {
+            assert_eq!(online.get(v), up.contains(&v), "venue {v}");
+        }
+    }
 
     #[allow(clippy::unwrap_used)]
     fn record() -> ReportRecord {

@@ -155,9 +155,9 @@ fn text(msg: &Message<'_>, what: &str, reason_tag: u32) -> String {
 
 /// Translates an ExecutionReport (8) or OrderCancelReject (9); None for other
 /// message types (and for reports whose fields cannot be read, with why).
-pub(crate) fn translate(
+pub(crate) fn translate<'s>(
     msg: &Message<'_>,
-    spec: impl Fn(&str) -> Option<InstrumentConfig>,
+    spec: impl Fn(&[u8]) -> Option<&'s InstrumentConfig>,
 ) -> Result<Option<Translated>, String> {
     let string = |tag: u32| {
         msg.get(tag)
@@ -182,8 +182,10 @@ pub(crate) fn translate(
             let (kind, exec_type) = match msg.get(EXEC_TYPE) {
                 Some(b"0") => (ExecKind::New, ExecType::New),
                 Some(b"F" | b"1" | b"2") => {
-                    let symbol = string(SYMBOL).unwrap_or_default();
-                    let spec = spec(&symbol).ok_or_else(|| format!("unknown symbol {symbol}"))?;
+                    let symbol = msg.get(SYMBOL).unwrap_or_default();
+                    let spec = spec(symbol).ok_or_else(|| {
+                        format!("unknown symbol {}", String::from_utf8_lossy(symbol))
+                    })?;
                     let quantity = msg
                         .get(LAST_QTY)
                         .and_then(|v| mantissa(v, spec.qty_scale))

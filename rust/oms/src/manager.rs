@@ -210,10 +210,30 @@ pub struct OrderManager {
     by_client_id: ShardedMap<String, u64>,
     exec_ids: ShardedSet<String>,
     positions: HashMap<String, Position>,
-    /// Leaves quantity of the open orders, per instrument and side.
-    working: HashMap<(String, Side), i64>,
+    /// Leaves quantity of the open orders, per instrument: buys, sells.
+    working: HashMap<String, [i64; 2]>,
     risk: RiskEngine,
     next_id: u64,
+}
+
+/// The index of `side` in a per-side pair: buys 0, sells 1.
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Buy => 0,
+        Side::Sell => 1,
+    }
+}
+
+/// Adds `delta` to the quantity working on `side` of `instrument` (a key is
+/// allocated only for an instrument's first order).
+fn add_working(working: &mut HashMap<String, [i64; 2]>, instrument: &str, side: Side, delta: i64) {
+    if let Some(w) = working.get_mut(instrument) {
+        w[side_index(side)] += delta;
+        return;
+    }
+    let mut w = [0; 2];
+    w[side_index(side)] = delta;
+    working.insert(instrument.to_owned(), w);
 }
 
 impl OrderManager {
@@ -355,10 +375,12 @@ impl OrderManager {
         for id in ids {
             self.by_client_id.insert(id.clone(), order.order_id);
         }
-        *self
-            .working
-            .entry((order.instrument.clone(), order.side))
-            .or_insert(0) += order.leaves();
+        add_working(
+            &mut self.working,
+            &order.instrument,
+            order.side,
+            order.leaves(),
+        );
         self.next_id = self.next_id.max(order.order_id + 1);
         self.orders.insert(order.order_id, order);
         Ok(())
@@ -369,9 +391,8 @@ impl OrderManager {
     /// same with ten open orders as with a hundred thousand.
     fn working_same_side(&self, instrument: &str, side: Side) -> i64 {
         self.working
-            .get(&(instrument.to_owned(), side))
-            .copied()
-            .unwrap_or(0)
+            .get(instrument)
+            .map_or(0, |w| w[side_index(side)])
     }
 
     /// Checks and records a new order. A refused order is recorded too, with
@@ -429,10 +450,12 @@ impl OrderManager {
             risk_reject: verdict.err(),
         };
         self.by_client_id.insert(new.client_order_id, order_id);
-        *self
-            .working
-            .entry((order.instrument.clone(), order.side))
-            .or_insert(0) += order.leaves();
+        add_working(
+            &mut self.working,
+            &order.instrument,
+            order.side,
+            order.leaves(),
+        );
         Ok(self.orders.entry(order_id).or_insert(order))
     }
 
@@ -526,14 +549,16 @@ impl OrderManager {
             .by_client_id
             .get(&report.client_order_id)
             .ok_or_else(|| ManagerError::UnknownOrder(report.client_order_id.clone()))?;
-        let (key, before) = self
+        let before = self
             .orders
             .get(&order_id)
-            .map(|o| ((o.instrument.clone(), o.side), o.leaves()))
+            .map(Order::leaves)
             .ok_or_else(|| ManagerError::UnknownOrder(report.client_order_id.clone()))?;
         let applied = self.apply_report(order_id, report);
-        let after = self.orders.get(&order_id).map_or(0, Order::leaves);
-        *self.working.entry(key).or_insert(0) += after - before;
+        if let Some(order) = self.orders.get(&order_id) {
+            let change = order.leaves() - before;
+            add_working(&mut self.working, &order.instrument, order.side, change);
+        }
         applied?;
         self.exec_ids.insert(report.exec_id.clone());
         Ok(true)
@@ -555,10 +580,14 @@ impl OrderManager {
                 order.status = transition(order.status, ExecEvent::Trade { complete })?;
                 order.filled += quantity;
                 order.filled_cost += i128::from(*quantity) * i128::from(*price);
-                self.positions
-                    .entry(order.instrument.clone())
-                    .or_default()
-                    .apply_fill(order.side, *quantity, *price);
+                // The key is allocated only for an instrument's first fill.
+                if !self.positions.contains_key(&order.instrument) {
+                    self.positions
+                        .insert(order.instrument.clone(), Position::default());
+                }
+                if let Some(position) = self.positions.get_mut(&order.instrument) {
+                    position.apply_fill(order.side, *quantity, *price);
+                }
             }
             ExecKind::Canceled => {
                 order.status = transition(order.status, ExecEvent::Canceled)?;
