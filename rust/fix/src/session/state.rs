@@ -123,12 +123,13 @@ pub struct Fields {
 }
 
 impl Fields {
-    /// No fields, with room for a typical order or report.
+    /// No fields, with room for a typical order or report (an ExecutionReport
+    /// with fills has some 20 fields and 200 bytes of values).
     #[must_use]
     pub fn new() -> Self {
         Self {
-            bytes: Vec::with_capacity(160),
-            spans: Vec::with_capacity(16),
+            bytes: Vec::with_capacity(256),
+            spans: Vec::with_capacity(24),
         }
     }
 
