@@ -4,13 +4,21 @@
 //! [`FileStore`] keeps two files per session in a directory:
 //! `<name>.body`, an append-only log of the sent messages (each record is a line
 //! `<seq> <length>\n` followed by the message bytes and `\n`), and `<name>.seqnums`,
-//! one line `<next sender seq> <next target seq> <creation time>\n` (the time in
-//! nanoseconds since the epoch, UTC), each number right-aligned in 20 columns so
-//! that the line always has the same 63 bytes: it is rewritten in place with one
-//! write at offset 0 on every change, as QuickFIX's FileStore does (a temporary
-//! file and a rename on every message cost a file creation each; a 63-byte write
-//! within one disk sector is not torn). Lines of the earlier variable-width form
-//! are read too.
+//! one line `<next sender seq> <next target seq> <creation time> <body offset>\n`
+//! (the time in nanoseconds since the epoch, UTC), each number right-aligned in 20
+//! columns so that the line always has the same 84 bytes: it is rewritten in place
+//! with one write at offset 0 (a temporary file and a rename would cost a file
+//! creation each; an 84-byte write within one disk sector is not torn).
+//!
+//! The next sender sequence number is the larger of the line's and one past the
+//! highest MsgSeqNum stored at or after the body offset. So sending a message (save
+//! it, then move the sender number one past it) writes the body log only; the line
+//! is written when the target number changes, when the sender number is set to
+//! anything else (a reset, a SequenceReset: the offset then moves to the end of the
+//! log, so that the messages before it no longer count), and at open. A message
+//! saved just before a crash counts as sent, so its number is not used twice.
+//! Lines of the earlier three- and two-number forms are read too (every stored
+//! message counted before them: their writer wrote the line after each one).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -153,8 +161,8 @@ impl MessageStore for MemoryStore {
     }
 }
 
-/// Bytes of the `.seqnums` line: three numbers in 20 columns, two spaces, `\n`.
-const SEQNUMS_LINE: u64 = 63;
+/// Bytes of the `.seqnums` line: four numbers in 20 columns, three spaces, `\n`.
+const SEQNUMS_LINE: u64 = 84;
 
 /// A store in two files that survives a restart (see the module documentation).
 #[derive(Debug)]
@@ -170,6 +178,15 @@ pub struct FileStore {
     created: i64,
     sender: u64,
     target: u64,
+    /// The sender number in the line on disk.
+    line_sender: u64,
+    /// The body offset in the line on disk: records from there on count toward
+    /// the next sender number.
+    body_from: u64,
+    /// The highest MsgSeqNum saved at or after `body_from` (0: none).
+    max_saved: u64,
+    /// Writes of the line (for the tests).
+    line_writes: u64,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -208,6 +225,10 @@ impl FileStore {
             created: now_nanos(),
             sender: 1,
             target: 1,
+            line_sender: 1,
+            body_from: 0,
+            max_saved: 0,
+            line_writes: 0,
             body,
             body_end: 0,
             body_path,
@@ -230,45 +251,44 @@ impl FileStore {
         (&self.seq_file)
             .read_to_string(&mut text)
             .map_err(io_err(&self.seq_path))?;
-        match text {
-            // New (or created by a crash before its first write).
-            text if text.trim().is_empty() => self.write_seqnums()?,
-            text => {
-                let nums: Vec<i64> = text
-                    .split_whitespace()
-                    .filter_map(|s| s.parse().ok())
-                    .collect();
-                let seq = |n: i64| u64::try_from(n).unwrap_or(1);
-                match nums.as_slice() {
-                    [sender, target] => {
-                        self.sender = seq(*sender);
-                        self.target = seq(*target);
-                    }
-                    [sender, target, created] => {
-                        self.sender = seq(*sender);
-                        self.target = seq(*target);
-                        self.created = *created;
-                    }
-                    _ => {
-                        return Err(Self::corrupt(
-                            &self.seq_path,
-                            "expected two or three numbers",
-                        ))
-                    }
+        // The offset from which stored messages count toward the sender number;
+        // None for a line of an earlier form (all of them are counted in it).
+        let mut body_from = None;
+        if !text.trim().is_empty() {
+            let nums: Vec<i64> = text
+                .split_whitespace()
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            let seq = |n: i64| u64::try_from(n).unwrap_or(1);
+            let (sender, target) = match nums.as_slice() {
+                [sender, target, rest @ ..] if rest.len() <= 2 => (seq(*sender), seq(*target)),
+                _ => {
+                    return Err(Self::corrupt(
+                        &self.seq_path,
+                        "expected two to four numbers",
+                    ))
                 }
-                // Rewritten at the fixed width; whatever followed a hand-edited
-                // line is cut.
-                self.write_seqnums()?;
-                self.seq_file
-                    .set_len(SEQNUMS_LINE)
-                    .map_err(io_err(&self.seq_path))?;
+            };
+            self.sender = sender;
+            self.target = target;
+            if let Some(created) = nums.get(2) {
+                self.created = *created;
             }
+            body_from = nums.get(3).map(|&n| u64::try_from(n).unwrap_or(0));
         }
+        // A new line (or one left empty by a crash before its first write) counts
+        // every stored message.
+        let body_from = if text.trim().is_empty() {
+            Some(0)
+        } else {
+            body_from
+        };
         let path = self.body_path.clone();
         self.body.seek(SeekFrom::Start(0)).map_err(io_err(&path))?;
         let mut reader = BufReader::new(&self.body);
         let mut offset = 0u64;
         let mut header = String::new();
+        let mut max_counted = 0;
         loop {
             header.clear();
             let n = reader.read_line(&mut header).map_err(io_err(&path))?;
@@ -288,6 +308,9 @@ impl FileStore {
             if reader.read_exact(&mut skip).is_err() {
                 break;
             }
+            if body_from.is_some_and(|from| offset >= from) {
+                max_counted = max_counted.max(seq);
+            }
             self.index.insert(seq, (start, len));
             offset = start + len as u64 + 1;
         }
@@ -298,17 +321,36 @@ impl FileStore {
             self.body.set_len(offset).map_err(io_err(&path))?;
         }
         self.body_end = offset;
+        if max_counted > 0 {
+            self.sender = self.sender.max(max_counted + 1);
+        }
+        // Rewritten at the fixed width with the numbers as found, counting from
+        // the end of the log; whatever followed a hand-edited line is cut.
+        self.body_from = offset;
+        self.max_saved = 0;
+        self.write_seqnums()?;
+        self.seq_file
+            .set_len(SEQNUMS_LINE)
+            .map_err(io_err(&self.seq_path))?;
         Ok(())
     }
 
-    fn write_seqnums(&self) -> Result<(), StoreError> {
+    fn write_seqnums(&mut self) -> Result<(), StoreError> {
         let text = format!(
-            "{:>20} {:>20} {:>20}\n",
-            self.sender, self.target, self.created
+            "{:>20} {:>20} {:>20} {:>20}\n",
+            self.sender, self.target, self.created, self.body_from
         );
         self.seq_file
             .write_all_at(text.as_bytes(), 0)
-            .map_err(io_err(&self.seq_path))
+            .map_err(io_err(&self.seq_path))?;
+        self.line_sender = self.sender;
+        self.line_writes += 1;
+        Ok(())
+    }
+
+    /// The next sender number a reopening would read.
+    fn derived_sender(&self) -> u64 {
+        self.line_sender.max(self.max_saved + 1)
     }
 }
 
@@ -321,6 +363,12 @@ impl MessageStore for FileStore {
     }
     fn set_next_sender_seq(&mut self, seq: u64) -> Result<(), StoreError> {
         self.sender = seq;
+        if seq == self.derived_sender() {
+            // One past the message just saved: the log already says so.
+            return Ok(());
+        }
+        self.body_from = self.body_end;
+        self.max_saved = 0;
         self.write_seqnums()
     }
     fn set_next_target_seq(&mut self, seq: u64) -> Result<(), StoreError> {
@@ -337,6 +385,7 @@ impl MessageStore for FileStore {
         record.push(b'\n');
         self.body.write_all(&record).map_err(io_err(&path))?;
         self.body_end = end + record.len() as u64;
+        self.max_saved = self.max_saved.max(seq);
         self.index
             .insert(seq, (end + header.len() as u64, message.len()));
         Ok(())
@@ -364,6 +413,8 @@ impl MessageStore for FileStore {
         self.created = now_nanos();
         self.body.set_len(0).map_err(io_err(&self.body_path))?;
         self.body_end = 0;
+        self.body_from = 0;
+        self.max_saved = 0;
         self.index.clear();
         self.sender = 1;
         self.target = 1;
@@ -406,6 +457,9 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         // The earlier variable-width line, with trailing junk after it.
         fs::write(dir.join("s.seqnums"), "7 12 1700000000000000000\n\n\n   \n").unwrap();
+        // Messages stored before a line of the earlier form do not move its sender
+        // number: its writer wrote the line after each of them.
+        fs::write(dir.join("s.body"), "9 4\nnine\n").unwrap();
         let mut store = FileStore::open(&dir, "s").unwrap();
         assert_eq!((store.next_sender_seq(), store.next_target_seq()), (7, 12));
         assert_eq!(store.creation_time(), 1_700_000_000_000_000_000);
@@ -451,8 +505,10 @@ mod tests {
             s.reset().unwrap();
             s.save(1, b"again").unwrap();
         }
+        // Message 1 was stored after the reset (its number not yet moved on, as
+        // by a crash right after saving it): it counts as sent.
         let mut s = FileStore::open(&dir, "A-B").unwrap();
-        assert_eq!((s.next_sender_seq(), s.next_target_seq()), (1, 1));
+        assert_eq!((s.next_sender_seq(), s.next_target_seq()), (2, 1));
         assert_eq!(s.get(1, 10).unwrap(), vec![(1, b"again".to_vec())]);
         drop(s);
         // A record torn by a crash while appending is dropped at the next open.
@@ -468,5 +524,123 @@ mod tests {
         assert_eq!(s.get(2, 2).unwrap(), vec![(2, b"after".to_vec())]);
         drop(s);
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn store_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "nexus-store-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn sending_writes_the_body_log_only() {
+        let dir = store_dir("writes");
+        let mut s = FileStore::open(&dir, "s").unwrap();
+        let at_open = s.line_writes;
+        for seq in 1..=100 {
+            s.save(seq, b"8=FIX.4.4\x01").unwrap();
+            s.set_next_sender_seq(seq + 1).unwrap();
+        }
+        assert_eq!(s.line_writes, at_open, "no line write per message sent");
+        s.set_next_target_seq(7).unwrap();
+        assert_eq!(s.line_writes, at_open + 1);
+        // Setting the sender number to anything else is written.
+        s.set_next_sender_seq(50).unwrap();
+        assert_eq!(s.line_writes, at_open + 2);
+        drop(s);
+        let s = FileStore::open(&dir, "s").unwrap();
+        assert_eq!((s.next_sender_seq(), s.next_target_seq()), (50, 7));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// One step of a session's use of its store.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Send the next message: save it, then move the sender number past it.
+        Send,
+        /// Save the next message and stop before moving the number (a crash).
+        SaveOnly,
+        /// Set the sender number (a reset of it, a SequenceReset).
+        SetSender(u64),
+        SetTarget(u64),
+        Reset,
+        /// Close and open again.
+        Reopen,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => Just(Op::Send),
+            1 => Just(Op::SaveOnly),
+            1 => (1u64..40).prop_map(Op::SetSender),
+            1 => (1u64..40).prop_map(Op::SetTarget),
+            1 => Just(Op::Reset),
+            2 => Just(Op::Reopen),
+        ]
+    }
+
+    proptest::proptest! {
+        /// After any mix of sends, number changes, resets and reopenings (a crash
+        /// between saving a message and moving the number past it included), an
+        /// opened store has the numbers a session had in memory, except that a
+        /// message saved without its number moved on counts as sent; and it holds
+        /// every message saved since the last reset, the last one of each number.
+        #[test]
+        fn numbers_and_messages_survive_reopening(ops in proptest::collection::vec(op(), 1..60)) {
+            let dir = store_dir("prop");
+            let mut store = FileStore::open(&dir, "s").unwrap();
+            let (mut sender, mut target) = (1u64, 1u64);
+            let mut saved: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+            for (i, op) in ops.iter().enumerate() {
+                match op {
+                    Op::Send | Op::SaveOnly => {
+                        let body = format!("message {i}").into_bytes();
+                        store.save(sender, &body).unwrap();
+                        saved.insert(sender, body);
+                        // Whether the number moves on now or at the next open,
+                        // it moves on.
+                        sender += 1;
+                        if matches!(op, Op::Send) {
+                            store.set_next_sender_seq(sender).unwrap();
+                        }
+                    }
+                    Op::SetSender(n) => {
+                        sender = *n;
+                        store.set_next_sender_seq(sender).unwrap();
+                    }
+                    Op::SetTarget(n) => {
+                        target = *n;
+                        store.set_next_target_seq(target).unwrap();
+                    }
+                    Op::Reset => {
+                        store.reset().unwrap();
+                        (sender, target) = (1, 1);
+                        saved.clear();
+                    }
+                    Op::Reopen => {
+                        drop(store);
+                        store = FileStore::open(&dir, "s").unwrap();
+                        proptest::prop_assert_eq!(
+                            (store.next_sender_seq(), store.next_target_seq()),
+                            (sender, target)
+                        );
+                    }
+                }
+            }
+            drop(store);
+            let mut store = FileStore::open(&dir, "s").unwrap();
+            proptest::prop_assert_eq!(
+                (store.next_sender_seq(), store.next_target_seq()),
+                (sender, target)
+            );
+            let all: BTreeMap<u64, Vec<u8>> = store.get(1, u64::MAX).unwrap().into_iter().collect();
+            proptest::prop_assert_eq!(all, saved);
+            let _ = fs::remove_dir_all(&dir);
+        }
     }
 }
