@@ -23,6 +23,12 @@ type Inner = foldhash::fast::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
 
+/// A `std` [`HashMap`] hashing with foldhash, seeded per map and per process at
+/// random, as the maps inside [`ShardedMap`]: for the small maps on an order's
+/// path (instruments, sessions, per-instrument totals), where `std`'s SipHash
+/// costs more than the lookup itself. Built with `FastHashMap::default()`.
+pub type FastHashMap<K, V> = HashMap<K, V, Inner>;
+
 /// Independent maps each [`ShardedMap`] spreads its entries over.
 pub const SHARDS: usize = 64;
 /// The hash bits that pick the shard (the top ones: the maps inside use
@@ -31,8 +37,9 @@ const SHIFT: u32 = u64::BITS - SHARDS.trailing_zeros();
 
 /// The hash that picks a shard: a multiply-rotate over the key's words (as
 /// rustc's FxHash), started from a per-map seed. Only spreads entries over
-/// the shards; the maps inside keep `std`'s keyed hasher, so keys chosen to
-/// collide can at worst crowd one shard, which is then a plain map.
+/// the shards; the maps inside hash with their own randomly seeded hasher, so
+/// keys chosen to collide can at worst crowd one shard, which is then a plain
+/// map.
 struct ShardHasher(u64);
 
 const MULTIPLIER: u64 = 0x517c_c1b7_2722_0a95;

@@ -3,7 +3,9 @@
 //! venue selection, and the application that applies the venues' reports on the
 //! FIX sessions' reader threads.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use nexus_collections::FastHashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -533,7 +535,7 @@ pub struct VenueStats {
 ///
 /// Every method takes `&self`; the engine is `Send + Sync`.
 pub struct ExecutionEngine {
-    instruments: Arc<HashMap<String, InstrumentConfig>>,
+    instruments: Arc<FastHashMap<String, InstrumentConfig>>,
     order_of_instruments: Vec<String>,
     venues: Vec<VenueLink>,
     latency_cost_bps_per_ms: f64,
@@ -635,7 +637,7 @@ impl ExecutionEngine {
                 "heart_bt_int must be positive".into(),
             ));
         }
-        let mut instruments = HashMap::new();
+        let mut instruments = FastHashMap::default();
         let mut order_of_instruments = Vec::new();
         for spec in &config.instruments {
             check_client_order_id(&spec.symbol)
@@ -1459,7 +1461,7 @@ struct Reports {
     /// Sequence number of the latest report whose waiters were woken (what
     /// [`ExecutionEngine::wait_report_after`] spins on before it sleeps).
     published: Arc<AtomicU64>,
-    instruments: Arc<HashMap<String, InstrumentConfig>>,
+    instruments: Arc<FastHashMap<String, InstrumentConfig>>,
     venues: Arc<Vec<String>>,
 }
 
@@ -1519,7 +1521,7 @@ fn apply(
     msg: &Message<'_>,
     venue: Option<usize>,
     book: &Mutex<Book>,
-    instruments: &HashMap<String, InstrumentConfig>,
+    instruments: &FastHashMap<String, InstrumentConfig>,
     venues: &[String],
 ) {
     let mut book = lock(book);

@@ -1,9 +1,7 @@
 //! The order manager: orders and their ClOrdID chains, execution reports,
 //! positions, pre-trade checks and the kill switch.
 
-use std::collections::HashMap;
-
-use nexus_collections::{ShardedMap, ShardedSet};
+use nexus_collections::{FastHashMap, ShardedMap, ShardedSet};
 
 use thiserror::Error;
 
@@ -209,9 +207,9 @@ pub struct OrderManager {
     orders: ShardedMap<u64, Order>,
     by_client_id: ShardedMap<String, u64>,
     exec_ids: ShardedSet<String>,
-    positions: HashMap<String, Position>,
+    positions: FastHashMap<String, Position>,
     /// Leaves quantity of the open orders, per instrument: buys, sells.
-    working: HashMap<String, [i64; 2]>,
+    working: FastHashMap<String, [i64; 2]>,
     risk: RiskEngine,
     next_id: u64,
 }
@@ -226,7 +224,12 @@ fn side_index(side: Side) -> usize {
 
 /// Adds `delta` to the quantity working on `side` of `instrument` (a key is
 /// allocated only for an instrument's first order).
-fn add_working(working: &mut HashMap<String, [i64; 2]>, instrument: &str, side: Side, delta: i64) {
+fn add_working(
+    working: &mut FastHashMap<String, [i64; 2]>,
+    instrument: &str,
+    side: Side,
+    delta: i64,
+) {
     if let Some(w) = working.get_mut(instrument) {
         w[side_index(side)] += delta;
         return;

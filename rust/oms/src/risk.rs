@@ -5,7 +5,9 @@
 //! duplicate-order guard. The first failure refuses the order with its
 //! reason and a text that says the limit and the value.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use nexus_collections::FastHashMap;
 use std::fmt;
 
 use thiserror::Error;
@@ -131,9 +133,9 @@ pub struct RiskCheck<'a> {
 /// Per-instrument limits, last prices and recent-order memory.
 #[derive(Debug, Default)]
 pub struct RiskEngine {
-    limits: HashMap<String, RiskLimits>,
+    limits: FastHashMap<String, RiskLimits>,
     default_limits: RiskLimits,
-    last_price: HashMap<String, i64>,
+    last_price: FastHashMap<String, i64>,
     recent: VecDeque<(i64, String, FillSide, i64, Option<i64>)>,
     kill_switch: bool,
 }

@@ -17,10 +17,10 @@
 //! Prices and quantities are fixed-point mantissas at the instrument's scales
 //! ([`InstrumentSpec`]); notional is computed in `i128`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use nexus_collections::ShardedMap;
+use nexus_collections::{FastHashMap, ShardedMap};
 
 use thiserror::Error;
 
@@ -278,7 +278,7 @@ struct Queued {
 /// module documentation for the fill rules).
 pub struct MatchingEngine {
     config: EngineConfig,
-    books: HashMap<String, Book>,
+    books: FastHashMap<String, Book>,
     // Sharded, as every map that grows with the orders (nexus-collections).
     orders: ShardedMap<OrderId, Order>,
     /// Queue sequence number of each resting order.
@@ -321,7 +321,7 @@ impl MatchingEngine {
     pub fn new(config: EngineConfig) -> Self {
         Self {
             config,
-            books: HashMap::new(),
+            books: FastHashMap::default(),
             orders: ShardedMap::new(),
             queued: ShardedMap::new(),
             next_id: 1,

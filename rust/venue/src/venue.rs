@@ -46,7 +46,7 @@
 
 use std::collections::HashMap;
 
-use nexus_collections::ShardedMap;
+use nexus_collections::{FastHashMap, ShardedMap};
 use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -148,12 +148,12 @@ struct Inner {
     /// order names its session by number, and ClOrdIDs are looked up per session
     /// without copying the session id.
     sessions: Vec<SessionId>,
-    session_numbers: HashMap<SessionId, usize>,
+    session_numbers: FastHashMap<SessionId, usize>,
     /// Per session number, the orders by ClOrdID.
     by_cl_ord_id: Vec<ShardedMap<String, OrderId>>,
-    senders: HashMap<SessionId, SessionSender>,
+    senders: FastHashMap<SessionId, SessionSender>,
     /// Unsolicited reports not yet handed to a session channel.
-    pending: HashMap<SessionId, Vec<OutgoingMessage>>,
+    pending: FastHashMap<SessionId, Vec<OutgoingMessage>>,
     next_exec_id: u64,
     prefix: String,
     /// Start time of the venue in base 36 milliseconds: part of every ExecID.
@@ -801,10 +801,10 @@ impl PaperVenue {
                 engine,
                 orders: ShardedMap::new(),
                 sessions: Vec::new(),
-                session_numbers: HashMap::new(),
+                session_numbers: FastHashMap::default(),
                 by_cl_ord_id: Vec::new(),
-                senders: HashMap::new(),
-                pending: HashMap::new(),
+                senders: FastHashMap::default(),
+                pending: FastHashMap::default(),
                 next_exec_id: 1,
                 prefix: config.id_prefix,
                 run: base36(u64::try_from(now_nanos() / 1_000_000).unwrap_or(0)),

@@ -29,7 +29,6 @@ use nexus_oms::{ExecKind, ExecutionReport, OrderStatus, PendingChange};
 
 use super::{lock, Book, ExecType, InstrumentConfig, ReportRecord};
 use crate::wire::{self, Translated};
-use std::collections::HashMap;
 
 /// Where reconciliation stands.
 #[derive(Debug, Default)]
@@ -122,7 +121,7 @@ fn ask(book: &mut Book, venue: usize) {
 pub(super) fn on_status(
     book: &mut Book,
     msg: &Message<'_>,
-    instruments: &HashMap<String, InstrumentConfig>,
+    instruments: &nexus_collections::FastHashMap<String, InstrumentConfig>,
     venues: &[String],
 ) -> bool {
     let status = match wire::status_report(msg, |s| instruments.get(s).cloned()) {
