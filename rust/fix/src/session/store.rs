@@ -20,7 +20,6 @@
 //! Lines of the earlier three- and two-number forms are read too (every stored
 //! message counted before them: their writer wrote the line after each one).
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -54,6 +53,82 @@ pub enum StoreError {
         /// What is wrong.
         detail: String,
     },
+}
+
+/// Entries of one chunk of a [`BySeq`].
+const CHUNK: usize = 4096;
+
+/// Values by sequence number, in order, in chunks of [`CHUNK`] entries. Sending
+/// stores ever higher numbers: each is a push onto the last chunk, where a map
+/// costs a tree insert, and no push moves more than one chunk's entries (one
+/// growing `Vec` would copy all of them at each doubling: a stall of the order
+/// that crosses it). A number at or below the last one (after a reset of the
+/// numbers) is found by binary search and replaced, or inserted in its chunk.
+#[derive(Debug, Clone)]
+struct BySeq<T> {
+    chunks: Vec<Vec<(u64, T)>>,
+    /// Entries a new chunk has room for ([`CHUNK`]; fewer in tests).
+    chunk: usize,
+}
+
+impl<T> Default for BySeq<T> {
+    fn default() -> Self {
+        Self {
+            chunks: Vec::new(),
+            chunk: CHUNK,
+        }
+    }
+}
+
+impl<T> BySeq<T> {
+    fn insert(&mut self, seq: u64, value: T) {
+        let last = self.chunks.last().and_then(|c| c.last()).map(|e| e.0);
+        if last.is_none_or(|last| seq > last) {
+            match self.chunks.last_mut() {
+                Some(chunk) if chunk.len() < self.chunk => chunk.push((seq, value)),
+                _ => {
+                    let mut chunk = Vec::with_capacity(self.chunk);
+                    chunk.push((seq, value));
+                    self.chunks.push(chunk);
+                }
+            }
+            return;
+        }
+        // The chunk holding `seq`, or where it goes: the last whose first entry
+        // is at or below it (the first chunk when none is).
+        let at = self
+            .chunks
+            .partition_point(|c| c.first().is_some_and(|e| e.0 <= seq))
+            .saturating_sub(1);
+        if let Some(chunk) = self.chunks.get_mut(at) {
+            match chunk.binary_search_by_key(&seq, |e| e.0) {
+                Ok(i) => {
+                    if let Some(entry) = chunk.get_mut(i) {
+                        entry.1 = value;
+                    }
+                }
+                Err(i) => chunk.insert(i, (seq, value)),
+            }
+        }
+    }
+
+    /// The entries with `begin <= seq <= end`, in order.
+    fn range(&self, begin: u64, end: u64) -> impl Iterator<Item = &(u64, T)> + '_ {
+        let first = self
+            .chunks
+            .partition_point(|c| c.last().is_some_and(|e| e.0 < begin));
+        self.chunks
+            .get(first..)
+            .unwrap_or_default()
+            .iter()
+            .flatten()
+            .skip_while(move |e| e.0 < begin)
+            .take_while(move |e| e.0 <= end)
+    }
+
+    fn clear(&mut self) {
+        self.chunks.clear();
+    }
 }
 
 /// Storage of a session's sent messages and sequence numbers.
@@ -98,7 +173,7 @@ pub struct MemoryStore {
     created: i64,
     sender: u64,
     target: u64,
-    messages: BTreeMap<u64, Vec<u8>>,
+    messages: BySeq<Vec<u8>>,
 }
 
 impl Default for MemoryStore {
@@ -115,7 +190,7 @@ impl MemoryStore {
             created: now_nanos(),
             sender: 1,
             target: 1,
-            messages: BTreeMap::new(),
+            messages: BySeq::default(),
         }
     }
 }
@@ -145,7 +220,7 @@ impl MessageStore for MemoryStore {
         }
         Ok(self
             .messages
-            .range(begin..=end)
+            .range(begin, end)
             .map(|(k, v)| (*k, v.clone()))
             .collect())
     }
@@ -174,7 +249,7 @@ pub struct FileStore {
     /// Where the next record of `body` starts (its length).
     body_end: u64,
     /// seq -> (offset of the message bytes, length)
-    index: BTreeMap<u64, (u64, usize)>,
+    index: BySeq<(u64, usize)>,
     created: i64,
     sender: u64,
     target: u64,
@@ -221,7 +296,7 @@ impl FileStore {
             .open(&seq_path)
             .map_err(io_err(&seq_path))?;
         let mut store = Self {
-            index: BTreeMap::new(),
+            index: BySeq::default(),
             created: now_nanos(),
             sender: 1,
             target: 1,
@@ -396,7 +471,7 @@ impl MessageStore for FileStore {
         }
         let path = self.body_path.clone();
         let mut out = Vec::new();
-        for (seq, (offset, len)) in self.index.range(begin..=end) {
+        for (seq, (offset, len)) in self.index.range(begin, end) {
             let mut buf = vec![0u8; *len];
             self.body
                 .seek(SeekFrom::Start(*offset))
@@ -424,7 +499,40 @@ impl MessageStore for FileStore {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+
+    proptest::proptest! {
+        /// The chunked log answers as an ordered map, whatever the order of the
+        /// numbers (mostly rising, as sent; sometimes lower, as after a reset).
+        #[test]
+        fn by_seq_is_an_ordered_map(
+            steps in proptest::collection::vec((0u8..8, 0u64..60), 0..200),
+            ranges in proptest::collection::vec((0u64..70, 0u64..70), 1..8),
+        ) {
+            let mut log = BySeq { chunks: Vec::new(), chunk: 4 };
+            let mut model = BTreeMap::new();
+            let mut next = 1;
+            for (i, (kind, seq)) in steps.into_iter().enumerate() {
+                // Three steps in four send the next number; the rest store any.
+                let seq = if kind < 6 { next } else { seq };
+                next = next.max(seq + 1);
+                log.insert(seq, i);
+                model.insert(seq, i);
+            }
+            for (a, b) in ranges {
+                let got: Vec<(u64, usize)> = log.range(a, b).copied().collect();
+                let want: Vec<(u64, usize)> = if a <= b {
+                    model.range(a..=b).map(|(k, v)| (*k, *v)).collect()
+                } else {
+                    Vec::new()
+                };
+                proptest::prop_assert_eq!(got, want);
+            }
+            proptest::prop_assert!(log.chunks.iter().all(|c| !c.is_empty()));
+        }
+    }
 
     fn exercise(store: &mut dyn MessageStore) {
         assert_eq!((store.next_sender_seq(), store.next_target_seq()), (1, 1));
