@@ -11,6 +11,10 @@
 //! (the caller spins up to `ExecutionConfig::wait_spin`, then sleeps) and with a
 //! caller that sleeps at once, as the C++ QuickFIX harness does (its samples in
 //! `NEXUS_BENCH_SAMPLES.sleeping`).
+//!
+//! `NEXUS_BENCH_VARIANT=caller-reads` runs only the busy-polling, caller-reads
+//! variant and prints its percentiles: quick turns for comparing two builds (run
+//! each build's bench binary in alternation), or one run under callgrind.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
@@ -207,6 +211,15 @@ fn main() {
     println!("round trips: {n} (NEXUS_BENCH_ORDERS)");
     let spin = ExecutionConfig::default().wait_spin;
     let zero = Duration::ZERO;
+    match std::env::var("NEXUS_BENCH_VARIANT").as_deref() {
+        Err(_) | Ok("") => {}
+        Ok("caller-reads") => {
+            let (mut reading, _) = engine_roundtrips(n, spin, BUSY_POLL, CALLER_READS, None);
+            percentiles("caller reads", &mut reading);
+            return;
+        }
+        Ok(other) => panic!("NEXUS_BENCH_VARIANT: unknown variant {other:?} (caller-reads)"),
+    }
     let (mut ours, mut in_submit) = engine_roundtrips(n, spin, zero, zero, None);
     let (mut sleeping, _) = engine_roundtrips(n, zero, zero, zero, None);
     let (mut polling, _) = engine_roundtrips(n, spin, BUSY_POLL, zero, None);
