@@ -2227,10 +2227,7 @@ pub fn is_utc_time_only(v: &[u8]) -> bool {
 /// after 2262 do not fit [`parse_utc_timestamp`]'s nanoseconds.
 #[must_use]
 pub fn is_utc_timestamp(v: &[u8]) -> bool {
-    v.len() >= 17
-        && v.get(8) == Some(&b'-')
-        && v.get(..8).is_some_and(is_utc_date)
-        && v.get(9..).is_some_and(is_utc_time_only)
+    split_utc_timestamp(v).is_some_and(|(date, time)| is_utc_date(date) && is_utc_time_only(time))
 }
 
 /// Parses `HH:MM:SS[.f{1,9}]` into nanoseconds since midnight (a UTCTimeOnly);
@@ -2274,12 +2271,18 @@ pub fn parse_utc_time_only(v: &[u8]) -> Option<i64> {
 /// epoch.
 #[must_use]
 pub fn parse_utc_timestamp(v: &[u8]) -> Option<i64> {
+    let (date, time) = split_utc_timestamp(v)?;
+    let days = parse_utc_date(date)?;
+    let time = parse_utc_time_only(time)?;
+    days.checked_mul(86_400_000_000_000)?.checked_add(time)
+}
+
+/// The date and time parts of `YYYYMMDD-<time>`, unchecked.
+fn split_utc_timestamp(v: &[u8]) -> Option<(&[u8], &[u8])> {
     if v.len() < 17 || v.get(8) != Some(&b'-') {
         return None;
     }
-    let days = parse_utc_date(v.get(..8)?)?;
-    let time = parse_utc_time_only(v.get(9..)?)?;
-    days.checked_mul(86_400_000_000_000)?.checked_add(time)
+    Some((v.get(..8)?, v.get(9..)?))
 }
 
 /// How many fractional digits to write in a UTCTimestamp.

@@ -527,32 +527,29 @@ impl<'d> Validator<'d> {
         }
         let mut scratch: Vec<u32> = Vec::with_capacity(fields.len());
         let mut keys: Vec<u64> = Vec::with_capacity(fields.len());
-        let all_levels = [
+        let levels = [
             (Level::Header, self.session, self.session.header()),
             (Level::Trailer, self.session, self.session.trailer()),
             (Level::Body, body_dict, &def.block),
         ];
-        let levels = if top_level_pass {
-            &all_levels[..0]
-        } else {
-            &all_levels[..]
-        };
-        for &(level, dict, block) in levels {
-            let section = match level {
-                Level::Header => Section::Header,
-                Level::Trailer => Section::Trailer,
-                _ => Section::Body,
-            };
-            scratch.clear();
-            scratch.extend(
-                fields
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, f)| f.section() == section && f.depth() == 0)
-                    .map(|(i, _)| i as u32),
-            );
-            self.check_fields(msg, dict, block, level, &mut scratch, &mut keys)
-                .map_err(|(reason, tag)| reject(reason, Some(tag)))?;
+        if !top_level_pass {
+            for (level, dict, block) in levels {
+                let section = match level {
+                    Level::Header => Section::Header,
+                    Level::Trailer => Section::Trailer,
+                    _ => Section::Body,
+                };
+                scratch.clear();
+                scratch.extend(
+                    fields
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| f.section() == section && f.depth() == 0)
+                        .map(|(i, _)| i as u32),
+                );
+                self.check_fields(msg, dict, block, level, &mut scratch, &mut keys)
+                    .map_err(|(reason, tag)| reject(reason, Some(tag)))?;
+            }
         }
         let mut top: Vec<usize> = msg
             .group_records()
@@ -662,22 +659,8 @@ impl<'d> Validator<'d> {
                     last = position;
                 }
             }
-            // As for the top level: an entry of a few distinct tags whose fields all
-            // pass in wire order needs no sorted pass. (The layout opens a new entry
-            // at a repeated tag, so a repeat is not expected here; checked anyway.)
-            let passes_in_wire_order = wire_order_first
-                && scratch.len() <= 16
-                && scratch.iter().enumerate().all(|(k, &i)| {
-                    fields.get(i as usize).is_some_and(|f| {
-                        !f.is_negative()
-                            && scratch.get(..k).unwrap_or_default().iter().all(|&j| {
-                                fields.get(j as usize).is_some_and(|g| g.tag() != f.tag())
-                            })
-                            && self
-                                .field_problem(msg, dict, Some(&def.block), f, i)
-                                .is_none()
-                    })
-                });
+            let passes_in_wire_order =
+                wire_order_first && self.entry_fields_pass(msg, dict, &def.block, scratch);
             if !passes_in_wire_order {
                 self.check_fields(msg, dict, &def.block, Level::Entry, scratch, keys)?;
             }
@@ -715,6 +698,40 @@ impl<'d> Validator<'d> {
             };
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             if self.field_problem(msg, dict, block, f, index).is_some() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// As [`Self::top_level_fields_pass`] for the fields `indices` of one group
+    /// entry: whether an entry of a few distinct tags passes in wire order, so that
+    /// it needs no sorted pass. (The layout opens a new entry at a repeated tag, so
+    /// a repeat is not expected here; checked anyway.)
+    fn entry_fields_pass(
+        &self,
+        msg: &Message<'_>,
+        dict: &Dictionary,
+        block: &Block,
+        indices: &[u32],
+    ) -> bool {
+        if indices.len() > 16 {
+            return false;
+        }
+        let fields = msg.fields();
+        for (k, &i) in indices.iter().enumerate() {
+            let Some(f) = fields.get(i as usize) else {
+                return false;
+            };
+            let repeated = indices
+                .get(..k)
+                .unwrap_or_default()
+                .iter()
+                .any(|&j| fields.get(j as usize).is_some_and(|g| g.tag() == f.tag()));
+            if f.is_negative()
+                || repeated
+                || self.field_problem(msg, dict, Some(block), f, i).is_some()
+            {
                 return false;
             }
         }

@@ -135,11 +135,7 @@ impl Fields {
 
     /// Appends a field.
     pub fn push(&mut self, tag: u32, value: impl AsRef<[u8]>) {
-        let value = value.as_ref();
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(value);
-        let span = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        self.spans.push((tag, span(start), span(self.bytes.len())));
+        self.push_with(tag, |bytes| bytes.extend_from_slice(value.as_ref()));
     }
 
     /// Appends a field whose value `write` appends to the buffer it is given
