@@ -365,7 +365,7 @@ def bench_fix_codec(repeats: int) -> list[str]:
 
     lines = []
     for name in CODEC_MESSAGES:
-        for case in ("parse", "parse+validate", "encode"):
+        for case in ("parse-only", "parse", "parse+validate", "encode"):
             ours, theirs = native.get((case, name)), cpp.get((case, name))
             line = (
                 f"fix-codec {case} {name}: Nexus Rust-native {figure(ours)} | QuickFIX C++ "

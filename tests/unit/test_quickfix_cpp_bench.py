@@ -78,7 +78,7 @@ def test_harness_codec_reports_a_rate_per_case_and_message(harness: Path, tmp_pa
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert {(r["case"], r["message"]) for r in rows} == {
         (case, name)
-        for case in ("parse", "parse+validate", "encode")
+        for case in ("parse-only", "parse", "parse+validate", "encode")
         for name in ("NewOrderSingle", "ExecutionReport")
     }
     for row in rows:

@@ -2,12 +2,14 @@
 //! in a file (one a line, as the Python benchmark writes them) on one thread, doing the
 //! same work as the C++ QuickFIX harness (`bench/quickfix_cpp/`), and prints one JSON
 //! object a line: messages/s, the median of REPEATS rounds of at least MIN_MS each.
+//! Cases: `parse-only` (the frame checked, fields split, groups laid out, nothing
+//! read), `parse` (the same, then the typed reads), `parse+validate` and `encode`.
 //!
 //! `cargo run --release -p nexus-fix --example codec_rate -- MESSAGES DICTIONARY [REPEATS] [MIN_MS]`
 //!
 //! With `--rounds N` first, it times nothing: it parses and reads every message N times
-//! (the `parse` case; with `--rounds N --validate`, the `parse+validate` case) and
-//! prints the messages handled, for instruction counts under
+//! (the `parse` case; with `--validate` or `--only` after N, the `parse+validate` or
+//! `parse-only` case) and prints the messages handled, for instruction counts under
 //! `valgrind --tool=cachegrind` (two runs differing only in N: the difference divided
 //! by the extra messages is the cost of one message).
 
@@ -147,6 +149,27 @@ fn median_rate(
     rates[repeats / 2]
 }
 
+/// What is done with each parsed message.
+#[derive(Clone, Copy)]
+enum Case {
+    /// Nothing (the `parse-only` case).
+    Only,
+    /// The typed reads (the `parse` case).
+    Read,
+    /// Validation, then the typed reads (the `parse+validate` case).
+    Validate,
+}
+
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Only => "parse-only",
+            Self::Read => "parse",
+            Self::Validate => "parse+validate",
+        }
+    }
+}
+
 fn name_of(msg_type: &str) -> &str {
     match msg_type {
         "D" => "NewOrderSingle",
@@ -166,13 +189,16 @@ fn run(args: &[String]) -> Result<(), String> {
         ),
         _ => (None, args),
     };
-    let (validate_rounds, args) = match args {
-        [flag, rest @ ..] if flag == "--validate" && fixed_rounds.is_some() => (true, rest),
-        _ => (false, args),
+    let (rounds_case, args) = match args {
+        [flag, rest @ ..] if flag == "--validate" && fixed_rounds.is_some() => {
+            (Case::Validate, rest)
+        }
+        [flag, rest @ ..] if flag == "--only" && fixed_rounds.is_some() => (Case::Only, rest),
+        _ => (Case::Read, args),
     };
     let [messages_path, dictionary_path, rest @ ..] = args else {
         return Err(
-            "usage: codec_rate [--rounds N [--validate]] MESSAGES DICTIONARY [REPEATS] [MIN_MS]"
+            "usage: codec_rate [--rounds N [--validate | --only]] MESSAGES DICTIONARY [REPEATS] [MIN_MS]"
                 .to_owned(),
         );
     };
@@ -221,14 +247,19 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         let count = messages.len();
         let mut storage = Some(MessageStorage::with_capacity(64));
-        let mut parse = |validate: bool| -> usize {
+        let mut parse = |case: Case| -> usize {
             let mut n = 0;
             for f in messages {
                 let st = storage.take().unwrap_or_default();
                 if let Ok(m) = Message::parse_reusing(black_box(&f.raw), &options, st) {
-                    if !validate || validator.validate(&m).is_ok() {
-                        n += read(&m).unwrap_or(0);
-                    }
+                    n += match case {
+                        // Nothing read: the frame checked, the fields split and the
+                        // groups laid out.
+                        Case::Only => 1,
+                        Case::Read => read(&m).unwrap_or(0),
+                        Case::Validate if validator.validate(&m).is_ok() => read(&m).unwrap_or(0),
+                        Case::Validate => 0,
+                    };
                     storage = Some(m.into_storage());
                 }
             }
@@ -237,11 +268,11 @@ fn run(args: &[String]) -> Result<(), String> {
         if let Some(rounds) = fixed_rounds {
             let mut n = 0;
             for _ in 0..rounds {
-                n += parse(validate_rounds);
+                n += parse(rounds_case);
             }
             println!(
                 "{{\"mode\": \"rounds\", \"case\": \"{}\", \"message\": \"{}\", \"messages\": {}, \"read\": {n}}}",
-                if validate_rounds { "parse+validate" } else { "parse" },
+                rounds_case.name(),
                 name_of(msg_type),
                 rounds * count
             );
@@ -249,12 +280,16 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         let mut rates = vec![
             (
+                "parse-only",
+                median_rate(|| parse(Case::Only), count, repeats, min_seconds),
+            ),
+            (
                 "parse",
-                median_rate(|| parse(false), count, repeats, min_seconds),
+                median_rate(|| parse(Case::Read), count, repeats, min_seconds),
             ),
             (
                 "parse+validate",
-                median_rate(|| parse(true), count, repeats, min_seconds),
+                median_rate(|| parse(Case::Validate), count, repeats, min_seconds),
             ),
         ];
         let encode_rate = median_rate(

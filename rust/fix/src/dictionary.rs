@@ -560,9 +560,15 @@ const NO_MESSAGE: u32 = u32::MAX;
 /// The largest tag number accepted in a dictionary.
 const MAX_TAG: u32 = 10_000_000;
 
+/// The id of the next dictionary built (0 stands for none).
+static NEXT_DICTIONARY_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// A FIX data dictionary: fields, header, trailer, messages, components and groups.
 #[derive(Debug, Clone)]
 pub struct Dictionary {
+    /// Unique to the dictionary as loaded (a clone keeps it: dictionaries do not
+    /// change once built): parsers key what they remember of its flags on it.
+    id: u64,
     kind: String,
     major: u32,
     minor: u32,
@@ -688,6 +694,11 @@ impl Dictionary {
     #[inline]
     pub(crate) fn flags(&self, tag: u32) -> u8 {
         self.flags.get(tag as usize).copied().unwrap_or(0)
+    }
+
+    /// Returns the dictionary's id: unique to it as loaded, kept by clones.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Returns the flags the parser uses for `tag` when this dictionary is the session
@@ -1259,6 +1270,7 @@ impl Loader<'_> {
         }
 
         Ok(Dictionary {
+            id: NEXT_DICTIONARY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             kind,
             major,
             minor,

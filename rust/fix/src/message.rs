@@ -344,13 +344,14 @@ impl TagIndex {
 }
 
 /// One remembered tag: a field whose first bytes under `mask` are `key` (the digits
-/// and the `=`) has `tag`, written in `digits` digits.
+/// and the `=`) has `tag`, written in `digits` digits, with the parser's `flags` for it.
 #[derive(Debug, Clone, Copy)]
 struct TagSlot {
     key: u64,
     mask: u64,
     tag: u32,
-    digits: u32,
+    digits: u8,
+    flags: u8,
 }
 
 impl TagSlot {
@@ -360,6 +361,7 @@ impl TagSlot {
         mask: 0,
         tag: 0,
         digits: 0,
+        flags: 0,
     };
 }
 
@@ -367,29 +369,76 @@ impl TagSlot {
 const TAG_SLOTS: usize = 256;
 
 /// The tags of recent fields by their first bytes, so that a field whose tag was seen
-/// (in this message or an earlier one parsed into the same storage) takes its tag with
-/// one comparison instead of checking and converting its digits. A slot holds the
-/// bytes of the tag and its `=`: a field starting with exactly those bytes has that
-/// tag, whatever the dictionary.
+/// (in this message or an earlier one parsed into the same storage) takes its tag and
+/// its flags with one comparison instead of checking and converting its digits and
+/// looking its flags up. A slot holds the bytes of the tag and its `=`: a field
+/// starting with exactly those bytes has that tag. The flags depend on the
+/// dictionaries: the slots are emptied when a message is parsed with others.
 #[derive(Debug, Clone, Default)]
 struct TagCache {
-    /// Empty until the storage parses its second message (a storage used once does
-    /// not pay for them), then [`TAG_SLOTS`] slots.
-    slots: Vec<TagSlot>,
+    /// None until the storage parses its second message (a storage used once does
+    /// not pay for them).
+    slots: Option<Box<[TagSlot; TAG_SLOTS]>>,
     used: bool,
+    /// The ids of the session and application dictionaries the flags came from
+    /// (0: none).
+    source: (u64, u64),
 }
 
 impl TagCache {
-    /// Prepares for a message: allocates the slots on the second one.
+    /// Prepares for a message parsed with the dictionaries of `source`: allocates the
+    /// slots on the second message, and empties them when the dictionaries changed.
     #[inline]
-    fn prepare(&mut self) {
-        if self.slots.is_empty() {
-            if self.used {
-                self.slots = vec![TagSlot::EMPTY; TAG_SLOTS];
+    fn prepare(&mut self, source: (u64, u64)) {
+        match &mut self.slots {
+            Some(slots) => {
+                if source != self.source {
+                    slots.fill(TagSlot::EMPTY);
+                }
             }
-            self.used = true;
+            None => {
+                if self.used {
+                    self.slots = Some(Box::new([TagSlot::EMPTY; TAG_SLOTS]));
+                }
+                self.used = true;
+            }
         }
+        self.source = source;
     }
+}
+
+/// Where the tokenizer finds the tags (and flags) of fields it has seen before.
+trait TagLookup {
+    /// The slot remembered for a field starting with `word`, when it matches.
+    fn find(&self, word: u64) -> Option<&TagSlot>;
+    /// Remembers `slot` for fields starting like `word`.
+    fn remember(&mut self, word: u64, slot: TagSlot);
+}
+
+impl TagLookup for [TagSlot; TAG_SLOTS] {
+    #[inline(always)]
+    fn find(&self, word: u64) -> Option<&TagSlot> {
+        let slot = &self[tag_slot(word)];
+        (word & slot.mask == slot.key).then_some(slot)
+    }
+
+    #[inline(always)]
+    fn remember(&mut self, word: u64, slot: TagSlot) {
+        self[tag_slot(word)] = slot;
+    }
+}
+
+/// No tag cache: a storage's first message.
+struct NoTagCache;
+
+impl TagLookup for NoTagCache {
+    #[inline(always)]
+    fn find(&self, _word: u64) -> Option<&TagSlot> {
+        None
+    }
+
+    #[inline(always)]
+    fn remember(&mut self, _word: u64, _slot: TagSlot) {}
 }
 
 /// Returns the tag cache slot of a field starting with `word`: by its first three bytes
@@ -432,14 +481,14 @@ impl MessageStorage {
         }
     }
 
-    fn clear(&mut self) {
+    fn clear(&mut self, options: &ParseOptions<'_>) {
         self.fields.clear();
         self.layout.groups.clear();
         self.layout.entries.clear();
         self.layout.stack.clear();
         self.layout.group_counts.clear();
         self.lookup.clear();
-        self.tags.prepare();
+        self.tags.prepare(options.source());
     }
 
     /// Appends a field, indexing it when it is the first of its slot.
@@ -512,6 +561,14 @@ impl<'d> ParseOptions<'d> {
             application: Some(application),
             verify_checksum: true,
         }
+    }
+
+    /// The ids of the session and application dictionaries (0: none).
+    fn source(&self) -> (u64, u64) {
+        (
+            self.session.map_or(0, Dictionary::id),
+            self.application.map_or(0, Dictionary::id),
+        )
     }
 
     /// Returns the header/trailer/data flags of `tag` (dictionary constants).
@@ -736,19 +793,90 @@ fn find_soh(bytes: &[u8], from: usize, to: usize) -> Option<usize> {
         .map(|p| p + base)
 }
 
-/// Returns the index of the first SOH at or after `from` in the body of a message
-/// whose frame was checked: a SOH ends the body at `end - 1` and the seven trailer
-/// bytes follow it, so every word read from before `end` lies in `buf`.
+/// Returns the SOH positions of a 64-byte block: bit `i` set when `block[i]` is SOH.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
-fn find_soh_in_body(buf: &[u8], mut from: usize, end: usize) -> Option<usize> {
-    while from < end {
-        let marks = soh_marks(word_at(buf, from)?);
-        if marks != 0 {
-            return Some(from + (marks.trailing_zeros() / 8) as usize);
-        }
-        from += 8;
+fn soh_mask64(block: &[u8; 64]) -> u64 {
+    use safe_arch::{cmp_eq_mask_i8_m128i, m128i, move_mask_i8_m128i, set_splat_i8_m128i};
+    let soh = set_splat_i8_m128i(SOH as i8);
+    let mut bits = 0;
+    for (k, lane) in block.chunks_exact(16).enumerate() {
+        let bytes = <[u8; 16]>::try_from(lane).unwrap_or_default();
+        let marks = move_mask_i8_m128i(cmp_eq_mask_i8_m128i(m128i::from(bytes), soh));
+        // 16 bits of marks per lane (the upper half of the i32 is clear).
+        bits |= u64::from(marks as u16) << (16 * k);
     }
-    None
+    bits
+}
+
+/// Returns the SOH positions of a 64-byte block: bit `i` set when `block[i]` is SOH.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn soh_mask64(block: &[u8; 64]) -> u64 {
+    soh_mask64_in_words(block)
+}
+
+/// [`soh_mask64`] eight bytes at a time, without SIMD instructions (other targets).
+#[cfg_attr(
+    all(target_arch = "x86_64", target_feature = "sse2", not(test)),
+    allow(dead_code)
+)]
+#[inline(always)]
+fn soh_mask64_in_words(block: &[u8; 64]) -> u64 {
+    let mut bits = 0;
+    for (k, chunk) in block.chunks_exact(8).enumerate() {
+        let word = <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes) ^ ONES;
+        // The high bit of each byte that is zero (SOH before the xor), exactly: no
+        // borrow crosses bytes.
+        let zeros = !((((word & !HIGHS).wrapping_add(!HIGHS)) | word) & HIGHS);
+        let zeros = zeros & HIGHS;
+        // Gather the eight high bits into the top byte (byte i to bit 56 + i).
+        let packed = ((zeros >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
+        bits |= packed << (8 * k);
+    }
+    bits
+}
+
+/// Returns the SOH positions in `buf[base..end]` as bits from `base` (bit `i` for
+/// `base + i`, up to 64 bytes); bits at `end` and past it are clear.
+#[inline(always)]
+fn soh_bits(buf: &[u8], base: usize, end: usize) -> u64 {
+    let bits = match buf.get(base..base.wrapping_add(64)) {
+        Some(block) => soh_mask64(<&[u8; 64]>::try_from(block).unwrap_or(&[0; 64])),
+        None => soh_bits_near_end(buf, base),
+    };
+    let avail = end.saturating_sub(base);
+    if avail < 64 {
+        bits & ((1u64 << avail) - 1)
+    } else {
+        bits
+    }
+}
+
+/// [`soh_bits`] for a block that runs past the end of `buf`: the buffer's last 64
+/// bytes, shifted, or the bytes copied into a block when there are fewer.
+#[inline(never)]
+fn soh_bits_near_end(buf: &[u8], base: usize) -> u64 {
+    let len = buf.len();
+    if base >= len {
+        return 0;
+    }
+    match len
+        .checked_sub(64)
+        .and_then(|start| buf.get(start..).map(|b| (start, b)))
+    {
+        Some((start, last)) => {
+            soh_mask64(<&[u8; 64]>::try_from(last).unwrap_or(&[0; 64])) >> (base - start)
+        }
+        None => {
+            let mut block = [0u8; 64];
+            let rest = buf.get(base..).unwrap_or_default();
+            if let Some(head) = block.get_mut(..rest.len()) {
+                head.copy_from_slice(rest);
+            }
+            soh_mask64(&block)
+        }
+    }
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -836,7 +964,7 @@ impl<'a> Message<'a> {
         options: &ParseOptions<'_>,
         mut storage: MessageStorage,
     ) -> Result<Self, ParseError> {
-        storage.clear();
+        storage.clear(options);
         let (body_length, checksum, out_of_order) = tokenize(buf, options, &mut storage)?;
         let mut msg = Self {
             buf,
@@ -1263,17 +1391,62 @@ fn tokenize(
     });
 
     let end = trailer_start;
-    let out_of_order = match (options.session, options.application) {
-        (None, None) => tokenize_body(buf, body_start, end, options, st, builtin_flags)?,
-        (Some(s), Some(a)) if std::ptr::eq(s, a) => {
-            tokenize_body(buf, body_start, end, options, st, |tag| s.parse_flags(tag))?
-        }
-        (Some(s), None) => {
-            tokenize_body(buf, body_start, end, options, st, |tag| s.parse_flags(tag))?
-        }
-        _ => tokenize_body(buf, body_start, end, options, st, |tag| {
+    let MessageStorage {
+        fields,
+        lookup,
+        tags,
+        layout,
+    } = &mut *st;
+    let parts = Parts {
+        fields,
+        lookup,
+        group_counts: &mut layout.group_counts,
+    };
+    let out_of_order = match (
+        tags.slots.as_deref_mut(),
+        options.session,
+        options.application,
+    ) {
+        // With the cache, flags are looked up only for tags seen the first time.
+        (Some(cache), _, _) => tokenize_body(buf, body_start, end, options, parts, cache, |tag| {
             options.tag_flags(tag)
         })?,
+        (None, None, None) => tokenize_body(
+            buf,
+            body_start,
+            end,
+            options,
+            parts,
+            &mut NoTagCache,
+            builtin_flags,
+        )?,
+        (None, Some(s), Some(a)) if std::ptr::eq(s, a) => tokenize_body(
+            buf,
+            body_start,
+            end,
+            options,
+            parts,
+            &mut NoTagCache,
+            |tag| s.parse_flags(tag),
+        )?,
+        (None, Some(s), None) => tokenize_body(
+            buf,
+            body_start,
+            end,
+            options,
+            parts,
+            &mut NoTagCache,
+            |tag| s.parse_flags(tag),
+        )?,
+        (None, _, _) => tokenize_body(
+            buf,
+            body_start,
+            end,
+            options,
+            parts,
+            &mut NoTagCache,
+            |tag| options.tag_flags(tag),
+        )?,
     };
     st.push(FieldRef {
         tag: tags::CHECKSUM,
@@ -1300,6 +1473,13 @@ const SECTION_OF_FLAGS: [Section; 4] = [
 ];
 const _: () = assert!(FLAG_HEADER == 2 && FLAG_TRAILER == 4);
 
+/// The parts of a [`MessageStorage`] the tokenizer writes (the tag cache apart).
+struct Parts<'s> {
+    fields: &'s mut Vec<FieldRef>,
+    lookup: &'s mut TagIndex,
+    group_counts: &'s mut Vec<u32>,
+}
+
 /// Splits the body (`buf[body_start..end]`, ending with SOH and followed by the
 /// trailer) into fields with the header/trailer/data/NumInGroup flags of `flags_of`;
 /// returns the out-of-order tag.
@@ -1309,26 +1489,30 @@ fn tokenize_body(
     body_start: usize,
     end: usize,
     options: &ParseOptions<'_>,
-    st: &mut MessageStorage,
+    parts: Parts<'_>,
+    tag_cache: &mut impl TagLookup,
     flags_of: impl Fn(u32) -> u8,
 ) -> Result<Option<u32>, ParseError> {
     // All offsets fit in u32 (checked by the caller).
     let to32 = |v: usize| v as u32;
     // The parts of the storage apart, so that the index's generation and slots stay
     // in registers while fields are written.
-    let MessageStorage {
+    let Parts {
         fields,
         lookup,
-        tags,
-        layout,
-    } = st;
-    let tag_cache = &mut tags.slots[..];
-    let group_counts = &mut layout.group_counts;
+        group_counts,
+    } = parts;
     let generation = lookup.generation;
     let slots = &mut *lookup.slots;
     let mut pos = body_start;
     let mut highest = Section::Header as u8;
     let mut out_of_order = None;
+    // The SOHs of the body not yet taken, 64 bytes at a time from `block`: bit `i`
+    // marks `block + i`. The tag and `=` of a field hold no SOH, so the next one
+    // marked ends the field's value (data fields excepted: they start over after
+    // their value).
+    let mut block = body_start;
+    let mut sohs = soh_bits(buf, block, end);
     while pos < end {
         let field_start = pos;
         let invalid = || ParseError::InvalidTag {
@@ -1341,7 +1525,11 @@ fn tokenize_body(
         if word & 0xFF == u64::from(b'-') {
             // A negative tag: no header, trailer, data or NumInGroup field, so a body
             // field (validation rejects it).
-            let (tag, value_start, value_end) = negative_field(buf, pos, end)?;
+            let (tag, value_start) = negative_field(buf, pos)?;
+            let value_end = next_soh(buf, &mut block, &mut sohs, end).ok_or_else(invalid)?;
+            if value_end < value_start {
+                return Err(invalid());
+            }
             if highest > Section::Body as u8 {
                 note_out_of_order(&mut out_of_order, tag);
             }
@@ -1362,48 +1550,44 @@ fn tokenize_body(
             pos = value_end + 1;
             continue;
         }
-        let slot = tag_slot(word);
-        let (tag, digits) = match tag_cache.get(slot) {
-            Some(known) if word & known.mask == known.key => (known.tag, known.digits as usize),
-            _ => match tag_of_word(word) {
+        let (tag, digits, flags) = match tag_cache.find(word) {
+            Some(known) => (known.tag, usize::from(known.digits), known.flags),
+            None => match tag_of_word(word) {
                 TagWord::Tag(tag, digits) => {
-                    if let Some(known) = tag_cache.get_mut(slot) {
-                        // The digits and the `=`: 2 to 8 bytes.
-                        let mask = u64::MAX >> (56 - 8 * digits as u32);
-                        *known = TagSlot {
+                    let flags = flags_of(tag);
+                    // The digits and the `=`: 2 to 8 bytes.
+                    let mask = u64::MAX >> (56 - 8 * digits as u32);
+                    tag_cache.remember(
+                        word,
+                        TagSlot {
                             key: word & mask,
                             mask,
                             tag,
-                            digits: digits as u32,
-                        };
-                    }
-                    (tag, digits)
+                            digits: digits as u8,
+                            flags,
+                        },
+                    );
+                    (tag, digits, flags)
                 }
                 TagWord::Invalid => return Err(invalid()),
                 TagWord::Long => {
-                    parse_tag_slow(buf.get(pos..).unwrap_or_default()).ok_or_else(invalid)?
+                    let (tag, digits) =
+                        parse_tag_slow(buf.get(pos..).unwrap_or_default()).ok_or_else(invalid)?;
+                    (tag, digits, flags_of(tag))
                 }
             },
         };
         let value_start = pos + digits + 1;
-        let flags = flags_of(tag);
         let value_end = if flags & FLAG_DATA != 0 {
-            data_value_end(buf, options, fields, tag, field_start, value_start, end)?
+            let value_end =
+                data_value_end(buf, options, fields, tag, field_start, value_start, end)?;
+            // The value may hold SOHs: mark the ones after it.
+            block = value_end + 1;
+            sohs = soh_bits(buf, block, end);
+            value_end
         } else {
-            // The digits and `=` hold no SOH, so the word's first SOH ends the value;
-            // with none, the value goes on past the word.
-            let marks = soh_marks(word);
-            if marks != 0 {
-                pos + (marks.trailing_zeros() / 8) as usize
-            } else {
-                // Most values end within the next word: read it before looping.
-                let next = soh_marks(word_at(buf, pos + 8).ok_or_else(invalid)?);
-                if next != 0 {
-                    pos + 8 + (next.trailing_zeros() / 8) as usize
-                } else {
-                    find_soh_in_body(buf, pos + 16, end).ok_or_else(invalid)?
-                }
-            }
+            // The digits and `=` hold no SOH, so the next one ends the value.
+            next_soh(buf, &mut block, &mut sohs, end).ok_or_else(invalid)?
         };
         // Header fields belong before the body, body fields before the trailer: the
         // first field of a section ranked below the highest seen so far is out of order
@@ -1444,6 +1628,22 @@ fn tokenize_body(
     Ok(out_of_order)
 }
 
+/// Takes the next SOH marked in `sohs` (bits from `block`), marking the next 64 bytes
+/// while there is none; `None` when none is left before `end`.
+#[inline(always)]
+fn next_soh(buf: &[u8], block: &mut usize, sohs: &mut u64, end: usize) -> Option<usize> {
+    while *sohs == 0 {
+        *block += 64;
+        if *block >= end {
+            return None;
+        }
+        *sohs = soh_bits(buf, *block, end);
+    }
+    let at = *block + sohs.trailing_zeros() as usize;
+    *sohs &= *sohs - 1;
+    Some(at)
+}
+
 /// Appends `field`, noting it in the tag index (as [`TagIndex::note`], with the
 /// generation in a register) when it is the first of its slot.
 #[inline(always)]
@@ -1462,16 +1662,13 @@ fn push_field(
 }
 
 /// Reads the field at `pos` whose tag starts with `-`: returns its tag (the
-/// magnitude), where its value starts and where it ends.
+/// magnitude) and where its value starts.
 #[cold]
 #[inline(never)]
-fn negative_field(buf: &[u8], pos: usize, end: usize) -> Result<(u32, usize, usize), ParseError> {
-    let invalid = ParseError::InvalidTag { offset: pos };
+fn negative_field(buf: &[u8], pos: usize) -> Result<(u32, usize), ParseError> {
     let rest = buf.get(pos + 1..).unwrap_or_default();
-    let (tag, digits) = parse_tag_slow(rest).ok_or(invalid.clone())?;
-    let value_start = pos + 1 + digits + 1;
-    let value_end = find_soh(buf, value_start, end).ok_or(invalid)?;
-    Ok((tag, value_start, value_end))
+    let (tag, digits) = parse_tag_slow(rest).ok_or(ParseError::InvalidTag { offset: pos })?;
+    Ok((tag, pos + 1 + digits + 1))
 }
 
 /// Remembers `tag` as the out-of-order field unless one came before.
@@ -3575,26 +3772,46 @@ mod property_tests {
         }
 
         #[test]
-        fn soh_search_in_a_body_matches_position(
-            body in proptest::collection::vec(prop_oneof![1 => Just(SOH), 6 => any::<u8>()], 0..70),
-            pad in 0usize..8,
-            from in 0usize..80,
+        fn soh_bits_mark_every_soh_of_a_body(
+            body in proptest::collection::vec(prop_oneof![1 => Just(SOH), 6 => any::<u8>()], 0..200),
+            pad in 0usize..70,
+            lead in 0usize..8,
         ) {
             // A checked frame's body ends with SOH and seven trailer bytes follow;
-            // `pad` bytes before it move the body across word alignments.
+            // `pad` bytes before it move the body across block alignments and the
+            // buffer's length across 64, `lead` bytes of the body are taken already.
             let mut buf = vec![b'x'; pad];
             buf.extend_from_slice(&body);
             buf.push(SOH);
             let end = buf.len();
             buf.extend_from_slice(b"10=123\x01");
-            let buf = &buf[pad..];
-            let end = end - pad;
-            let from = from.min(end - 1);
-            let naive = buf[from..end].iter().position(|&b| b == SOH).map(|p| p + from);
-            prop_assert_eq!(find_soh_in_body(buf, from, end), naive);
-            let marks = soh_marks(u64::from_le_bytes(buf[from..from + 8].try_into().expect("8 bytes")));
-            let in_word = buf[from..from + 8].iter().position(|&b| b == SOH);
+            let start = (pad + lead).min(end - 1);
+            let naive: Vec<usize> =
+                (start..end).filter(|&i| buf[i] == SOH).collect();
+            let mut block = start;
+            let mut sohs = soh_bits(&buf, block, end);
+            let mut found = Vec::new();
+            while let Some(at) = next_soh(&buf, &mut block, &mut sohs, end) {
+                found.push(at);
+            }
+            prop_assert_eq!(found, naive);
+            let marks = soh_marks(u64::from_le_bytes(buf[start..start + 8].try_into().expect("8 bytes")));
+            let in_word = buf[start..start + 8].iter().position(|&b| b == SOH);
             prop_assert_eq!((marks != 0).then(|| (marks.trailing_zeros() / 8) as usize), in_word);
+        }
+
+        #[test]
+        fn soh_masks_agree_with_the_bytes(
+            block in proptest::collection::vec(prop_oneof![1 => Just(SOH), 1 => Just(0u8), 6 => any::<u8>()], 64),
+        ) {
+            let block: [u8; 64] = block.try_into().expect("64 bytes");
+            let naive = block
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == SOH)
+                .fold(0u64, |bits, (i, _)| bits | 1 << i);
+            prop_assert_eq!(soh_mask64(&block), naive);
+            prop_assert_eq!(soh_mask64_in_words(&block), naive);
         }
 
         #[test]
@@ -3711,13 +3928,25 @@ mod property_tests {
                 ),
                 1..12,
             ),
+            dictionaries in proptest::collection::vec(0usize..3, 12),
         ) {
             // The tag cache a storage keeps from one message to the next (tags with
             // leading zeros, shared first bytes, one digit and a changing first value
-            // byte, invalid and long tags) gives the fields a fresh storage gives.
+            // byte, invalid and long tags) gives the fields a fresh storage gives, also
+            // when the next message is parsed with other dictionaries (the flags it
+            // remembers differ: Account (1) is a header field in one of them).
+            let groups = Dictionary::from_xml(GROUP_DICTIONARY, "groups.xml").expect("dictionary");
+            let account_in_header = Dictionary::from_xml(
+                &GROUP_DICTIONARY
+                    .replace("<field name='MsgType' required='Y' />", "<field name='MsgType' required='Y' /><field name='Account' required='N' />")
+                    .replace("<field number='8' ", "<field number='1' name='Account' type='STRING' /><field number='8' "),
+                "header.xml",
+            )
+            .expect("dictionary");
+            prop_assert!(account_in_header.is_header_field(1));
             let mut storage = Some(MessageStorage::default());
-            for fields in &messages {
-                let mut body = b"35=D\x01".to_vec();
+            for (fields, &which) in messages.iter().zip(&dictionaries) {
+                let mut body = b"35=D\x011=A\x01".to_vec();
                 for (tag, value) in fields {
                     if tag.parse::<u32>().is_ok_and(|t| builtin_length_for_data(t).is_some()) {
                         continue;
@@ -3728,7 +3957,11 @@ mod property_tests {
                     body.push(SOH);
                 }
                 let bytes = crate::frame::encode("FIX.4.4", &body);
-                let options = ParseOptions::default();
+                let options = match which {
+                    0 => ParseOptions::default(),
+                    1 => ParseOptions::with_dictionary(&groups),
+                    _ => ParseOptions::with_dictionary(&account_in_header),
+                };
                 let fresh = Message::parse_with_options(&bytes, &options);
                 let reused = Message::parse_reusing(&bytes, &options, storage.take().unwrap_or_default());
                 match (fresh, reused) {
