@@ -1152,6 +1152,7 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
     skipped = None
     spin_us = poll_us = reads_us = 0
     gaps: list[tuple[float, float, float]] = []
+    steal: list[float] = []
     with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
         samples = Path(tmp) / "samples.txt"
         for turn in range(turns):
@@ -1176,6 +1177,8 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
                         float(str(row["host_gap_longest_us"])),
                     )
                 )
+            if row.get("steal_pct") is not None:
+                steal.append(float(str(row["steal_pct"])))
             # Each variant's samples, in the file the bench names with its suffix.
             for suffix, pooled in (
                 ("", ours),
@@ -1223,6 +1226,13 @@ def bench_order_roundtrip_rust(repeats: int) -> list[str]:
             f"{statistics.median(g[1] for g in gaps):,.0f} for 50 us or more, longest "
             f"{max(g[2] for g in gaps):,.0f} us (medians over {len(gaps)} turns; a round trip "
             "that such a gap falls into takes that much longer)"
+        )
+    if steal:
+        lines.append(
+            "order-roundtrip-rust, the host: the hypervisor kept "
+            f"{statistics.median(steal):.2f}% of the CPU time from this machine during the "
+            f"bench (steal in /proc/stat; median of {len(steal)} turns, "
+            f"{min(steal):.2f}-{max(steal):.2f}%)"
         )
     if skipped is not None:
         return [*lines, f"order-roundtrip-rust: QuickFIX C++ skipped: {skipped}"]

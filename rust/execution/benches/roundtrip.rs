@@ -202,6 +202,42 @@ fn host_gaps(span: Duration) -> (f64, f64, f64) {
     )
 }
 
+/// The `cpu` line of /proc/stat: (steal, all eight counters), in clock ticks; None
+/// where there is none (not Linux).
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    // user nice system idle iowait irq softirq steal (guest time is in user and nice).
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Some((*ticks.get(7)?, ticks.iter().sum()))
+}
+
+/// The share of the CPU time the hypervisor kept from this machine (steal) between two
+/// [`cpu_ticks`] readings, in percent.
+fn steal_percent(from: Option<(u64, u64)>, to: Option<(u64, u64)>) -> Option<f64> {
+    let ((steal0, all0), (steal1, all1)) = (from?, to?);
+    let all = all1.checked_sub(all0).filter(|&t| t > 0)?;
+    Some(100.0 * steal1.saturating_sub(steal0) as f64 / all as f64)
+}
+
+/// A percentage as JSON: `null` when unknown.
+fn json_percent(percent: Option<f64>) -> String {
+    percent.map_or_else(|| "null".to_owned(), |p| format!("{p:.3}"))
+}
+
+/// Prints the steal of a run, when the machine reports it.
+fn print_steal(what: &str, percent: Option<f64>) {
+    if let Some(p) = percent {
+        println!(
+            "host: during {what} the hypervisor kept {p:.2}% of the CPU time (steal, /proc/stat)"
+        );
+    }
+}
+
 fn main() {
     let n = std::env::var("NEXUS_BENCH_ORDERS")
         .ok()
@@ -214,16 +250,29 @@ fn main() {
     match std::env::var("NEXUS_BENCH_VARIANT").as_deref() {
         Err(_) | Ok("") => {}
         Ok("caller-reads") => {
-            let (mut reading, _) = engine_roundtrips(n, spin, BUSY_POLL, CALLER_READS, None);
-            percentiles("caller reads", &mut reading);
+            let before = cpu_ticks();
+            let (reading, mut in_submit) =
+                engine_roundtrips(n, spin, BUSY_POLL, CALLER_READS, None);
+            let mut after_submit: Vec<u64> = reading
+                .iter()
+                .zip(&in_submit)
+                .map(|(t, s)| t.saturating_sub(*s))
+                .collect();
+            percentiles("caller reads", &mut reading.clone());
+            percentiles("  of which in submit()", &mut in_submit);
+            percentiles("  submit() -> New applied", &mut after_submit);
+            print_steal("the run", steal_percent(before, cpu_ticks()));
             return;
         }
         Ok(other) => panic!("NEXUS_BENCH_VARIANT: unknown variant {other:?} (caller-reads)"),
     }
+    let run_start = cpu_ticks();
     let (mut ours, mut in_submit) = engine_roundtrips(n, spin, zero, zero, None);
     let (mut sleeping, _) = engine_roundtrips(n, zero, zero, zero, None);
     let (mut polling, _) = engine_roundtrips(n, spin, BUSY_POLL, zero, None);
+    let reading_start = cpu_ticks();
     let (mut reading, _) = engine_roundtrips(n, spin, BUSY_POLL, CALLER_READS, None);
+    let reading_steal = steal_percent(reading_start, cpu_ticks());
     let disk = std::env::temp_dir().join(format!("nexus-roundtrip-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&disk);
     let (mut journaled, _) = engine_roundtrips(n, spin, zero, zero, Some(&disk));
@@ -231,6 +280,7 @@ fn main() {
     let mut floor = echo_roundtrips(n, false);
     let mut polling_floor = echo_roundtrips(n, true);
     let (over_20, over_50, longest) = host_gaps(Duration::from_secs(1));
+    let run_steal = steal_percent(run_start, cpu_ticks());
     let mut after_submit: Vec<u64> = ours
         .iter()
         .zip(&in_submit)
@@ -278,6 +328,8 @@ fn main() {
         "host: a thread only reading the clock for 1 s was held up {over_20:.0} times a second \
          for 20 us or more, {over_50:.0} for 50 us or more, longest {longest:.0} us"
     );
+    print_steal("the caller-reads variant", reading_steal);
+    print_steal("the whole run", run_steal);
     // Machine-readable, for `nexus bench order-roundtrip-rust`: the raw samples (ns, one
     // a line) to NEXUS_BENCH_SAMPLES when set, and the percentiles as one JSON line.
     if let Some(path) = std::env::var_os("NEXUS_BENCH_SAMPLES") {
@@ -297,8 +349,9 @@ fn main() {
         }
     }
     println!(
-        "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}, \"wait_spin_us\": {}, \"sleeping_p50_us\": {:.2}, \"sleeping_p99_us\": {:.2}, \"sleeping_p999_us\": {:.2}, \"busy_poll_us\": {}, \"polling_p50_us\": {:.2}, \"polling_p99_us\": {:.2}, \"polling_p999_us\": {:.2}, \"journaled_p50_us\": {:.2}, \"journaled_p99_us\": {:.2}, \"journaled_p999_us\": {:.2}, \"journaled_max_us\": {:.2}, \"caller_reads_us\": {}, \"reading_p50_us\": {:.2}, \"reading_p99_us\": {:.2}, \"reading_p999_us\": {:.2}, \"host_gaps_20us_per_s\": {over_20:.0}, \"host_gaps_50us_per_s\": {over_50:.0}, \"host_gap_longest_us\": {longest:.0}}}",
-        a[0], a[1], a[2], a[3], spin.as_micros(), c[0], c[1], c[2], BUSY_POLL.as_micros(), d[0], d[1], d[2], e[0], e[1], e[2], e[3], CALLER_READS.as_micros(), g[0], g[1], g[2]
+        "{{\"mode\": \"roundtrip\", \"orders\": {n}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"p999_us\": {:.2}, \"max_us\": {:.2}, \"wait_spin_us\": {}, \"sleeping_p50_us\": {:.2}, \"sleeping_p99_us\": {:.2}, \"sleeping_p999_us\": {:.2}, \"busy_poll_us\": {}, \"polling_p50_us\": {:.2}, \"polling_p99_us\": {:.2}, \"polling_p999_us\": {:.2}, \"journaled_p50_us\": {:.2}, \"journaled_p99_us\": {:.2}, \"journaled_p999_us\": {:.2}, \"journaled_max_us\": {:.2}, \"caller_reads_us\": {}, \"reading_p50_us\": {:.2}, \"reading_p99_us\": {:.2}, \"reading_p999_us\": {:.2}, \"host_gaps_20us_per_s\": {over_20:.0}, \"host_gaps_50us_per_s\": {over_50:.0}, \"host_gap_longest_us\": {longest:.0}, \"reading_steal_pct\": {}, \"steal_pct\": {}}}",
+        a[0], a[1], a[2], a[3], spin.as_micros(), c[0], c[1], c[2], BUSY_POLL.as_micros(), d[0], d[1], d[2], e[0], e[1], e[2], e[3], CALLER_READS.as_micros(), g[0], g[1], g[2],
+        json_percent(reading_steal), json_percent(run_steal)
     );
     println!(
         "{:<28} p50 {:>8.2}x    p99 {:>8.2}x    p99.9 {:>8.2}x    max {:>9.2}x",

@@ -43,7 +43,7 @@ mod transport;
 pub use channel::{AppEvent, ChannelApplication};
 pub use schedule::Schedule;
 pub use state::{
-    Application, Fields, FieldsIter, NullApplication, Outbox, OutgoingMessage, Session,
+    Application, Fields, FieldsIter, LogonFlag, NullApplication, Outbox, OutgoingMessage, Session,
     SessionConfig, SessionEvent, SessionId,
 };
 pub use store::{FileStore, MemoryStore, MessageStore, StoreError};

@@ -12,6 +12,7 @@
 //! Times are nanoseconds since the Unix epoch (UTC), passed in by the caller.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::dictionary::Dictionary;
@@ -414,6 +415,21 @@ fn is_admin_type(msg_type: &[u8]) -> bool {
     matches!(msg_type, b"0" | b"1" | b"2" | b"3" | b"4" | b"5" | b"A")
 }
 
+/// Whether a session is logged on, readable without the session: a copy of
+/// [`Session::is_logged_on`] that the session updates as its logon state changes, for
+/// threads that would otherwise wait for a session lock held while a message is
+/// handled (e.g. to pick a venue before sending an order).
+#[derive(Debug, Clone, Default)]
+pub struct LogonFlag(Arc<AtomicBool>);
+
+impl LogonFlag {
+    /// Whether the session was logged on at its last change.
+    #[must_use]
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// The session state machine (see the module documentation).
 pub struct Session {
     config: SessionConfig,
@@ -422,6 +438,8 @@ pub struct Session {
     store: Box<dyn MessageStore>,
     received_logon: bool,
     sent_logon: bool,
+    /// `received_logon && sent_logon`, for other threads.
+    logon_flag: LogonFlag,
     sent_logout: bool,
     received_reset: bool,
     sent_reset: bool,
@@ -467,6 +485,7 @@ impl Session {
             store,
             received_logon: false,
             sent_logon: false,
+            logon_flag: LogonFlag::default(),
             sent_logout: false,
             received_reset: false,
             sent_reset: false,
@@ -523,6 +542,19 @@ impl Session {
     #[must_use]
     pub fn is_logged_on(&self) -> bool {
         self.received_logon && self.sent_logon
+    }
+
+    /// Returns a flag that follows [`Session::is_logged_on`], read without the session.
+    #[must_use]
+    pub fn logon_flag(&self) -> LogonFlag {
+        self.logon_flag.clone()
+    }
+
+    /// Copies the logon state to the [`LogonFlag`].
+    fn publish_logon(&self) {
+        self.logon_flag
+            .0
+            .store(self.is_logged_on(), Ordering::Release);
     }
 
     /// Whether we sent a Logout and wait for the answer.
@@ -603,6 +635,7 @@ impl Session {
     fn clear_connection_state(&mut self) {
         self.received_logon = false;
         self.sent_logon = false;
+        self.publish_logon();
         self.sent_logout = false;
         self.received_reset = false;
         self.sent_reset = false;
@@ -655,6 +688,7 @@ impl Session {
         }
         let logon = self.logon_message(i64::from(self.config.heart_bt_int), reset);
         self.sent_logon = true;
+        self.publish_logon();
         self.logon_sent_at = now;
         self.last_received = now;
         self.test_requests = 0;
@@ -1051,6 +1085,7 @@ impl Session {
             return;
         }
         self.received_logon = true;
+        self.publish_logon();
         if !self.config.initiate || (self.received_reset && !self.sent_reset) {
             if let Ok(hb) = msg.get_u64(tags::HEART_BT_INT) {
                 self.heart_bt_int = i64::try_from(hb).unwrap_or(0);
@@ -1059,6 +1094,7 @@ impl Session {
             self.last_received = now;
             self.test_requests = 0;
             self.sent_logon = true;
+            self.publish_logon();
             self.send_raw(logon, now, None, out);
         }
         self.sent_reset = false;

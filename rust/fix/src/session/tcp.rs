@@ -54,7 +54,7 @@ use thiserror::Error;
 use crate::message::{peek_msg_type, Message, Splitter};
 use crate::session::schedule::Schedule;
 use crate::session::state::{
-    Application, Outbox, OutgoingMessage, Session, SessionEvent, SessionId,
+    Application, LogonFlag, Outbox, OutgoingMessage, Session, SessionEvent, SessionId,
 };
 use crate::session::tls::{ClientTls, ServerTls};
 use crate::session::transport::{is_transient, TlsRole, Transport};
@@ -153,6 +153,8 @@ impl SessionSender {
 struct Slot {
     id: SessionId,
     session: Mutex<Session>,
+    /// The session's logon state, read without its lock.
+    logged_on: LogonFlag,
     connected: AtomicBool,
     outgoing: Mutex<Outgoing>,
     sender: SessionSender,
@@ -201,6 +203,7 @@ impl Slot {
         let (tx, receiver) = sync_channel(OUTGOING_CAPACITY);
         Self {
             id: session.id().clone(),
+            logged_on: session.logon_flag(),
             session: Mutex::new(session),
             connected: AtomicBool::new(false),
             outgoing: Mutex::new(Outgoing {
@@ -862,7 +865,7 @@ impl Acceptor {
     /// Whether session `id` is logged on.
     #[must_use]
     pub fn is_logged_on(&self, id: &SessionId) -> bool {
-        self.slot(id).is_some_and(|s| s.session().is_logged_on())
+        self.slot(id).is_some_and(|s| s.logged_on.get())
     }
 
     /// The (next sender, next target) sequence numbers of session `id`.
@@ -1084,7 +1087,7 @@ impl Initiator {
     /// Whether the session is logged on.
     #[must_use]
     pub fn is_logged_on(&self) -> bool {
-        self.slot.session().is_logged_on()
+        self.slot.logged_on.get()
     }
 
     /// The (next sender, next target) sequence numbers.

@@ -404,3 +404,48 @@ fn disconnect_notifies_and_clears_connection_state() {
     assert_eq!((s.next_sender_seq(), s.next_target_seq()), (2, 2));
     assert!(!s.send(OutgoingMessage::new("D"), T0, &mut out));
 }
+
+#[test]
+fn logon_flag_follows_the_session() {
+    // Acceptor: the flag turns on with the Logon exchange and off at the disconnect.
+    let mut s = acceptor();
+    let flag = s.logon_flag();
+    let app = Recorder::default();
+    s.on_connect(T0);
+    assert!(!flag.get());
+    feed(&mut s, &app, "35=A|34=1|98=0|108=30|", T0);
+    assert!(s.is_logged_on() && flag.get());
+    let mut out = Outbox::new();
+    s.on_disconnect(&app, &mut out);
+    assert!(!s.is_logged_on() && !flag.get());
+    // Initiator: not while only our Logon went out; on with the answer; off when a
+    // Logout handshake ends the connection.
+    let mut config = SessionConfig::new(SessionId::new("FIX.4.4", "TW", "ISLD"));
+    config.initiate = true;
+    let mut s = Session::new(config, dictionary(), Box::new(MemoryStore::new()));
+    let flag = s.logon_flag();
+    let mut out = Outbox::new();
+    s.on_connect(T0);
+    s.start_logon(T0, &mut out);
+    assert!(!flag.get());
+    let answer = frame::encode(
+        "FIX.4.4",
+        &"35=A|34=1|49=ISLD|52=20250101-00:00:00|56=TW|98=0|108=30|"
+            .replace('|', "\u{1}")
+            .into_bytes(),
+    );
+    let mut out = Outbox::new();
+    s.on_frame(&answer, T0, &app, &mut out);
+    assert!(s.is_logged_on() && flag.get(), "{:?}", out.events);
+    let logout = frame::encode(
+        "FIX.4.4",
+        &"35=5|34=2|49=ISLD|52=20250101-00:00:00|56=TW|"
+            .replace('|', "\u{1}")
+            .into_bytes(),
+    );
+    let mut out = Outbox::new();
+    s.on_frame(&logout, T0, &app, &mut out);
+    assert!(out.disconnect);
+    s.on_disconnect(&app, &mut out);
+    assert!(!s.is_logged_on() && !flag.get());
+}
