@@ -184,7 +184,8 @@ class ExecutionEngine:
 
 @final
 class OrderGateway:
-    """Native gRPC order entry: SubmitOrder in Rust, every other call to the service."""
+    """Native gRPC order entry: SubmitOrder, CancelOrder and ReplaceOrder in Rust, every other
+    call to the service."""
 
     def __new__(
         cls,

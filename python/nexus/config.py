@@ -331,8 +331,8 @@ class ExecutionConfig(_Section):
         ge=0,
         le=65535,
         description="native order entry: a second gRPC port on server.host serving the whole "
-        "ExecutionService, SubmitOrder answered in Rust and every other call passed to this "
-        "service; 0 picks a free port, null off",
+        "ExecutionService, SubmitOrder, CancelOrder and ReplaceOrder answered in Rust and every "
+        "other call passed to this service; 0 picks a free port, null off",
     )
     latency_cost_bps_per_ms: float = Field(
         default=0.1,

@@ -5,6 +5,7 @@ reaches the real service through it."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -222,6 +223,102 @@ def test_a_retry_is_the_same_order_through_either_port(
     assert _stats(paper)["forwarded"]["known_client_order_id"] == known + 1
     via_service = direct.SubmitOrder(_request("gw-retry"), timeout=10).order
     assert again.order_id == via_service.order_id == first.order_id
+
+
+def _settled(stub: ExecutionServiceStub, order_id: str, quantity: int, status: int) -> ex.Order:
+    """The order once the venue has answered its last change (polled through GetOrders)."""
+    for _ in range(500):
+        found = {o.order_id: o for o in stub.GetOrders(ex.GetOrdersRequest(), timeout=10).orders}
+        order = found.get(order_id)
+        if order is not None and order.quantity.mantissa == quantity and order.status == status:
+            return order
+        time.sleep(0.01)
+    raise AssertionError(f"order {order_id} never settled: {found.get(order_id)}")
+
+
+def test_replace_and_cancel_are_answered_as_the_service_answers(
+    paper: ThreadedServer, stubs: tuple[ExecutionServiceStub, ExecutionServiceStub]
+) -> None:
+    direct, native = stubs
+    ours = native.SubmitOrder(_request("gw-change"), timeout=10).order
+    theirs = direct.SubmitOrder(_request("py-change"), timeout=10).order
+    before = _stats(paper)["native"]
+    replaced = {}
+    for name, stub, order in (("gw", native, ours), ("py", direct, theirs)):
+        replaced[name] = stub.ReplaceOrder(
+            ex.ReplaceOrderRequest(
+                order_id=order.order_id,
+                new_client_order_id=f"{name}-change-r",
+                quantity=types_pb2.Decimal(mantissa=2, scale=-3),  # 2,000
+            ),
+            timeout=10,
+        ).order
+    assert _stats(paper)["native"] == before + 1, "the gateway did not answer the replace"
+    assert replaced["gw"].order_id == ours.order_id
+    assert _comparable(replaced["gw"]) == _comparable(replaced["py"])
+    for order in (ours, theirs):
+        _settled(direct, order.order_id, 2000, ex.ORDER_STATUS_NEW)
+    canceled = {
+        name: stub.CancelOrder(ex.CancelOrderRequest(order_id=order.order_id), timeout=10).order
+        for name, stub, order in (("gw", native, ours), ("py", direct, theirs))
+    }
+    assert _stats(paper)["native"] == before + 2, "the gateway did not answer the cancel"
+    assert _comparable(canceled["gw"]) == _comparable(canceled["py"])
+    for order in (ours, theirs):
+        _settled(direct, order.order_id, 2000, ex.ORDER_STATUS_CANCELED)
+
+
+# Changes the gateway leaves to the service, with the reason it counts.
+LEFT_CHANGES: dict[str, tuple[str, str, Any]] = {
+    "cancel of an unknown order": ("unknown_order", "CancelOrder", {"order_id": "987654321"}),
+    "cancel with a bad order id": ("invalid", "CancelOrder", {"order_id": "12a"}),
+    "cancel without an order": ("by_client_order_id", "CancelOrder", {}),
+    "replace without a new client order id": (
+        "invalid",
+        "ReplaceOrder",
+        {"order_id": "1", "new_client_order_id": ""},
+    ),
+    "replace of an unknown order": (
+        "unknown_order",
+        "ReplaceOrder",
+        {"order_id": "987654321", "new_client_order_id": "x-1"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(LEFT_CHANGES))
+def test_changes_it_does_not_take_get_the_services_answer(
+    paper: ThreadedServer,
+    stubs: tuple[ExecutionServiceStub, ExecutionServiceStub],
+    case: str,
+) -> None:
+    direct, native = stubs
+    reason, method, fields = LEFT_CHANGES[case]
+    request = (ex.CancelOrderRequest if method == "CancelOrder" else ex.ReplaceOrderRequest)(
+        **fields
+    )
+    before = _stats(paper)["forwarded"][reason]
+    with pytest.raises(grpc.RpcError) as theirs:
+        getattr(direct, method)(request, timeout=10)
+    with pytest.raises(grpc.RpcError) as ours:
+        getattr(native, method)(request, timeout=10)
+    assert _stats(paper)["forwarded"][reason] == before + 1
+    assert ours.value.code() == theirs.value.code() != grpc.StatusCode.OK
+    assert ours.value.details() == theirs.value.details()
+    assert _rich_details(ours.value) == _rich_details(theirs.value)
+
+
+def test_a_cancel_by_client_order_id_goes_through_the_service(
+    paper: ThreadedServer, stubs: tuple[ExecutionServiceStub, ExecutionServiceStub]
+) -> None:
+    _, native = stubs
+    order = native.SubmitOrder(_request("gw-cancel-by-clid"), timeout=10).order
+    before = _stats(paper)["forwarded"]["by_client_order_id"]
+    pending = native.CancelOrder(
+        ex.CancelOrderRequest(client_order_id="gw-cancel-by-clid"), timeout=10
+    ).order
+    assert pending.order_id == order.order_id
+    assert _stats(paper)["forwarded"]["by_client_order_id"] == before + 1
 
 
 def test_other_calls_and_streams_pass_through(

@@ -21,9 +21,9 @@ fn to_py(err: GatewayError) -> PyErr {
 }
 
 /// The native order entry of the execution service: a gRPC server on
-/// `host:port` (0 picks a free port) that answers `SubmitOrder` in Rust with
-/// `engine` and passes every other call, and every SubmitOrder it does not
-/// take, to the execution service at `upstream=(host, port)`. `instruments`
+/// `host:port` (0 picks a free port) that answers `SubmitOrder`, `CancelOrder` and
+/// `ReplaceOrder` in Rust with `engine` and passes every other call, and every one of
+/// those it does not take, to the execution service at `upstream=(host, port)`. `instruments`
 /// is a list of `(symbol, venue, price_scale, size_scale)`, `venues` the
 /// configured venue names. A SubmitOrder with `await_venue_ack` waits at most
 /// `ack_wait_s` (or the call's deadline), the first `ack_spin_us` on the
@@ -106,7 +106,7 @@ impl PyOrderGateway {
         self.addr.ip().to_string()
     }
 
-    /// Its counters: `native` (SubmitOrder answered in Rust), `forwarded`
+    /// Its counters: `native` (order calls answered in Rust), `forwarded`
     /// (calls passed to the service, by reason), `forward_failures` (passed
     /// calls the service did not answer), `refused` (too large or unreadable
     /// requests) and `connections`.

@@ -1,5 +1,6 @@
-//! The gateway's HTTP/2 server: SubmitOrder to the native path, every other
-//! call passed through to the execution service behind it.
+//! The gateway's HTTP/2 server: SubmitOrder, CancelOrder and ReplaceOrder to the
+//! native path, every other call passed through to the execution service behind
+//! it.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,6 +22,7 @@ use nexus_execution::ExecutionEngine;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
+use crate::change::{CANCEL_ORDER_PATH, REPLACE_ORDER_PATH};
 use crate::grpc::{self, Code};
 use crate::submit::{Forward, SUBMIT_ORDER_PATH};
 
@@ -109,7 +111,7 @@ pub enum GatewayError {
 /// What the gateway has done since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GatewayStats {
-    /// SubmitOrder calls answered natively.
+    /// SubmitOrder, CancelOrder and ReplaceOrder calls answered natively.
     pub native: u64,
     /// Calls passed to the service behind, by reason (see [`Forward::label`]).
     pub forwarded: Vec<(&'static str, u64)>,
@@ -304,6 +306,14 @@ async fn accept_loop(
     }
 }
 
+/// The calls the native path may answer.
+#[derive(Debug, Clone, Copy)]
+enum Native {
+    Submit,
+    Cancel,
+    Replace,
+}
+
 /// What every connection's calls share.
 pub(crate) struct Shared {
     pub(crate) engine: Arc<ExecutionEngine>,
@@ -344,8 +354,14 @@ impl Shared {
     }
 
     async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
-        if request.uri().path() == SUBMIT_ORDER_PATH {
-            return self.submit_order(request).await;
+        let method = match request.uri().path() {
+            SUBMIT_ORDER_PATH => Some(Native::Submit),
+            CANCEL_ORDER_PATH => Some(Native::Cancel),
+            REPLACE_ORDER_PATH => Some(Native::Replace),
+            _ => None,
+        };
+        if let Some(method) = method {
+            return self.native_call(method, request).await;
         }
         self.count_forward(Forward::OtherMethod);
         self.forward(request.map(|body| body.map_err(BoxError::from).boxed_unsync()))
@@ -356,7 +372,13 @@ impl Shared {
         self.counters.forwarded[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    async fn submit_order(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+    /// A call the native path may answer: read whole, then answered here or passed
+    /// to the service with the reason counted.
+    async fn native_call(
+        self: Arc<Self>,
+        method: Native,
+        request: Request<Incoming>,
+    ) -> Response<Body> {
         let (parts, body) = request.into_parts();
         // The prefix plus the largest message: a unary request holds one.
         let body = match Limited::new(body, self.max_message_bytes + 5)
@@ -379,10 +401,17 @@ impl Shared {
                 };
             }
         };
-        let budget = grpc::timeout(&parts.headers).map_or(self.ack_wait, |t| t.min(self.ack_wait));
-        let native = match self.plan(&body) {
-            Ok(plan) => crate::submit::execute(&self, plan, budget).await,
-            Err(reason) => Err(reason),
+        let native = match method {
+            Native::Submit => {
+                let budget =
+                    grpc::timeout(&parts.headers).map_or(self.ack_wait, |t| t.min(self.ack_wait));
+                match self.plan(&body) {
+                    Ok(plan) => crate::submit::execute(&self, plan, budget).await,
+                    Err(reason) => Err(reason),
+                }
+            }
+            Native::Cancel => self.cancel_order(&body),
+            Native::Replace => self.replace_order(&body),
         };
         match native {
             Ok(response) => {

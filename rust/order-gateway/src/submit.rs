@@ -31,7 +31,7 @@ const WAIT_STEP: Duration = Duration::from_millis(50);
 /// Why a call went to the service behind instead of the native path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forward {
-    /// Not SubmitOrder.
+    /// A method the gateway does not answer itself.
     OtherMethod = 0,
     /// Not one uncompressed message.
     Framing,
@@ -50,13 +50,18 @@ pub enum Forward {
     /// A ClOrdID the order manager already knows (a retry: the service
     /// answers it).
     Known,
-    /// The engine refused to submit (not logged on, stopped, ...).
+    /// The engine refused to submit or change the order (not logged on,
+    /// stopped, a change already pending, ...).
     EngineRefused,
+    /// A cancel or replace of an order the engine does not know.
+    UnknownOrder,
+    /// A cancel naming the order by its ClOrdID only (the service looks it up).
+    ByClientOrderId,
 }
 
 impl Forward {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::OtherMethod,
         Self::Framing,
         Self::Undecodable,
@@ -67,6 +72,8 @@ impl Forward {
         Self::Precision,
         Self::Known,
         Self::EngineRefused,
+        Self::UnknownOrder,
+        Self::ByClientOrderId,
     ];
 
     /// The reason's name on the metrics.
@@ -83,6 +90,8 @@ impl Forward {
             Self::Precision => "precision",
             Self::Known => "known_client_order_id",
             Self::EngineRefused => "engine_refused",
+            Self::UnknownOrder => "unknown_order",
+            Self::ByClientOrderId => "by_client_order_id",
         }
     }
 }
@@ -96,12 +105,12 @@ pub(crate) struct Plan {
 }
 
 /// 1-64 printable ASCII characters without spaces.
-fn identifier(value: &str) -> bool {
+pub(crate) fn identifier(value: &str) -> bool {
     (1..=MAX_ID).contains(&value.len()) && value.bytes().all(|b| (b'!'..=b'~').contains(&b))
 }
 
 /// A present, positive Decimal with a valid scale.
-fn positive(value: Option<&common::Decimal>) -> Option<common::Decimal> {
+pub(crate) fn positive(value: Option<&common::Decimal>) -> Option<common::Decimal> {
     value
         .filter(|d| (-MAX_SCALE..=MAX_SCALE).contains(&d.scale) && d.mantissa > 0)
         .copied()
@@ -109,7 +118,7 @@ fn positive(value: Option<&common::Decimal>) -> Option<common::Decimal> {
 
 /// The value as a mantissa at `scale`; None when it has more decimal places or
 /// does not fit.
-fn mantissa(value: common::Decimal, scale: u8) -> Option<i64> {
+pub(crate) fn mantissa(value: common::Decimal, scale: u8) -> Option<i64> {
     let shift = i32::from(scale) - value.scale; // -18..=36
     let m = i128::from(value.mantissa);
     let scaled = if shift >= 0 {
@@ -282,7 +291,11 @@ fn decimal(mantissa: i64, scale: u8) -> common::Decimal {
 }
 
 /// The order as the service's `_order` builds it.
-fn order_message(order: &Order, venue: &str, instrument: &GatewayInstrument) -> ex::Order {
+pub(crate) fn order_message(
+    order: &Order,
+    venue: &str,
+    instrument: &GatewayInstrument,
+) -> ex::Order {
     let status = match order.status {
         OrderStatus::PendingNew => ex::OrderStatus::PendingNew,
         OrderStatus::New => ex::OrderStatus::New,

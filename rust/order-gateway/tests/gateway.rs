@@ -20,6 +20,8 @@ use nexus_order_gateway::{GatewayConfig, GatewayInstrument, OrderGateway};
 use prost::Message;
 
 const SUBMIT: &str = "/nexus.execution.v1.ExecutionService/SubmitOrder";
+const CANCEL: &str = "/nexus.execution.v1.ExecutionService/CancelOrder";
+const REPLACE: &str = "/nexus.execution.v1.ExecutionService/ReplaceOrder";
 
 fn dead_port() -> SocketAddr {
     let probe = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -244,4 +246,145 @@ fn oversized_requests_and_garbage_connections_leave_the_gateway_serving() {
         TcpStream::connect(addr).is_err(),
         "still listening after stop"
     );
+}
+
+fn forwarded(gateway: &OrderGateway, label: &str) -> u64 {
+    gateway
+        .stats()
+        .forwarded
+        .iter()
+        .find(|(l, _)| *l == label)
+        .map_or(0, |(_, n)| *n)
+}
+
+/// Waits until the engine's copy of order `client_id` has `status`.
+fn wait_for(engine: &ExecutionEngine, client_id: &str, status: nexus_execution::OrderStatus) {
+    for _ in 0..500 {
+        if engine
+            .order_by_client_id(client_id)
+            .is_some_and(|(o, _)| o.status == status)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{client_id} never reached {status:?}");
+}
+
+#[test]
+fn replace_and_cancel_are_answered_natively_and_reach_the_venue() {
+    let (engine, gateway) = start();
+    let addr = gateway.local_addr();
+    let (status, message, body) = call(addr, SUBMIT, framed(&order("gw-c1").encode_to_vec()));
+    assert_eq!(status, "0", "{message}");
+    let placed = ex::SubmitOrderResponse::decode(body)
+        .unwrap()
+        .order
+        .unwrap();
+    // Replace: a new quantity, the limit price left as it is.
+    let replace = ex::ReplaceOrderRequest {
+        order_id: placed.order_id.clone(),
+        new_client_order_id: "gw-c1-r".into(),
+        quantity: Some(common::Decimal {
+            mantissa: 15,
+            scale: -2, // 1,500 units
+        }),
+        ..ex::ReplaceOrderRequest::default()
+    };
+    let (status, message, body) = call(addr, REPLACE, framed(&replace.encode_to_vec()));
+    assert_eq!(status, "0", "{message}");
+    let replaced = ex::ReplaceOrderResponse::decode(body)
+        .unwrap()
+        .order
+        .unwrap();
+    assert_eq!(replaced.order_id, placed.order_id);
+    assert_eq!(replaced.venue, "PAPER");
+    assert_eq!(gateway.stats().native, 2);
+    // The venue takes it: the order is now 1,500 under the new ClOrdID, at the
+    // same price.
+    for _ in 0..500 {
+        let (held, _) = engine
+            .order_with_venue(placed.order_id.parse().unwrap())
+            .unwrap();
+        if held.quantity == 1500 && held.client_order_id() == "gw-c1-r" {
+            assert_eq!(held.limit_price, Some(100_000));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    wait_for(&engine, "gw-c1-r", nexus_execution::OrderStatus::New);
+    // Cancel by order id: answered here, and the venue cancels.
+    let cancel = ex::CancelOrderRequest {
+        order_id: placed.order_id.clone(),
+        ..ex::CancelOrderRequest::default()
+    };
+    let (status, message, body) = call(addr, CANCEL, framed(&cancel.encode_to_vec()));
+    assert_eq!(status, "0", "{message}");
+    let pending = ex::CancelOrderResponse::decode(body)
+        .unwrap()
+        .order
+        .unwrap();
+    assert_eq!(pending.order_id, placed.order_id);
+    assert_eq!(gateway.stats().native, 3);
+    wait_for(&engine, "gw-c1-r", nexus_execution::OrderStatus::Canceled);
+    // What it does not take goes to the service (absent here: UNAVAILABLE), and
+    // the engine's state is as it was.
+    let cases: [(&str, Vec<u8>, &str); 6] = [
+        (
+            CANCEL,
+            ex::CancelOrderRequest {
+                client_order_id: "gw-c1-r".into(),
+                ..ex::CancelOrderRequest::default()
+            }
+            .encode_to_vec(),
+            "by_client_order_id",
+        ),
+        (
+            CANCEL,
+            ex::CancelOrderRequest {
+                order_id: "999999".into(),
+                ..ex::CancelOrderRequest::default()
+            }
+            .encode_to_vec(),
+            "unknown_order",
+        ),
+        (
+            CANCEL,
+            ex::CancelOrderRequest {
+                order_id: "12a".into(),
+                ..ex::CancelOrderRequest::default()
+            }
+            .encode_to_vec(),
+            "invalid",
+        ),
+        // A second cancel of a closed order: the engine refuses.
+        (CANCEL, cancel.encode_to_vec(), "engine_refused"),
+        (
+            REPLACE,
+            ex::ReplaceOrderRequest {
+                order_id: placed.order_id.clone(),
+                new_client_order_id: "gw-c1-r2".into(),
+                limit_price: Some(common::Decimal {
+                    mantissa: 1_000_001,
+                    scale: 6, // more places than the instrument's 5
+                }),
+                ..ex::ReplaceOrderRequest::default()
+            }
+            .encode_to_vec(),
+            "precision",
+        ),
+        (REPLACE, b"\xff\xff\xff".to_vec(), "undecodable"),
+    ];
+    for (path, body, reason) in cases {
+        let before = forwarded(&gateway, reason);
+        let (status, message, _) = call(addr, path, framed(&body));
+        assert_eq!(
+            status, "14",
+            "{reason}: UNAVAILABLE expected, got {message}"
+        );
+        assert_eq!(forwarded(&gateway, reason), before + 1, "{reason}");
+    }
+    assert_eq!(gateway.stats().native, 3);
+    let (held, _) = engine.order_by_client_id("gw-c1-r").unwrap();
+    assert_eq!(held.status, nexus_execution::OrderStatus::Canceled);
 }

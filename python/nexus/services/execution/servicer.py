@@ -767,7 +767,8 @@ class ExecutionServicer:
             families += [
                 MetricFamily(
                     "nexus_order_gateway_native_total",
-                    "SubmitOrder calls the native order gateway answered itself",
+                    "SubmitOrder, CancelOrder and ReplaceOrder calls the native order gateway "
+                    "answered itself",
                     "counter",
                     [({}, float(stats["native"]))],
                 ),
