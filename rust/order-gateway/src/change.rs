@@ -5,7 +5,8 @@
 //! order, a value the service's validation refuses, a refusal by the engine) goes
 //! to the Python service, whose answer is the authoritative one. The engine
 //! refuses before it records or sends anything, so the service meets the order
-//! as it was.
+//! as it was (all but a session stopping between the two: the change is then
+//! recorded, and the service answers that one is pending).
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
