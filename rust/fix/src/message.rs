@@ -1402,6 +1402,21 @@ fn tokenize(
         lookup,
         group_counts: &mut layout.group_counts,
     };
+    // A storage's first message has no tag cache: its flags come straight from
+    // the dictionaries, through the lookup that fits them.
+    macro_rules! without_cache {
+        ($flags_of:expr) => {
+            tokenize_body(
+                buf,
+                body_start,
+                end,
+                options,
+                parts,
+                &mut NoTagCache,
+                $flags_of,
+            )?
+        };
+    }
     let out_of_order = match (
         tags.slots.as_deref_mut(),
         options.session,
@@ -1411,42 +1426,12 @@ fn tokenize(
         (Some(cache), _, _) => tokenize_body(buf, body_start, end, options, parts, cache, |tag| {
             options.tag_flags(tag)
         })?,
-        (None, None, None) => tokenize_body(
-            buf,
-            body_start,
-            end,
-            options,
-            parts,
-            &mut NoTagCache,
-            builtin_flags,
-        )?,
-        (None, Some(s), Some(a)) if std::ptr::eq(s, a) => tokenize_body(
-            buf,
-            body_start,
-            end,
-            options,
-            parts,
-            &mut NoTagCache,
-            |tag| s.parse_flags(tag),
-        )?,
-        (None, Some(s), None) => tokenize_body(
-            buf,
-            body_start,
-            end,
-            options,
-            parts,
-            &mut NoTagCache,
-            |tag| s.parse_flags(tag),
-        )?,
-        (None, _, _) => tokenize_body(
-            buf,
-            body_start,
-            end,
-            options,
-            parts,
-            &mut NoTagCache,
-            |tag| options.tag_flags(tag),
-        )?,
+        (None, None, None) => without_cache!(builtin_flags),
+        (None, Some(s), Some(a)) if std::ptr::eq(s, a) => {
+            without_cache!(|tag| s.parse_flags(tag))
+        }
+        (None, Some(s), None) => without_cache!(|tag| s.parse_flags(tag)),
+        (None, _, _) => without_cache!(|tag| options.tag_flags(tag)),
     };
     st.push(FieldRef {
         tag: tags::CHECKSUM,
