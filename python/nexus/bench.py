@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -945,11 +945,18 @@ def _free_port() -> int:
 
 
 def _acked_roundtrips(
-    stub: ExecutionServiceStub, count: int, first: int = 0, warm_up: int = 100, prefix: str = "ack"
+    stub: ExecutionServiceStub,
+    count: int,
+    *,
+    first: int = 0,
+    warm_up: int = 100,
+    prefix: str = "ack",
+    placed: list[str] | None = None,
 ) -> list[float]:
     """The round trip as one call: SubmitOrder with await_venue_ack answers with the
     order as the venue's ExecutionReport (new) left it; microseconds per order after
-    `warm_up` orders (client order ids numbered from `first`)."""
+    `warm_up` orders (client order ids numbered from `first`). The order ids of the
+    timed orders are appended to `placed`."""
     from nexus.common.v1 import types_pb2  # noqa: PLC0415 - generated code
     from nexus.execution.v1 import execution_pb2 as ex  # noqa: PLC0415
 
@@ -972,30 +979,67 @@ def _acked_roundtrips(
             raise RuntimeError(f"order {i} not acknowledged: {answer.order}")
         if i >= warm_up:
             acked.append(took * 1e6)
+            if placed is not None:
+                placed.append(answer.order.order_id)
     return acked
+
+
+def _cancel_latencies(stub: ExecutionServiceStub, order_ids: list[str]) -> list[float]:
+    """CancelOrder of each resting order by its id: microseconds per call (the cancel
+    sent to the venue, the answer the order with the cancel pending)."""
+    from nexus.execution.v1 import execution_pb2 as ex  # noqa: PLC0415 - generated code
+
+    took = []
+    for order_id in order_ids:
+        start = time.perf_counter()
+        stub.CancelOrder(ex.CancelOrderRequest(order_id=order_id), timeout=10)
+        took.append((time.perf_counter() - start) * 1e6)
+    return took
+
+
+@dataclass
+class _OrderCalls:
+    """Per-call latencies (microseconds) of the order calls and their baselines."""
+
+    acked: list[float] = field(default_factory=list)
+    """SubmitOrder with await_venue_ack through the service's port."""
+    gateway: list[float] = field(default_factory=list)
+    """The same through the native order gateway."""
+    bare: list[float] = field(default_factory=list)
+    """Bare grpcio unary echo calls."""
+    bare_aio: list[float] = field(default_factory=list)
+    """Bare grpc.aio unary echo calls, server in a process of its own."""
+    cancel: list[float] = field(default_factory=list)
+    """CancelOrder of the service's orders through the service's port."""
+    gateway_cancel: list[float] = field(default_factory=list)
+    """CancelOrder of the gateway's orders through the gateway."""
 
 
 def _acked_beside_baselines(
     stub: ExecutionServiceStub, native: ExecutionServiceStub, count: int, turns: int
-) -> tuple[list[float], list[float], list[float], list[float]]:
+) -> _OrderCalls:
     """`count` acknowledged SubmitOrder round trips through the service's port and
-    through the native order gateway, bare grpcio calls and bare grpc.aio calls, in
-    `turns` turns so that all four see the same noise."""
-    acked: list[float] = []
-    gateway: list[float] = []
-    bare: list[float] = []
-    bare_aio: list[float] = []
+    through the native order gateway, then a CancelOrder of each through the same
+    port, bare grpcio calls and bare grpc.aio calls, in `turns` turns so that all
+    see the same noise."""
+    calls = _OrderCalls()
     sent = 0
     with _sync_echo() as sync_port, _aio_echo() as aio_port:
         for turn in range(turns):
             n = count // turns + (1 if turn < count % turns else 0)
             warm_up = 0 if turn else 100
-            acked += _acked_roundtrips(stub, n, first=sent, warm_up=warm_up)
-            gateway += _acked_roundtrips(native, n, first=sent, warm_up=warm_up, prefix="gw")
+            theirs: list[str] = []
+            ours: list[str] = []
+            calls.acked += _acked_roundtrips(stub, n, first=sent, warm_up=warm_up, placed=theirs)
+            calls.gateway += _acked_roundtrips(
+                native, n, first=sent, warm_up=warm_up, prefix="gw", placed=ours
+            )
             sent += n + warm_up
-            bare += _echo_latencies(sync_port, n)
-            bare_aio += _echo_latencies(aio_port, n)
-    return acked, gateway, bare, bare_aio
+            calls.cancel += _cancel_latencies(stub, theirs)
+            calls.gateway_cancel += _cancel_latencies(native, ours)
+            calls.bare += _echo_latencies(sync_port, n)
+            calls.bare_aio += _echo_latencies(aio_port, n)
+    return calls
 
 
 def bench_order_roundtrip(repeats: int) -> list[str]:
@@ -1069,9 +1113,14 @@ def bench_order_roundtrip(repeats: int) -> list[str]:
                     latencies.append((seen - start) * 1e6)
             stream.cancel()
             turns = max(1, min(repeats, count))
-            acked, gateway, bare, bare_aio = _acked_beside_baselines(stub, native, count, turns)
+            calls = _acked_beside_baselines(stub, native, count, turns)
+    acked, gateway, bare, bare_aio = calls.acked, calls.gateway, calls.bare, calls.bare_aio
     ours, aio = _latency_figures(acked), _latency_figures(bare_aio)
     fast, sync = _latency_figures(gateway), _latency_figures(bare)
+    slow_cancel, fast_cancel = (
+        _latency_figures(calls.cancel),
+        _latency_figures(calls.gateway_cancel),
+    )
     lines = [
         f"order-roundtrip through the native order gateway (SubmitOrder with await_venue_ack "
         f"answered in Rust): {_percentiles(gateway)} | ratio to the bare grpcio unary: "
@@ -1086,6 +1135,13 @@ def bench_order_roundtrip(repeats: int) -> list[str]:
         f"p50 {ours[0] / aio[0]:.2f}x, p99 {ours[1] / aio[1]:.2f}x",
         f"order-roundtrip (gRPC SubmitOrder -> FIX -> paper venue -> ExecutionReport new on "
         f"the report stream): {_percentiles(latencies)}",
+        f"order-roundtrip: CancelOrder of a resting order (the cancel sent over FIX, the "
+        f"answer the order with it pending) through the native order gateway: "
+        f"{_percentiles(calls.gateway_cancel)} | through the service's port: "
+        f"{_percentiles(calls.cancel)} | ratio gateway / service p50 "
+        f"{fast_cancel[0] / slow_cancel[0]:.2f}x, p99 {fast_cancel[1] / slow_cancel[1]:.2f}x; "
+        f"gateway / bare grpcio unary p50 {fast_cancel[0] / sync[0]:.2f}x, "
+        f"p99 {fast_cancel[1] / sync[1]:.2f}x",
     ]
     with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
         samples = Path(tmp) / "samples.txt"
