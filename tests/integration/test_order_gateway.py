@@ -192,14 +192,26 @@ def test_requests_it_does_not_take_get_the_services_answer(
     stubs: tuple[ExecutionServiceStub, ExecutionServiceStub],
     case: str,
 ) -> None:
-    direct, native = stubs
     reason, fields = LEFT[case]
     slug = "".join(ch for ch in case if ch.isalnum())[:40]
+    _refused_alike(paper, stubs, "SubmitOrder", _request(f"left-{slug}", **fields), reason)
+
+
+def _refused_alike(
+    paper: ThreadedServer,
+    stubs: tuple[ExecutionServiceStub, ExecutionServiceStub],
+    method: str,
+    request: Any,
+    reason: str,
+) -> None:
+    """`request` refused by the service's port and, passed on with `reason` counted,
+    through the gateway: the same code, details and rich details."""
+    direct, native = stubs
     before = _stats(paper)["forwarded"][reason]
     with pytest.raises(grpc.RpcError) as theirs:
-        direct.SubmitOrder(_request(f"left-{slug}", **fields), timeout=10)
+        getattr(direct, method)(request, timeout=10)
     with pytest.raises(grpc.RpcError) as ours:
-        native.SubmitOrder(_request(f"left-{slug}", **fields), timeout=10)
+        getattr(native, method)(request, timeout=10)
     assert _stats(paper)["forwarded"][reason] == before + 1
     assert ours.value.code() == theirs.value.code() != grpc.StatusCode.OK
     assert ours.value.details() == theirs.value.details()
@@ -292,20 +304,11 @@ def test_changes_it_does_not_take_get_the_services_answer(
     stubs: tuple[ExecutionServiceStub, ExecutionServiceStub],
     case: str,
 ) -> None:
-    direct, native = stubs
     reason, method, fields = LEFT_CHANGES[case]
     request = (ex.CancelOrderRequest if method == "CancelOrder" else ex.ReplaceOrderRequest)(
         **fields
     )
-    before = _stats(paper)["forwarded"][reason]
-    with pytest.raises(grpc.RpcError) as theirs:
-        getattr(direct, method)(request, timeout=10)
-    with pytest.raises(grpc.RpcError) as ours:
-        getattr(native, method)(request, timeout=10)
-    assert _stats(paper)["forwarded"][reason] == before + 1
-    assert ours.value.code() == theirs.value.code() != grpc.StatusCode.OK
-    assert ours.value.details() == theirs.value.details()
-    assert _rich_details(ours.value) == _rich_details(theirs.value)
+    _refused_alike(paper, stubs, method, request, reason)
 
 
 def test_a_cancel_by_client_order_id_goes_through_the_service(

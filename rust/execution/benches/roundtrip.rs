@@ -123,6 +123,16 @@ fn engine_roundtrips(
     (samples, in_submit)
 }
 
+/// Per order, the round trip less the part spent in `submit()`: from the order
+/// queued to its New applied.
+fn after(round_trips: &[u64], in_submit: &[u64]) -> Vec<u64> {
+    round_trips
+        .iter()
+        .zip(in_submit)
+        .map(|(t, s)| t.saturating_sub(*s))
+        .collect()
+}
+
 /// Reads `buf` whole; `polling`: without waiting, yielding the core between
 /// tries (as the FIX readers' busy polling does). False at the end of the stream.
 fn read_whole(s: &mut TcpStream, buf: &mut [u8], polling: bool) -> bool {
@@ -251,14 +261,10 @@ fn main() {
         Err(_) | Ok("") => {}
         Ok("caller-reads") => {
             let before = cpu_ticks();
-            let (reading, mut in_submit) =
+            let (mut reading, mut in_submit) =
                 engine_roundtrips(n, spin, BUSY_POLL, CALLER_READS, None);
-            let mut after_submit: Vec<u64> = reading
-                .iter()
-                .zip(&in_submit)
-                .map(|(t, s)| t.saturating_sub(*s))
-                .collect();
-            percentiles("caller reads", &mut reading.clone());
+            let mut after_submit = after(&reading, &in_submit);
+            percentiles("caller reads", &mut reading);
             percentiles("  of which in submit()", &mut in_submit);
             percentiles("  submit() -> New applied", &mut after_submit);
             print_steal("the run", steal_percent(before, cpu_ticks()));
@@ -281,11 +287,7 @@ fn main() {
     let mut polling_floor = echo_roundtrips(n, true);
     let (over_20, over_50, longest) = host_gaps(Duration::from_secs(1));
     let run_steal = steal_percent(run_start, cpu_ticks());
-    let mut after_submit: Vec<u64> = ours
-        .iter()
-        .zip(&in_submit)
-        .map(|(t, s)| t.saturating_sub(*s))
-        .collect();
+    let mut after_submit = after(&ours, &in_submit);
     let mut first: Vec<u64> = ours.iter().take(1000).copied().collect();
     let a = percentiles("engine submit -> New", &mut ours);
     percentiles("  of which in submit()", &mut in_submit);

@@ -1491,8 +1491,6 @@ impl Application for Reports {
     }
 }
 
-/// Applies one venue message to the order manager and logs the report. A report
-/// from another venue than the one the order went to is not applied (noted).
 /// Which venues are logged on, by index: a bitmask, and a list beyond the
 /// first 64 venues (so that the usual few take no allocation).
 #[derive(Debug, Default)]
@@ -1502,21 +1500,28 @@ struct Online {
 }
 
 impl Online {
+    /// The bit of `venue` in the mask (None past the first 64).
+    fn bit(venue: usize) -> Option<u64> {
+        u32::try_from(venue).ok().and_then(|v| 1u64.checked_shl(v))
+    }
+
     fn set(&mut self, venue: usize) {
-        match u32::try_from(venue).ok().and_then(|v| 1u64.checked_shl(v)) {
+        match Self::bit(venue) {
             Some(bit) => self.mask |= bit,
             None => self.more.push(venue),
         }
     }
 
     fn get(&self, venue: usize) -> bool {
-        match u32::try_from(venue).ok().and_then(|v| 1u64.checked_shl(v)) {
+        match Self::bit(venue) {
             Some(bit) => self.mask & bit != 0,
             None => self.more.contains(&venue),
         }
     }
 }
 
+/// Applies one venue message to the order manager and logs the report. A report
+/// from another venue than the one the order went to is not applied (noted).
 fn apply(
     msg: &Message<'_>,
     venue: Option<usize>,

@@ -584,12 +584,12 @@ impl OrderManager {
                 order.filled += quantity;
                 order.filled_cost += i128::from(*quantity) * i128::from(*price);
                 // The key is allocated only for an instrument's first fill.
-                if !self.positions.contains_key(&order.instrument) {
-                    self.positions
-                        .insert(order.instrument.clone(), Position::default());
-                }
                 if let Some(position) = self.positions.get_mut(&order.instrument) {
                     position.apply_fill(order.side, *quantity, *price);
+                } else {
+                    let mut position = Position::default();
+                    position.apply_fill(order.side, *quantity, *price);
+                    self.positions.insert(order.instrument.clone(), position);
                 }
             }
             ExecKind::Canceled => {

@@ -28,7 +28,8 @@ pub(crate) const CANCEL_ORDER_PATH: &str = "/nexus.execution.v1.ExecutionService
 pub(crate) const REPLACE_ORDER_PATH: &str = "/nexus.execution.v1.ExecutionService/ReplaceOrder";
 
 /// The order named by `order_id` (digits, as the service issues them), its venue
-/// and its instrument.
+/// (fixed when it was routed, so also the venue of the change) and its
+/// instrument.
 fn named_order(
     shared: &Shared,
     order_id: &str,
@@ -81,12 +82,11 @@ impl Shared {
             // Named by its ClOrdID (or not at all): the service looks it up.
             return Err(Forward::ByClientOrderId);
         }
-        let (id, _, _, instrument) = named_order(self, &request.order_id)?;
+        let (id, _, venue, instrument) = named_order(self, &request.order_id)?;
         let order = self
             .engine
             .cancel(id, &cancel_client_order_id())
             .map_err(|err| refused(&err))?;
-        let venue = self.venue_of(id);
         Ok(answer(&ex::CancelOrderResponse {
             order: Some(order_message(&order, &venue, &instrument)),
         }))
@@ -101,7 +101,7 @@ impl Shared {
         if !identifier(&request.new_client_order_id) || request.stop_price.is_some() {
             return Err(Forward::Invalid);
         }
-        let (id, current, _, instrument) = named_order(self, &request.order_id)?;
+        let (id, current, venue, instrument) = named_order(self, &request.order_id)?;
         let quantity = match &request.quantity {
             Some(q) => {
                 let q = positive(Some(q)).ok_or(Forward::Invalid)?;
@@ -120,18 +120,9 @@ impl Shared {
             .engine
             .replace(id, &request.new_client_order_id, quantity, limit_price)
             .map_err(|err| refused(&err))?;
-        let venue = self.venue_of(id);
         Ok(answer(&ex::ReplaceOrderResponse {
             order: Some(order_message(&order, &venue, &instrument)),
         }))
-    }
-
-    /// The venue an order went to (empty when unknown).
-    fn venue_of(&self, order_id: u64) -> String {
-        self.engine
-            .order_with_venue(order_id)
-            .map(|(_, venue)| venue)
-            .unwrap_or_default()
     }
 }
 

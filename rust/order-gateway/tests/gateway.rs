@@ -198,13 +198,6 @@ fn what_it_does_not_take_goes_to_the_service_and_a_missing_service_is_unavailabl
     let (status, _, _) = call(addr, SUBMIT, framed(&order("gw-1").encode_to_vec()));
     assert_eq!(status, "14");
     let stats = gateway.stats();
-    let forwarded = |label: &str| {
-        stats
-            .forwarded
-            .iter()
-            .find(|(l, _)| *l == label)
-            .map_or(0, |(_, n)| *n)
-    };
     for label in [
         "invalid",
         "framing",
@@ -212,7 +205,7 @@ fn what_it_does_not_take_goes_to_the_service_and_a_missing_service_is_unavailabl
         "other_method",
         "known_client_order_id",
     ] {
-        assert_eq!(forwarded(label), 1, "{label}: {stats:?}");
+        assert_eq!(forwarded(&gateway, label), 1, "{label}: {stats:?}");
     }
     assert_eq!(stats.forward_failures, 5);
     assert_eq!(stats.native, 1);
@@ -248,6 +241,7 @@ fn oversized_requests_and_garbage_connections_leave_the_gateway_serving() {
     );
 }
 
+/// Calls passed to the service with reason `label`.
 fn forwarded(gateway: &OrderGateway, label: &str) -> u64 {
     gateway
         .stats()

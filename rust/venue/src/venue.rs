@@ -679,14 +679,16 @@ impl Inner {
         Ok((id, cl_ord_id))
     }
 
-    /// Records that the order `id` now answers to `cl_ord_id`.
-    fn rename(&mut self, session: &SessionId, id: OrderId, cl_ord_id: String) {
-        let number = self.session_number(session);
-        self.name_order(number, cl_ord_id.clone(), id);
-        if let Some(info) = self.orders.get_mut(&id) {
-            let orig = std::mem::replace(&mut info.cl_ord_id, cl_ord_id);
-            info.orig_cl_ord_id = Some(orig);
-        }
+    /// Records that the order `id` now answers to `cl_ord_id` (on the session that
+    /// placed it, the only one that finds it).
+    fn rename(&mut self, id: OrderId, cl_ord_id: String) {
+        let Some(info) = self.orders.get_mut(&id) else {
+            return;
+        };
+        let number = info.session;
+        let orig = std::mem::replace(&mut info.cl_ord_id, cl_ord_id.clone());
+        info.orig_cl_ord_id = Some(orig);
+        self.name_order(number, cl_ord_id, id);
     }
 
     fn cancel(&mut self, session: &SessionId, msg: &Message<'_>) -> Vec<OutgoingMessage> {
@@ -696,7 +698,7 @@ impl Inner {
         };
         match self.engine.cancel(id) {
             Ok(order) => {
-                self.rename(session, id, cl_ord_id);
+                self.rename(id, cl_ord_id);
                 let progress = Progress {
                     cum: order.filled,
                     notional: order.notional,
@@ -736,7 +738,7 @@ impl Inner {
         };
         match self.engine.replace(id, fields.quantity, fields.price, ts) {
             Ok(execution) => {
-                self.rename(session, id, cl_ord_id);
+                self.rename(id, cl_ord_id);
                 let order = execution.order;
                 let filled_now: i64 = execution.fills.iter().map(|f| f.quantity).sum();
                 let notional_now: i128 = execution

@@ -326,9 +326,11 @@ impl FileStore {
         (&self.seq_file)
             .read_to_string(&mut text)
             .map_err(io_err(&self.seq_path))?;
-        // The offset from which stored messages count toward the sender number;
-        // None for a line of an earlier form (all of them are counted in it).
-        let mut body_from = None;
+        // The offset from which stored messages count toward the sender number:
+        // all of them for a new line (or one left empty by a crash before its
+        // first write); None for a line of an earlier form (all of them are
+        // counted in it).
+        let mut body_from = Some(0);
         if !text.trim().is_empty() {
             let nums: Vec<i64> = text
                 .split_whitespace()
@@ -351,13 +353,6 @@ impl FileStore {
             }
             body_from = nums.get(3).map(|&n| u64::try_from(n).unwrap_or(0));
         }
-        // A new line (or one left empty by a crash before its first write) counts
-        // every stored message.
-        let body_from = if text.trim().is_empty() {
-            Some(0)
-        } else {
-            body_from
-        };
         let path = self.body_path.clone();
         self.body.seek(SeekFrom::Start(0)).map_err(io_err(&path))?;
         let mut reader = BufReader::new(&self.body);

@@ -23,6 +23,14 @@ fn acceptor() -> Session {
     Session::new(config, dictionary(), Box::new(MemoryStore::new()))
 }
 
+/// A session TW -> ISLD that initiates, resetting the numbers at logon or not.
+fn initiator(reset_on_logon: bool) -> Session {
+    let mut config = SessionConfig::new(SessionId::new("FIX.4.4", "TW", "ISLD"));
+    config.initiate = true;
+    config.reset_on_logon = reset_on_logon;
+    Session::new(config, dictionary(), Box::new(MemoryStore::new()))
+}
+
 /// Builds a frame from `35=..|34=..|...` with 49/56 of the counterparty and
 /// SendingTime `at` (added when the text has no 52).
 fn frame_at(text: &str, at: i64) -> Vec<u8> {
@@ -315,21 +323,16 @@ fn logout_handshake_both_ways() {
 
 #[test]
 fn initiator_logon_with_reset() {
-    let mut config = SessionConfig::new(SessionId::new("FIX.4.4", "TW", "ISLD"));
-    config.initiate = true;
-    config.reset_on_logon = true;
-    let mut s = Session::new(config, dictionary(), Box::new(MemoryStore::new()));
+    let mut s = initiator(true);
     let app = Recorder::default();
     let mut out = Outbox::new();
     s.on_connect(T0);
     s.start_logon(T0, &mut out);
     assert_eq!(field(&out.messages[0], 141).as_deref(), Some("Y"));
     assert!(!s.is_logged_on());
-    let answer = frame::encode(
-        "FIX.4.4",
-        &"35=A|34=1|49=ISLD|52=20250101-00:00:00|56=TW|98=0|108=30|141=Y|"
-            .replace('|', "\u{1}")
-            .into_bytes(),
+    let answer = frame_at(
+        "35=A|34=1|49=ISLD|52=20250101-00:00:00|56=TW|98=0|108=30|141=Y|",
+        T0,
     );
     let mut out = Outbox::new();
     s.on_frame(&answer, T0, &app, &mut out);
@@ -420,29 +423,20 @@ fn logon_flag_follows_the_session() {
     assert!(!s.is_logged_on() && !flag.get());
     // Initiator: not while only our Logon went out; on with the answer; off when a
     // Logout handshake ends the connection.
-    let mut config = SessionConfig::new(SessionId::new("FIX.4.4", "TW", "ISLD"));
-    config.initiate = true;
-    let mut s = Session::new(config, dictionary(), Box::new(MemoryStore::new()));
+    let mut s = initiator(false);
     let flag = s.logon_flag();
     let mut out = Outbox::new();
     s.on_connect(T0);
     s.start_logon(T0, &mut out);
     assert!(!flag.get());
-    let answer = frame::encode(
-        "FIX.4.4",
-        &"35=A|34=1|49=ISLD|52=20250101-00:00:00|56=TW|98=0|108=30|"
-            .replace('|', "\u{1}")
-            .into_bytes(),
+    let answer = frame_at(
+        "35=A|34=1|49=ISLD|52=20250101-00:00:00|56=TW|98=0|108=30|",
+        T0,
     );
     let mut out = Outbox::new();
     s.on_frame(&answer, T0, &app, &mut out);
     assert!(s.is_logged_on() && flag.get(), "{:?}", out.events);
-    let logout = frame::encode(
-        "FIX.4.4",
-        &"35=5|34=2|49=ISLD|52=20250101-00:00:00|56=TW|"
-            .replace('|', "\u{1}")
-            .into_bytes(),
-    );
+    let logout = frame_at("35=5|34=2|49=ISLD|52=20250101-00:00:00|56=TW|", T0);
     let mut out = Outbox::new();
     s.on_frame(&logout, T0, &app, &mut out);
     assert!(out.disconnect);
